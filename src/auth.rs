@@ -1,0 +1,321 @@
+//! The Bearer JWT, HS256, checked by hand.
+//!
+//! [`verify`] is pure: it takes the header value, the secret and the current
+//! time, and either returns the claims or the SPEC's authorization error.
+//! The signature is compared with `Mac::verify_slice`, which is constant
+//! time; `alg` is pinned to `HS256`, so `none` and algorithm confusion
+//! (`RS256` with the secret as a "public key") both fail as a bad signature.
+
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, Engine, GeneralPurpose, GeneralPurposeConfig};
+use hmac::{Hmac, Mac};
+use serde_json::{json, Map, Value};
+use sha2::Sha256;
+
+use crate::config;
+use crate::error::RelayError;
+
+/// Seconds of clock skew tolerated on `exp` and `nbf`.
+pub const LEEWAY: f64 = 60.0;
+
+/// Base64url that accepts segments with or without `=` padding.
+const B64_DECODE: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+/// Base64url without padding, as JWTs are written.
+const B64_ENCODE: GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// What a valid token carries.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Claims {
+    /// The OTX API key, sent as `X-OTX-API-KEY`.
+    pub key: String,
+    /// `CTR_ENTITIES_LIMIT` from the token, already normalised.
+    pub entities_limit: Option<usize>,
+}
+
+impl std::fmt::Debug for Claims {
+    // The key is a secret: never printable.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claims")
+            .field("key", &"<redacted>")
+            .field("entities_limit", &self.entities_limit)
+            .finish()
+    }
+}
+
+/// Checks an `Authorization` header value; `now` is seconds since the epoch.
+pub fn verify(header: Option<&str>, secret: Option<&[u8]>, now: f64) -> Result<Claims, RelayError> {
+    let header = header.ok_or(RelayError::AuthHeaderMissing)?;
+    let mut words = header.split_whitespace();
+    let token = match (words.next(), words.next(), words.next()) {
+        (Some(scheme), Some(token), None) if scheme.eq_ignore_ascii_case("bearer") => token,
+        _ => return Err(RelayError::WrongAuthType),
+    };
+    let secret = secret.ok_or(RelayError::SecretKeyMissing)?;
+
+    let segments: Vec<&str> = token.split('.').collect();
+    let [head_b64, payload_b64, signature_b64] = segments[..] else {
+        return Err(RelayError::WrongJwtStructure);
+    };
+    let head = json_object(head_b64)?;
+    let payload = json_object(payload_b64)?;
+    let signature = B64_DECODE
+        .decode(signature_b64)
+        .map_err(|_| RelayError::WrongJwtStructure)?;
+
+    if head.get("alg").and_then(Value::as_str) != Some("HS256") {
+        return Err(RelayError::BadSignature);
+    }
+    let mut mac = hmac_sha256(secret);
+    mac.update(head_b64.as_bytes());
+    mac.update(b".");
+    mac.update(payload_b64.as_bytes());
+    mac.verify_slice(&signature)
+        .map_err(|_| RelayError::BadSignature)?;
+
+    let key = match payload.get("key") {
+        Some(Value::String(key)) if !key.is_empty() => key.clone(),
+        _ => return Err(RelayError::WrongPayloadStructure),
+    };
+    let time = |name: &str| match payload.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(_) => Err(RelayError::WrongPayloadStructure),
+    };
+    let (exp, nbf) = (time("exp")?, time("nbf")?);
+    let entities_limit = payload.get("CTR_ENTITIES_LIMIT").map(|v| match v {
+        Value::String(s) => config::entities_limit(Some(s)),
+        other => config::entities_limit(Some(&other.to_string())),
+    });
+
+    if exp.is_some_and(|exp| now > exp + LEEWAY) {
+        return Err(RelayError::TokenExpired);
+    }
+    if nbf.is_some_and(|nbf| now + LEEWAY < nbf) {
+        return Err(RelayError::TokenNotYetValid);
+    }
+    // No OTX key has anything but visible ASCII; such a key could only
+    // break the header (or leak into an error), so it is never sent.
+    if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(RelayError::OtxAuth);
+    }
+    Ok(Claims {
+        key,
+        entities_limit,
+    })
+}
+
+/// Mints a token for `key` (the `token` subcommand).
+pub fn mint(secret: &[u8], key: &str, limit: Option<usize>, expires_at: Option<u64>) -> String {
+    let mut payload = Map::new();
+    payload.insert("key".to_owned(), json!(key));
+    if let Some(limit) = limit {
+        payload.insert("CTR_ENTITIES_LIMIT".to_owned(), json!(limit));
+    }
+    if let Some(exp) = expires_at {
+        payload.insert("exp".to_owned(), json!(exp));
+    }
+    let head = B64_ENCODE.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let body = B64_ENCODE.encode(Value::Object(payload).to_string());
+    let mut mac = hmac_sha256(secret);
+    mac.update(format!("{head}.{body}").as_bytes());
+    let signature = B64_ENCODE.encode(mac.finalize().into_bytes());
+    format!("{head}.{body}.{signature}")
+}
+
+fn hmac_sha256(secret: &[u8]) -> Hmac<Sha256> {
+    // HMAC takes keys of any length, so this cannot fail.
+    <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC accepts any key length")
+}
+
+fn json_object(segment: &str) -> Result<Map<String, Value>, RelayError> {
+    let bytes = B64_DECODE
+        .decode(segment)
+        .map_err(|_| RelayError::WrongJwtStructure)?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(RelayError::WrongJwtStructure),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const NOW: f64 = 1_700_000_000.0;
+
+    fn sign(head: &Value, payload: &Value, secret: &[u8]) -> String {
+        let h = B64_ENCODE.encode(head.to_string());
+        let p = B64_ENCODE.encode(payload.to_string());
+        let mut mac = hmac_sha256(secret);
+        mac.update(format!("{h}.{p}").as_bytes());
+        format!("{h}.{p}.{}", B64_ENCODE.encode(mac.finalize().into_bytes()))
+    }
+
+    fn hs256(payload: Value) -> String {
+        sign(&json!({"alg": "HS256", "typ": "JWT"}), &payload, SECRET)
+    }
+
+    #[track_caller]
+    fn check(
+        header: Option<&str>,
+        secret: Option<&[u8]>,
+        want: Result<(&str, Option<usize>), RelayError>,
+    ) {
+        let got = verify(header, secret, NOW).map(|c| (c.key, c.entities_limit));
+        let want = want.map(|(k, l)| (k.to_owned(), l));
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn valid_token() {
+        let t = format!("Bearer {}", hs256(json!({"key": "abc"})));
+        check(Some(&t), Some(SECRET), Ok(("abc", None)));
+        let t = format!(
+            "bEaReR {}",
+            hs256(json!({"key": "abc", "CTR_ENTITIES_LIMIT": 5}))
+        );
+        check(Some(&t), Some(SECRET), Ok(("abc", Some(5))));
+    }
+
+    #[test]
+    fn padding_is_optional() {
+        let t = hs256(json!({"key": "ab"}));
+        let padded: Vec<String> = t
+            .split('.')
+            .map(|s| format!("{s}{}", "=".repeat((4 - s.len() % 4) % 4)))
+            .collect();
+        let header = format!("Bearer {}", padded.join("."));
+        assert!(header.contains('='), "the test must exercise padding");
+        check(Some(&header), Some(SECRET), Ok(("ab", None)));
+    }
+
+    #[test]
+    fn order_of_checks() {
+        use RelayError::*;
+        check(None, None, Err(AuthHeaderMissing));
+        check(Some("Basic abc"), None, Err(WrongAuthType));
+        check(Some("Bearer"), Some(SECRET), Err(WrongAuthType));
+        check(Some("Bearer a b"), Some(SECRET), Err(WrongAuthType));
+        check(Some("Bearer a.b.c"), None, Err(SecretKeyMissing));
+        check(Some("Bearer a.b"), Some(SECRET), Err(WrongJwtStructure));
+        check(
+            Some("Bearer !!.!!.!!"),
+            Some(SECRET),
+            Err(WrongJwtStructure),
+        );
+        let not_json = format!("Bearer {0}.{0}.{0}", B64_ENCODE.encode("nope"));
+        check(Some(&not_json), Some(SECRET), Err(WrongJwtStructure));
+    }
+
+    #[test]
+    fn alg_is_pinned() {
+        for alg in ["none", "RS256", "HS512", "hs256"] {
+            let mut t = sign(&json!({"alg": alg}), &json!({"key": "k"}), SECRET);
+            if alg == "none" {
+                t.truncate(t.rfind('.').unwrap() + 1);
+            }
+            check(
+                Some(&format!("Bearer {t}")),
+                Some(SECRET),
+                Err(RelayError::BadSignature),
+            );
+        }
+        let other = sign(
+            &json!({"alg": "HS256"}),
+            &json!({"key": "k"}),
+            b"another secret",
+        );
+        check(
+            Some(&format!("Bearer {other}")),
+            Some(SECRET),
+            Err(RelayError::BadSignature),
+        );
+    }
+
+    #[test]
+    fn payload_structure() {
+        for payload in [
+            json!({}),
+            json!({"key": ""}),
+            json!({"key": 5}),
+            json!({"key": "k", "exp": "soon"}),
+            json!({"key": "k", "nbf": true}),
+        ] {
+            let t = format!("Bearer {}", hs256(payload.clone()));
+            check(
+                Some(&t),
+                Some(SECRET),
+                Err(RelayError::WrongPayloadStructure),
+            );
+        }
+    }
+
+    #[test]
+    fn times_with_leeway() {
+        let t = |p: Value| format!("Bearer {}", hs256(p));
+        check(
+            Some(&t(json!({"key": "k", "exp": NOW - 59.0}))),
+            Some(SECRET),
+            Ok(("k", None)),
+        );
+        check(
+            Some(&t(json!({"key": "k", "exp": NOW - 61.0}))),
+            Some(SECRET),
+            Err(RelayError::TokenExpired),
+        );
+        check(
+            Some(&t(json!({"key": "k", "nbf": NOW + 59.0}))),
+            Some(SECRET),
+            Ok(("k", None)),
+        );
+        check(
+            Some(&t(json!({"key": "k", "nbf": NOW + 61.0}))),
+            Some(SECRET),
+            Err(RelayError::TokenNotYetValid),
+        );
+    }
+
+    #[test]
+    fn key_must_be_visible_ascii() {
+        for key in ["a b", "ключ", "a\tb"] {
+            let t = format!("Bearer {}", hs256(json!({"key": key})));
+            check(Some(&t), Some(SECRET), Err(RelayError::OtxAuth));
+        }
+    }
+
+    #[test]
+    fn limit_claim_follows_env_rules() {
+        for (claim, want) in [
+            (json!(0), 100),
+            (json!("junk"), 100),
+            (json!(5000), 1000),
+            (json!("7"), 7),
+        ] {
+            let t = format!(
+                "Bearer {}",
+                hs256(json!({"key": "k", "CTR_ENTITIES_LIMIT": claim}))
+            );
+            check(Some(&t), Some(SECRET), Ok(("k", Some(want))));
+        }
+    }
+
+    #[test]
+    fn mint_roundtrips() {
+        let t = mint(SECRET, "the-key", Some(10), Some(NOW as u64 + 100));
+        check(
+            Some(&format!("Bearer {t}")),
+            Some(SECRET),
+            Ok(("the-key", Some(10))),
+        );
+        let expired = mint(SECRET, "the-key", None, Some(NOW as u64 - 1000));
+        check(
+            Some(&format!("Bearer {expired}")),
+            Some(SECRET),
+            Err(RelayError::TokenExpired),
+        );
+    }
+}

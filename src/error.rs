@@ -1,0 +1,190 @@
+//! The one error type of the relay's answers.
+//!
+//! Every failure a client can see is a variant here; `code` and `message`
+//! are the SPEC's strings (clients match on them byte for byte), and the
+//! envelope `{"errors": [{code, message, type}]}` is built once, in
+//! [`envelope`]. Messages never carry a header value, the JWT, the OTX key
+//! or `SECRET_KEY`.
+
+use std::fmt;
+
+use serde_json::{json, Value};
+
+/// A failure the relay reports to its client.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RelayError {
+    /// No `Authorization` header.
+    AuthHeaderMissing,
+    /// The header is not `Bearer <token>`.
+    WrongAuthType,
+    /// `SECRET_KEY` is not configured.
+    SecretKeyMissing,
+    /// Not three base64url segments holding JSON.
+    WrongJwtStructure,
+    /// The payload has no non-empty string `key`, or a non-numeric `exp`/`nbf`.
+    WrongPayloadStructure,
+    /// Bad signature or an `alg` other than HS256.
+    BadSignature,
+    /// `exp` has passed (after leeway).
+    TokenExpired,
+    /// `nbf` is still ahead (after leeway).
+    TokenNotYetValid,
+    /// OTX answered 403, or the key could never be a valid OTX key.
+    OtxAuth,
+    /// The request body is not a list of `{type, value}`; the text says why.
+    InvalidPayload(String),
+    /// OTX answered 429.
+    TooManyRequests,
+    /// Anything else that went wrong talking to OTX; the text is the reason.
+    Oops(String),
+    /// OTX's TLS certificate did not verify.
+    Ssl(String),
+    /// `RELAY_DEADLINE` passed before every answer was in.
+    Timeout,
+    /// `GET /watchdog` without a `Health-Check` header.
+    HealthCheckFailed,
+    /// No such endpoint (HTTP 404).
+    NotFound,
+    /// The endpoint exists, with another method (HTTP 405).
+    MethodNotAllowed,
+    /// The request body is over the 1 MiB limit (HTTP 413).
+    PayloadTooLarge,
+    /// A handler panicked (HTTP 500).
+    Internal,
+}
+
+impl RelayError {
+    /// The SPEC's `code`.
+    pub fn code(&self) -> &'static str {
+        use RelayError::*;
+        match self {
+            AuthHeaderMissing
+            | WrongAuthType
+            | SecretKeyMissing
+            | WrongJwtStructure
+            | WrongPayloadStructure
+            | BadSignature
+            | TokenExpired
+            | TokenNotYetValid
+            | OtxAuth => "authorization error",
+            InvalidPayload(_) => "invalid payload received",
+            TooManyRequests => "too many requests",
+            Oops(_) => "oops",
+            Ssl(_) => "ssl certificate verification failed",
+            Timeout => "timeout",
+            HealthCheckFailed => "health check failed",
+            NotFound => "not found",
+            MethodNotAllowed => "method not allowed",
+            PayloadTooLarge => "payload too large",
+            Internal => "internal error",
+        }
+    }
+
+    /// The SPEC's `message`.
+    pub fn message(&self) -> String {
+        use RelayError::*;
+        let auth = |why: &str| format!("Authorization failed: {why}");
+        match self {
+            AuthHeaderMissing => auth("Authorization header is missing"),
+            WrongAuthType => auth("Wrong authorization type"),
+            SecretKeyMissing => auth("<SECRET_KEY> is missing"),
+            WrongJwtStructure => auth("Wrong JWT structure"),
+            WrongPayloadStructure => auth("Wrong JWT payload structure"),
+            BadSignature => auth("Failed to decode JWT with provided key"),
+            TokenExpired => auth("Token expired"),
+            TokenNotYetValid => auth("Token not yet valid"),
+            OtxAuth => auth("Authorization failed on AlienVault OTX side"),
+            InvalidPayload(why) => format!("Invalid JSON payload received. {why}"),
+            TooManyRequests => {
+                "Too many requests to AlienVault OTX have been made. Please try again later."
+                    .to_owned()
+            }
+            Oops(why) => format!("Something went wrong. Reason: {why}."),
+            Ssl(why) => format!("Unable to verify SSL certificate: {why}."),
+            Timeout => "AlienVault OTX did not answer in time; the results are partial.".to_owned(),
+            HealthCheckFailed => "Invalid Health Check".to_owned(),
+            NotFound => "Not found.".to_owned(),
+            MethodNotAllowed => "Method not allowed.".to_owned(),
+            PayloadTooLarge => "The request body is larger than 1 MiB.".to_owned(),
+            Internal => "Internal error.".to_owned(),
+        }
+    }
+
+    /// The HTTP status of an answer carrying this error: 200 for everything
+    /// the SPEC reports in-band, a real status for transport-level failures.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            RelayError::NotFound => 404,
+            RelayError::MethodNotAllowed => 405,
+            RelayError::PayloadTooLarge => 413,
+            RelayError::Internal => 500,
+            _ => 200,
+        }
+    }
+
+    /// `{"code", "message", "type": "fatal"}`.
+    pub fn to_json(&self) -> Value {
+        json!({"code": self.code(), "message": self.message(), "type": "fatal"})
+    }
+}
+
+impl fmt::Display for RelayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code(), self.message())
+    }
+}
+
+impl std::error::Error for RelayError {}
+
+/// The answer envelope: `{"data": …, "errors": […]}` with each part only when
+/// present. Errors are de-duplicated on (code, message), first one first.
+pub fn envelope(data: Option<Value>, errors: &[RelayError]) -> Value {
+    let mut body = serde_json::Map::new();
+    if let Some(data) = data {
+        body.insert("data".to_owned(), data);
+    }
+    if !errors.is_empty() {
+        let mut seen: Vec<&RelayError> = Vec::new();
+        for e in errors {
+            if !seen
+                .iter()
+                .any(|s| s.code() == e.code() && s.message() == e.message())
+            {
+                seen.push(e);
+            }
+        }
+        body.insert(
+            "errors".to_owned(),
+            Value::Array(seen.iter().map(|e| e.to_json()).collect()),
+        );
+    }
+    Value::Object(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_dedups_errors_and_keeps_data() {
+        let v = envelope(
+            Some(json!({})),
+            &[
+                RelayError::Timeout,
+                RelayError::Timeout,
+                RelayError::TooManyRequests,
+            ],
+        );
+        assert_eq!(v["errors"].as_array().map(Vec::len), Some(2));
+        assert_eq!(v["data"], json!({}));
+        assert_eq!(v["errors"][0]["type"], "fatal");
+    }
+
+    #[test]
+    fn oops_message_ends_with_a_period() {
+        assert_eq!(
+            RelayError::Oops("500 Internal Server Error".into()).message(),
+            "Something went wrong. Reason: 500 Internal Server Error."
+        );
+    }
+}

@@ -1,0 +1,311 @@
+//! One function per endpoint: body → auth → OTX → CTIM → [`Reply`].
+//!
+//! The body is validated before the JWT (compatible). OTX work for one
+//! request fans out on the OTX pool (observables in parallel, and each
+//! observable's pulse lookups in parallel); the handler waits for the
+//! results only until the request's deadline and answers with what it has.
+
+use std::collections::HashSet;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use rayon::prelude::*;
+use serde_json::{json, Map, Value};
+
+use crate::auth::{self, Claims};
+use crate::config::Config;
+use crate::ctim;
+use crate::error::{envelope, RelayError};
+use crate::observable::{parse_body, Observable};
+use crate::otx::{self, General, Otx, Pulse, Record, Session};
+use crate::routes::{Reply, Request};
+use crate::verdict;
+
+/// What every handler shares: the configuration and the OTX client.
+pub struct App {
+    pub config: Config,
+    pub otx: Otx,
+}
+
+impl App {
+    pub fn new(config: Config) -> Result<App, String> {
+        let otx = Otx::new(&config)?;
+        Ok(App { config, otx })
+    }
+
+    fn authorize(&self, request: &Request) -> Result<Claims, RelayError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        auth::verify(
+            request.header("Authorization"),
+            self.config.secret_key.as_deref(),
+            now,
+        )
+    }
+}
+
+/// `POST /version`.
+pub fn version() -> Reply {
+    Reply::ok(json!({"version": env!("CARGO_PKG_VERSION")}))
+}
+
+/// `GET /watchdog`: echoes `Health-Check`.
+pub fn watchdog(request: &Request) -> Reply {
+    match request.header("Health-Check") {
+        Some(value) => Reply::data(json!(value)),
+        None => Reply::error(RelayError::HealthCheckFailed),
+    }
+}
+
+/// `POST /refer/observables`: no auth, no OTX.
+pub fn refer(app: &App, request: &Request) -> Reply {
+    match parse_body(&request.body) {
+        Ok(observables) => Reply::ok(json!({
+            "data": observables
+                .iter()
+                .filter_map(|o| ctim::refer_link(&app.config.otx_url, o))
+                .collect::<Vec<_>>()
+        })),
+        Err(e) => Reply::error(e),
+    }
+}
+
+/// `POST /health`: the JWT, then the key at OTX.
+pub fn health(app: &App, request: &Request) -> Reply {
+    let claims = match app.authorize(request) {
+        Ok(claims) => claims,
+        Err(e) => return Reply::error(e),
+    };
+    // Bounded by AVOTX_TIMEOUT per attempt and the retries, not by the
+    // observe deadline.
+    let budget =
+        app.config.otx_timeout * (otx::MAX_RETRIES + 1) + std::time::Duration::from_secs(2);
+    let session = Session::new(&claims.key, Instant::now() + budget);
+    let result = app.otx.check_key(&session);
+    let mut reply = match result {
+        Ok(()) => Reply::data(json!({"status": "ok"})),
+        Err(e) => Reply::error(e),
+    };
+    reply.retries = session.retries();
+    reply
+}
+
+/// `POST /observe/observables`.
+pub fn observe(app: &Arc<App>, request: &Request) -> Reply {
+    lookup(app, request, Mode::Observe)
+}
+
+/// `POST /deliberate/observables`.
+pub fn deliberate(app: &Arc<App>, request: &Request) -> Reply {
+    lookup(app, request, Mode::Deliberate)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `/general`, then each pulse's record: sightings and verdicts.
+    Observe,
+    /// `/general` only: verdicts.
+    Deliberate,
+}
+
+/// What was learnt of one observable.
+struct Found {
+    general: Arc<Option<General>>,
+    /// (pulse, record), newest record first, at most the entity limit.
+    pairs: Vec<(Pulse, Record)>,
+    /// Some pulse lookups were cut short by the deadline.
+    timed_out: bool,
+}
+
+fn lookup(app: &Arc<App>, request: &Request, mode: Mode) -> Reply {
+    let observables = match parse_body(&request.body) {
+        Ok(o) => o,
+        Err(e) => return Reply::error(e),
+    };
+    let claims = match app.authorize(request) {
+        Ok(c) => c,
+        Err(e) => return Reply::error(e),
+    };
+    let limit = claims.entities_limit.unwrap_or(app.config.entities_limit);
+    let session = Arc::new(Session::new(
+        &claims.key,
+        Instant::now() + app.config.deadline,
+    ));
+
+    // Identical observables are asked once and answered once; types OTX
+    // cannot be asked about are dropped.
+    let mut seen = HashSet::new();
+    let distinct: Vec<Observable> = observables
+        .into_iter()
+        .filter(|o| o.kind().and_then(|k| k.otx_section()).is_some())
+        .filter(|o| seen.insert(o.clone()))
+        .collect();
+
+    let results = fan_out(app, &session, &distinct, mode, limit);
+
+    let mut errors = Vec::new();
+    let mut kinds: [Vec<Value>; 5] = Default::default();
+    let [sightings, indicators, relationships, judgements, verdicts] = &mut kinds;
+    let mut any_ok = distinct.is_empty();
+    let now = SystemTime::now();
+    for (observable, result) in distinct.iter().zip(results) {
+        let found = match result {
+            Some(Ok(found)) => found,
+            Some(Err(e)) => {
+                errors.push(e);
+                continue;
+            }
+            None => {
+                errors.push(RelayError::Timeout);
+                continue;
+            }
+        };
+        any_ok = true;
+        if found.timed_out {
+            errors.push(RelayError::Timeout);
+        }
+        for (pulse, record) in &found.pairs {
+            let e = ctim::entities(&app.config.otx_url, observable, pulse, record);
+            sightings.push(e.sighting);
+            indicators.push(e.indicator);
+            relationships.push(e.relationship);
+        }
+        if let Some(general) = found.general.as_ref() {
+            if let Some(assessment) = verdict::assess(general, app.config.malicious_pulses) {
+                let v = verdict::verdict(
+                    &app.config.otx_url,
+                    observable,
+                    &assessment,
+                    now,
+                    app.config.verdict_valid_days,
+                );
+                judgements.push(v.judgement);
+                verdicts.push(v.verdict);
+            }
+        }
+    }
+
+    let names = [
+        "sightings",
+        "indicators",
+        "relationships",
+        "judgements",
+        "verdicts",
+    ];
+    let mut data = Map::new();
+    for (name, docs) in names.into_iter().zip(kinds) {
+        if !docs.is_empty() {
+            data.insert(name.to_owned(), ctim::bundle(docs));
+        }
+    }
+    let data = any_ok.then_some(Value::Object(data));
+    let body = envelope(data, &errors);
+    Reply {
+        status: 200,
+        body,
+        retries: session.retries(),
+    }
+}
+
+/// Runs the lookups of `observables` on the OTX pool and collects their
+/// results until the session's deadline; `None` for those still running.
+fn fan_out(
+    app: &Arc<App>,
+    session: &Arc<Session>,
+    observables: &[Observable],
+    mode: Mode,
+    limit: usize,
+) -> Vec<Option<Result<Found, RelayError>>> {
+    let mut results: Vec<Option<Result<Found, RelayError>>> =
+        observables.iter().map(|_| None).collect();
+    if observables.is_empty() {
+        return results;
+    }
+    let (tx, rx) = mpsc::channel();
+    // The jobs outlive this call when the deadline passes, so they get
+    // owned data; `scope` would make the handler wait for them.
+    let observables = Arc::new(observables.to_vec());
+    for i in 0..observables.len() {
+        let (tx, session, observables, app) = (
+            tx.clone(),
+            session.clone(),
+            observables.clone(),
+            app.clone(),
+        );
+        app.clone().otx.pool().spawn(move || {
+            let result = find(&app, &session, &observables[i], mode, limit);
+            let _ = tx.send((i, result));
+        });
+    }
+    drop(tx);
+    let mut pending = observables.len();
+    while pending > 0 {
+        let left = session.deadline().saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((i, result)) => {
+                results[i] = Some(result);
+                pending -= 1;
+            }
+            Err(RecvTimeoutError::Timeout) => break,
+            // A job panicked: its observable answers an internal error.
+            Err(RecvTimeoutError::Disconnected) => {
+                for r in results.iter_mut().filter(|r| r.is_none()) {
+                    *r = Some(Err(RelayError::Oops("internal error".to_owned())));
+                }
+                break;
+            }
+        }
+    }
+    results
+}
+
+/// One observable: `/general`, then (observe) its pulses' records.
+fn find(
+    app: &App,
+    session: &Session,
+    observable: &Observable,
+    mode: Mode,
+    limit: usize,
+) -> Result<Found, RelayError> {
+    let general = app.otx.general(session, observable)?;
+    let mut found = Found {
+        general: general.clone(),
+        pairs: Vec::new(),
+        timed_out: false,
+    };
+    let Some(g) = general.as_ref() else {
+        return Ok(found);
+    };
+    if g.skipped > 0 {
+        crate::log::warn(format_args!(
+            "{} pulse(s) without an id skipped for one {} observable",
+            g.skipped, observable.type_
+        ));
+    }
+    if mode == Mode::Deliberate {
+        return Ok(found);
+    }
+    let lookups: Vec<Result<Option<(Pulse, Record)>, RelayError>> = g
+        .pulses
+        .par_iter()
+        .map(|pulse| {
+            let record = app.otx.find_record(session, &pulse.id, observable)?;
+            Ok(record.map(|r| (pulse.clone(), r)))
+        })
+        .collect();
+    for (pulse, lookup) in g.pulses.iter().zip(lookups) {
+        match lookup {
+            Ok(Some(pair)) => found.pairs.push(pair),
+            Ok(None) => {}
+            Err(RelayError::Timeout) => found.timed_out = true,
+            Err(e) => otx::warn_dropped_pulse(&pulse.id, &e),
+        }
+    }
+    // Newest record first; a stable sort keeps OTX's order among equals.
+    found.pairs.sort_by(|a, b| b.1.created.cmp(&a.1.created));
+    found.pairs.truncate(limit);
+    Ok(found)
+}

@@ -1,0 +1,181 @@
+//! The `otx-relay` command: serve (the default), `token`, `healthcheck`.
+
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use otx_relay::config::Config;
+use otx_relay::handlers::App;
+use otx_relay::server::Relay;
+use otx_relay::{auth, log};
+
+const HELP: &str = "\
+otx-relay — Threat Response relay module for AlienVault OTX
+
+USAGE:
+    otx-relay                 serve on $HOST:$PORT (default 0.0.0.0:9090)
+    otx-relay token --key KEY [--limit N] [--ttl SECONDS]
+                              print a JWT for Threat Response, signed with $SECRET_KEY
+    otx-relay healthcheck     GET /watchdog on 127.0.0.1:$PORT; exit 0 if it answers, 1 if not
+    otx-relay --help | --version
+
+ENVIRONMENT (empty counts as unset):
+    SECRET_KEY          HS256 secret of the Bearer JWT (unset: every call is refused)
+    AVOTX_URL           OTX base URL                      [https://otx.alienvault.com]
+    CTR_ENTITIES_LIMIT  max sightings per observable       [100, at most 1000]
+    HOST, PORT          listening address                  [0.0.0.0, 9090]
+    AVOTX_TIMEOUT       seconds for one OTX request         [10]
+    RELAY_DEADLINE      seconds for one /observe call       [25]
+    RELAY_THREADS       HTTP worker threads                [64]
+    AVOTX_CONCURRENCY   OTX requests in flight at once      [32]
+    CACHE_TTL           seconds OTX answers are cached, 0 = off [300]
+    CACHE_MAX_ENTRIES   cache size                          [10000]
+    AVOTX_MAX_BODY      largest OTX answer read, bytes      [67108864]
+    OTX_MALICIOUS_PULSES  pulses that make a verdict Malicious [2]
+    VERDICT_VALID_DAYS  lifetime of a verdict, days         [7]
+    SSL_CERT_FILE       PEM bundle replacing the built-in roots
+    HTTPS_PROXY, NO_PROXY  egress proxy for OTX calls
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        None => serve(),
+        Some("-h" | "--help" | "help") => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some("-V" | "--version") => {
+            println!("otx-relay {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Some("token") => token(&args[1..]),
+        Some("healthcheck") => healthcheck(),
+        Some(other) => Err(format!("unknown argument '{other}'; see otx-relay --help")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("otx-relay: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve() -> Result<(), String> {
+    let config = Config::from_env().map_err(|e| e.to_string())?;
+    if config.secret_key.is_none() {
+        log::warn(format_args!(
+            "SECRET_KEY is not set: every authenticated call will answer '<SECRET_KEY> is missing'"
+        ));
+    }
+    // Block SIGTERM/SIGINT before any thread starts, then wait for them on
+    // this one.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let app = App::new(config)?;
+    let relay = Relay::start(app)?;
+    log::info(format_args!(
+        "otx-relay {} listening on http://{}",
+        env!("CARGO_PKG_VERSION"),
+        relay.addr()
+    ));
+    let signal = signals.forever().next();
+    log::info(format_args!(
+        "signal {} received: finishing in-flight requests",
+        signal.unwrap_or(0)
+    ));
+    if relay.shutdown() {
+        log::info(format_args!("stopped"));
+    } else {
+        log::warn(format_args!(
+            "some requests were still running after the drain time"
+        ));
+    }
+    Ok(())
+}
+
+fn token(args: &[String]) -> Result<(), String> {
+    let (mut key, mut limit, mut ttl) = (None, None, None);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--key" => key = Some(value()?.clone()),
+            "--limit" => {
+                let v = value()?;
+                limit = Some(
+                    v.parse::<usize>()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| format!("--limit must be a positive integer, not '{v}'"))?,
+                );
+            }
+            "--ttl" => {
+                let v = value()?;
+                ttl = Some(v.parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    format!("--ttl must be a positive number of seconds, not '{v}'")
+                })?);
+            }
+            other => {
+                return Err(format!(
+                    "unknown option '{other}' for token; see otx-relay --help"
+                ))
+            }
+        }
+    }
+    let key = key.ok_or("token needs --key <OTX API key>")?;
+    if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("--key must be a non-empty OTX API key of visible ASCII characters".to_owned());
+    }
+    let secret = std::env::var("SECRET_KEY").unwrap_or_default();
+    if secret.is_empty() {
+        return Err(
+            "SECRET_KEY is not set; set it to the relay's secret (32 bytes or more)".to_owned(),
+        );
+    }
+    if secret.len() < 32 {
+        return Err(format!(
+            "SECRET_KEY is {} bytes long; use 32 bytes or more (e.g. `openssl rand -hex 32`)",
+            secret.len()
+        ));
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    println!(
+        "{}",
+        auth::mint(secret.as_bytes(), &key, limit, ttl.map(|t| now + t))
+    );
+    Ok(())
+}
+
+fn healthcheck() -> Result<(), String> {
+    use std::io::{Read, Write};
+    let port = match std::env::var("PORT") {
+        Ok(p) if !p.is_empty() => p
+            .parse::<u16>()
+            .map_err(|_| format!("invalid PORT '{p}'"))?,
+        _ => 9090,
+    };
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let timeout = Duration::from_secs(3);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| format!("healthcheck: cannot connect to {addr}: {e}"))?;
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    stream
+        .write_all(b"GET /watchdog HTTP/1.1\r\nHost: localhost\r\nHealth-Check: healthcheck\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("healthcheck: {e}"))?;
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    if answer.starts_with("HTTP/1.1 200") && answer.contains(r#"{"data":"healthcheck"}"#) {
+        Ok(())
+    } else {
+        Err(format!("healthcheck: unexpected answer from {addr}"))
+    }
+}

@@ -1,0 +1,225 @@
+//! Observables: the request body, the supported types, and the
+//! percent-encoding that puts a value into a URL path.
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde_json::Value;
+
+use crate::error::RelayError;
+
+/// Python's `quote(value, safe='')`: all but `A–Z a–z 0–9 _ . - ~`.
+const QUOTE_NOTHING_SAFE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'-')
+    .remove(b'~');
+/// Python's `quote(value, safe='@:')`.
+const QUOTE_PATH: &AsciiSet = &QUOTE_NOTHING_SAFE.remove(b'@').remove(b':');
+
+/// `quote(value, safe='@:')`: for values put into a URL path.
+pub fn quote_path(value: &str) -> String {
+    utf8_percent_encode(value, QUOTE_PATH).to_string()
+}
+
+/// `quote(value, safe='')`: for ids.
+pub fn quote_all(value: &str) -> String {
+    utf8_percent_encode(value, QUOTE_NOTHING_SAFE).to_string()
+}
+
+/// A supported observable type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Domain,
+    Email,
+    Md5,
+    Sha1,
+    Sha256,
+    Ip,
+    Ipv6,
+    Url,
+}
+
+impl Kind {
+    /// The CTIM type name, as Threat Response sends it.
+    pub fn from_type(name: &str) -> Option<Kind> {
+        Some(match name {
+            "domain" => Kind::Domain,
+            "email" => Kind::Email,
+            "md5" => Kind::Md5,
+            "sha1" => Kind::Sha1,
+            "sha256" => Kind::Sha256,
+            "ip" => Kind::Ip,
+            "ipv6" => Kind::Ipv6,
+            "url" => Kind::Url,
+            _ => return None,
+        })
+    }
+
+    /// The name in refer titles ("Search for this IP").
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Kind::Domain => "domain",
+            Kind::Email => "email",
+            Kind::Md5 => "MD5",
+            Kind::Sha1 => "SHA1",
+            Kind::Sha256 => "SHA256",
+            Kind::Ip => "IP",
+            Kind::Ipv6 => "IPv6",
+            Kind::Url => "URL",
+        }
+    }
+
+    /// The category in OTX's web links (`/indicator/{category}/…`).
+    pub fn refer_category(self) -> &'static str {
+        match self {
+            Kind::Domain => "domain",
+            Kind::Email => "email",
+            Kind::Md5 | Kind::Sha1 | Kind::Sha256 => "file",
+            Kind::Ip | Kind::Ipv6 => "ip",
+            Kind::Url => "url",
+        }
+    }
+
+    /// The OTX API section (`/api/v1/indicators/{section}/…`); `None` for
+    /// the types OTX cannot be asked about.
+    pub fn otx_section(self) -> Option<&'static str> {
+        match self {
+            Kind::Domain => Some("domain"),
+            Kind::Email => None,
+            Kind::Md5 | Kind::Sha1 | Kind::Sha256 => Some("file"),
+            Kind::Ip => Some("IPv4"),
+            Kind::Ipv6 => Some("IPv6"),
+            Kind::Url => Some("url"),
+        }
+    }
+
+    /// Hashes and domains are case-insensitive at OTX.
+    pub fn is_case_insensitive(self) -> bool {
+        matches!(self, Kind::Domain | Kind::Md5 | Kind::Sha1 | Kind::Sha256)
+    }
+}
+
+/// One `{type, value}` of the request, as received.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Observable {
+    pub type_: String,
+    pub value: String,
+}
+
+impl Observable {
+    pub fn kind(&self) -> Option<Kind> {
+        Kind::from_type(&self.type_)
+    }
+
+    /// The value as OTX is asked about it and as records are matched:
+    /// ASCII lower case for case-insensitive kinds, as received otherwise.
+    pub fn otx_value(&self) -> String {
+        match self.kind() {
+            Some(kind) if kind.is_case_insensitive() => self.value.to_ascii_lowercase(),
+            _ => self.value.clone(),
+        }
+    }
+
+    /// Whether a pulse record's `indicator` is this observable.
+    pub fn matches(&self, indicator: &str) -> bool {
+        match self.kind() {
+            Some(kind) if kind.is_case_insensitive() => indicator.eq_ignore_ascii_case(&self.value),
+            _ => indicator == self.value,
+        }
+    }
+
+    /// `{"type", "value"}` for CTIM.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({"type": self.type_, "value": self.value})
+    }
+}
+
+/// Parses a request body: a JSON list of `{"type", "value"}`, both
+/// non-empty strings, other keys ignored.
+pub fn parse_body(body: &[u8]) -> Result<Vec<Observable>, RelayError> {
+    let invalid = |why: String| RelayError::InvalidPayload(why);
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| invalid(format!("The body is not valid JSON: {e}.")))?;
+    let Value::Array(items) = value else {
+        return Err(invalid("Expected a list of observables.".to_owned()));
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let Value::Object(mut map) = item else {
+                return Err(invalid(format!("Item {i} is not an object.")));
+            };
+            let mut field = |name: &str| match map.remove(name) {
+                Some(Value::String(s)) if !s.is_empty() => Ok(s),
+                Some(Value::String(_)) => Err(invalid(format!("Item {i}: '{name}' is empty."))),
+                Some(_) => Err(invalid(format!("Item {i}: '{name}' is not a string."))),
+                None => Err(invalid(format!("Item {i}: '{name}' is missing."))),
+            };
+            Ok(Observable {
+                type_: field("type")?,
+                value: field("value")?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quote_like_python() {
+        assert_eq!(quote_path("http://a.b/c d"), "http:%2F%2Fa.b%2Fc%20d");
+        assert_eq!(quote_path("ü"), "%C3%BC");
+        assert_eq!(quote_path("a@b:c_d.e-f~g"), "a@b:c_d.e-f~g");
+        assert_eq!(quote_path("/?#% .."), "%2F%3F%23%25%20..");
+        assert_eq!(quote_all("a@b:c/d"), "a%40b%3Ac%2Fd");
+        assert_eq!(quote_all("Az09_.-~"), "Az09_.-~");
+    }
+
+    #[test]
+    fn body_parsing() {
+        let ok =
+            parse_body(br#"[{"type":"ip","value":"1.2.3.4","extra":1},{"type":"x","value":"y"}]"#);
+        assert_eq!(
+            ok,
+            Ok(vec![
+                Observable {
+                    type_: "ip".into(),
+                    value: "1.2.3.4".into()
+                },
+                Observable {
+                    type_: "x".into(),
+                    value: "y".into()
+                },
+            ])
+        );
+        assert_eq!(parse_body(b"[]"), Ok(vec![]));
+        for bad in [
+            &b"nope"[..],
+            b"{}",
+            b"[1]",
+            br#"[{"type":"ip"}]"#,
+            br#"[{"value":"x"}]"#,
+            br#"[{"type":"","value":"x"}]"#,
+            br#"[{"type":"ip","value":5}]"#,
+        ] {
+            let err = parse_body(bad).expect_err(std::str::from_utf8(bad).unwrap());
+            assert_eq!(err.code(), "invalid payload received");
+            assert!(err.message().starts_with("Invalid JSON payload received. "));
+        }
+    }
+
+    #[test]
+    fn case_rules() {
+        let o = |t: &str, v: &str| Observable {
+            type_: t.into(),
+            value: v.into(),
+        };
+        assert_eq!(o("md5", "ABCdef").otx_value(), "abcdef");
+        assert_eq!(o("domain", "Example.COM").otx_value(), "example.com");
+        assert_eq!(o("url", "http://A/B").otx_value(), "http://A/B");
+        assert!(o("sha1", "AB").matches("ab"));
+        assert!(!o("url", "http://A").matches("http://a"));
+    }
+}

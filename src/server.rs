@@ -1,0 +1,169 @@
+//! The HTTP side: the only code that knows tiny_http.
+//!
+//! tiny_http reads each connection's request head on its own thread and
+//! queues the request only once the head has arrived, so a slow client never
+//! holds one of our `RELAY_THREADS` workers while it dawdles over its head.
+//! Each worker takes a request, reads its body (at most 1 MiB), routes it
+//! with a panic guard, answers, and logs one access line.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tiny_http::{Header, Response, Server};
+
+use crate::error::RelayError;
+use crate::handlers::App;
+use crate::log;
+use crate::routes::{route, Reply, Request};
+
+/// The largest request body read.
+pub const MAX_BODY: usize = 1024 * 1024;
+/// How long in-flight requests may take to finish after SIGTERM.
+pub const DRAIN: Duration = Duration::from_secs(10);
+
+/// A running relay.
+pub struct Relay {
+    server: Arc<Server>,
+    addr: SocketAddr,
+    workers: Vec<JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Relay {
+    /// Binds `HOST:PORT` and starts the workers.
+    pub fn start(app: App) -> Result<Relay, String> {
+        let bind = format!("{}:{}", app.config.host, app.config.port);
+        let server = Server::http(&bind).map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| format!("{bind} is not an IP address"))?;
+        let server = Arc::new(server);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let app = Arc::new(app);
+        let workers = (0..app.config.threads)
+            .map(|i| {
+                let (server, app, stopping) = (server.clone(), app.clone(), stopping.clone());
+                std::thread::Builder::new()
+                    .name(format!("http-{i}"))
+                    .spawn(move || serve(&server, &app, &stopping))
+                    .map_err(|e| format!("cannot start a worker thread: {e}"))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Relay {
+            server,
+            addr,
+            workers,
+            stopping,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops taking requests, lets the in-flight ones finish (up to
+    /// [`DRAIN`]), and returns whether they all did.
+    pub fn shutdown(self) -> bool {
+        self.stopping.store(true, Ordering::SeqCst);
+        // Each unblock wakes one worker, after the requests already queued.
+        for _ in &self.workers {
+            self.server.unblock();
+        }
+        let until = Instant::now() + DRAIN;
+        for worker in &self.workers {
+            while !worker.is_finished() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let drained = self.workers.iter().all(JoinHandle::is_finished);
+        for worker in self.workers {
+            if worker.is_finished() {
+                let _ = worker.join();
+            }
+        }
+        drained
+    }
+}
+
+fn serve(server: &Server, app: &Arc<App>, stopping: &AtomicBool) {
+    loop {
+        match server.recv() {
+            Ok(request) => handle(app, request),
+            Err(_) if stopping.load(Ordering::SeqCst) => return,
+            Err(e) => {
+                // tiny_http's accept loop has ended: nothing more will come.
+                // Exit, so that the container's supervisor restarts us.
+                log::error(format_args!("the listener failed: {e}"));
+                std::process::exit(1);
+            }
+        }
+    }
+}
+
+fn handle(app: &Arc<App>, mut request: tiny_http::Request) {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let path = request.url().split('?').next().unwrap_or("").to_owned();
+    let reply = match read(&mut request, &method, &path) {
+        Ok(req) => catch_unwind(AssertUnwindSafe(|| route(app, &req))).unwrap_or_else(|_| {
+            log::error(format_args!("a handler panicked on {method} {path}"));
+            Reply::error(RelayError::Internal)
+        }),
+        Err(e) => Reply::error(e),
+    };
+    let body = reply.body.to_string();
+    let bytes = body.len();
+    let content_type = Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
+        .expect("a static header is valid");
+    let response = Response::from_string(body)
+        .with_status_code(reply.status)
+        .with_header(content_type);
+    // The client may have gone: nothing to do about it.
+    let _ = request.respond(response);
+    log::access(
+        &method,
+        &path,
+        reply.status,
+        bytes,
+        started.elapsed(),
+        reply.retries,
+    );
+}
+
+fn read(request: &mut tiny_http::Request, method: &str, path: &str) -> Result<Request, RelayError> {
+    if request.body_length().is_some_and(|n| n > MAX_BODY) {
+        return Err(RelayError::PayloadTooLarge);
+    }
+    let mut body = Vec::new();
+    request
+        .as_reader()
+        .take(MAX_BODY as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|_| RelayError::InvalidPayload("The body could not be read.".to_owned()))?;
+    if body.len() > MAX_BODY {
+        return Err(RelayError::PayloadTooLarge);
+    }
+    let headers = request
+        .headers()
+        .iter()
+        .map(|h| {
+            (
+                h.field.as_str().as_str().to_owned(),
+                h.value.as_str().to_owned(),
+            )
+        })
+        .collect();
+    Ok(Request {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        headers,
+        body,
+    })
+}

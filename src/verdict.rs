@@ -1,0 +1,290 @@
+//! Verdicts: what OTX's own signals in one `/general` answer say of an
+//! observable, as a CTIM Judgement and Verdict.
+//!
+//! The rule, in order:
+//! 1. an accepted `false_positive` assessment, or 2+ `validation` entries
+//!    → Clean: OTX itself vouches for it;
+//! 2. pulses containing it ≥ `OTX_MALICIOUS_PULSES` and no `validation`
+//!    entry → Malicious: several independent reports, nothing against;
+//! 3. at least one such pulse (even with one `validation` entry)
+//!    → Suspicious: reported, but thinly or with a doubt;
+//! 4. otherwise no verdict: Threat Response shows Unknown by itself.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::ctim::{format_time, refer_url, SCHEMA_VERSION, SOURCE};
+use crate::observable::Observable;
+use crate::otx::General;
+
+/// A CTIM disposition the relay can give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    Clean = 1,
+    Malicious = 2,
+    Suspicious = 3,
+}
+
+impl Disposition {
+    pub fn name(self) -> &'static str {
+        match self {
+            Disposition::Clean => "Clean",
+            Disposition::Malicious => "Malicious",
+            Disposition::Suspicious => "Suspicious",
+        }
+    }
+
+    fn confidence(self) -> &'static str {
+        match self {
+            Disposition::Suspicious => "Medium",
+            _ => "High",
+        }
+    }
+
+    fn severity(self) -> &'static str {
+        match self {
+            Disposition::Clean => "None",
+            Disposition::Malicious => "High",
+            Disposition::Suspicious => "Medium",
+        }
+    }
+}
+
+/// The rule's answer: a disposition and the reason, in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assessment {
+    pub disposition: Disposition,
+    pub reason: String,
+}
+
+/// Applies the rule to one `/general` answer.
+pub fn assess(general: &General, malicious_pulses: usize) -> Option<Assessment> {
+    let pulses = general.pulses.len();
+    let whitelisted = || {
+        format!(
+            "Whitelisted by AlienVault OTX: {}",
+            general.validation.join("; ")
+        )
+    };
+    let found = || {
+        let s = if pulses == 1 { "" } else { "s" };
+        format!("Found in {pulses} AlienVault OTX pulse{s}")
+    };
+    let (disposition, reason) = if general.validation.len() >= 2 {
+        (Disposition::Clean, whitelisted())
+    } else if general.false_positive {
+        let reason = if general.validation.is_empty() {
+            "Accepted as a false positive by AlienVault OTX".to_owned()
+        } else {
+            format!("Accepted as a false positive; {}", whitelisted())
+        };
+        (Disposition::Clean, reason)
+    } else if pulses >= malicious_pulses && general.validation.is_empty() {
+        (Disposition::Malicious, found())
+    } else if pulses >= 1 && general.validation.is_empty() {
+        (Disposition::Suspicious, found())
+    } else if pulses >= 1 {
+        (
+            Disposition::Suspicious,
+            format!("{}; {}", found(), whitelisted().replacen("W", "w", 1)),
+        )
+    } else {
+        return None;
+    };
+    Some(Assessment {
+        disposition,
+        reason,
+    })
+}
+
+/// A Judgement and its Verdict.
+pub struct Verdict {
+    pub judgement: Value,
+    pub verdict: Value,
+}
+
+/// Builds the CTIM pair for one assessed observable.
+pub fn verdict(
+    base: &str,
+    observable: &Observable,
+    assessment: &Assessment,
+    now: SystemTime,
+    valid_days: u64,
+) -> Verdict {
+    let d = assessment.disposition;
+    let valid_time = json!({
+        "start_time": format_time(now),
+        "end_time": format_time(now + Duration::from_secs(valid_days * 86_400)),
+    });
+    let id = format!("transient:judgement-{}", Uuid::new_v4());
+    let judgement = json!({
+        "type": "judgement",
+        "schema_version": SCHEMA_VERSION,
+        "id": id,
+        "observable": observable.to_json(),
+        "disposition": d as u8,
+        "disposition_name": d.name(),
+        "source": SOURCE,
+        "source_uri": refer_url(base, observable),
+        "priority": 85,
+        "confidence": d.confidence(),
+        "severity": d.severity(),
+        "tlp": "white",
+        "reason": assessment.reason,
+        "valid_time": valid_time,
+    });
+    let verdict = json!({
+        "type": "verdict",
+        "disposition": d as u8,
+        "disposition_name": d.name(),
+        "observable": observable.to_json(),
+        "valid_time": valid_time,
+        "judgement_id": id,
+    });
+    Verdict { judgement, verdict }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::otx::{general_from_json, Pulse};
+
+    fn general(pulses: usize, validation: &[&str], false_positive: bool) -> General {
+        General {
+            pulses: (0..pulses)
+                .map(|i| Pulse {
+                    id: i.to_string(),
+                    name: None,
+                    description: None,
+                    author: None,
+                    tags: None,
+                    tlp: None,
+                })
+                .collect(),
+            validation: validation.iter().map(|s| s.to_string()).collect(),
+            false_positive,
+            skipped: 0,
+        }
+    }
+
+    #[track_caller]
+    fn check(g: General, want: Option<(Disposition, &str)>) {
+        let got = assess(&g, 2).map(|a| (a.disposition, a.reason));
+        assert_eq!(got, want.map(|(d, r)| (d, r.to_owned())));
+    }
+
+    #[test]
+    fn rule() {
+        use Disposition::*;
+        check(general(0, &[], false), None);
+        check(general(0, &["A"], false), None);
+        check(
+            general(1, &[], false),
+            Some((Suspicious, "Found in 1 AlienVault OTX pulse")),
+        );
+        check(
+            general(2, &[], false),
+            Some((Malicious, "Found in 2 AlienVault OTX pulses")),
+        );
+        check(
+            general(7, &[], false),
+            Some((Malicious, "Found in 7 AlienVault OTX pulses")),
+        );
+        check(
+            general(5, &["Whitelisted IP"], false),
+            Some((
+                Suspicious,
+                "Found in 5 AlienVault OTX pulses; whitelisted by AlienVault OTX: Whitelisted IP",
+            )),
+        );
+        check(
+            general(0, &["Whitelisted IP", "Known False Positive"], false),
+            Some((
+                Clean,
+                "Whitelisted by AlienVault OTX: Whitelisted IP; Known False Positive",
+            )),
+        );
+        check(
+            general(9, &[], true),
+            Some((Clean, "Accepted as a false positive by AlienVault OTX")),
+        );
+    }
+
+    #[test]
+    fn threshold_is_configurable() {
+        let a = assess(&general(2, &[], false), 3).map(|a| a.disposition);
+        assert_eq!(a, Some(Disposition::Suspicious));
+    }
+
+    #[test]
+    fn samples() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/otx-samples/");
+        let read = |f: &str| -> General {
+            let text = std::fs::read_to_string(format!("{dir}{f}")).expect(f);
+            general_from_json(&serde_json::from_str(&text).expect(f))
+        };
+        let rule = |f: &str| assess(&read(f), 2).map(|a| (a.disposition, a.reason));
+        // One of the seven pulses counts its IPv4 indicators; the other six are empty.
+        assert_eq!(
+            rule("general-ipv4.json"),
+            Some((
+                Disposition::Suspicious,
+                "Found in 1 AlienVault OTX pulse".into()
+            ))
+        );
+        // Its one pulse does not list IPv4 in indicator_type_counts.
+        assert_eq!(rule("general-ipv4-1pulse-inactive.json"), None);
+        assert_eq!(
+            rule("general-ipv4-no-pulses-whitelisted.json"),
+            Some((
+                Disposition::Clean,
+                "Whitelisted by AlienVault OTX: Known False Positive; Whitelisted IP".into()
+            ))
+        );
+        for f in [
+            "general-unknown-domain.json",
+            "general-unknown-ipv6.json",
+            "general-file-sha1-no-pulses.json",
+            "general-url-no-pulses.json",
+        ] {
+            assert_eq!(rule(f), None, "{f}");
+        }
+    }
+
+    #[test]
+    fn shapes() {
+        let o = Observable {
+            type_: "ip".into(),
+            value: "1.2.3.4".into(),
+        };
+        let a = Assessment {
+            disposition: Disposition::Malicious,
+            reason: "r".into(),
+        };
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(86_400);
+        let v = verdict("https://otx", &o, &a, now, 7);
+        assert_eq!(
+            v.judgement["valid_time"]["start_time"],
+            "1970-01-02T00:00:00.000Z"
+        );
+        assert_eq!(
+            v.judgement["valid_time"]["end_time"],
+            "1970-01-09T00:00:00.000Z"
+        );
+        assert_eq!(
+            v.judgement["source_uri"],
+            "https://otx/indicator/ip/1.2.3.4"
+        );
+        assert_eq!(v.verdict["judgement_id"], v.judgement["id"]);
+        assert_eq!(v.verdict["valid_time"], v.judgement["valid_time"]);
+        assert_eq!(
+            (
+                v.judgement["severity"].as_str(),
+                v.judgement["confidence"].as_str()
+            ),
+            (Some("High"), Some("High"))
+        );
+    }
+}
