@@ -6,7 +6,6 @@
 //! Each worker takes a request, reads its body (at most 1 MiB), routes it
 //! with a panic guard, answers, and logs one access line.
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +24,9 @@ use crate::routes::{route, Reply, Request};
 pub const MAX_BODY: usize = 1024 * 1024;
 /// How long in-flight requests may take to finish after SIGTERM.
 pub const DRAIN: Duration = Duration::from_secs(10);
+/// A client that sends nothing (or reads nothing) for this long is dropped,
+/// and a request body must arrive whole within it.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running relay.
 pub struct Relay {
@@ -38,7 +40,10 @@ impl Relay {
     /// Binds `HOST:PORT` and starts the workers.
     pub fn start(app: App) -> Result<Relay, String> {
         let bind = format!("{}:{}", app.config.host, app.config.port);
-        let server = Server::http(&bind).map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+        let listener = std::net::TcpListener::bind(&bind)
+            .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+        let server = Server::from_listener_with_timeout(listener, None, Some(CLIENT_TIMEOUT))
+            .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
         let addr = server
             .server_addr()
             .to_ip()
@@ -141,14 +146,26 @@ fn read(request: &mut tiny_http::Request, method: &str, path: &str) -> Result<Re
     if request.body_length().is_some_and(|n| n > MAX_BODY) {
         return Err(RelayError::PayloadTooLarge);
     }
+    // Each read is bounded by the socket's timeout; the whole body by
+    // CLIENT_TIMEOUT, so a trickling client cannot hold this worker.
+    let unreadable =
+        || RelayError::InvalidPayload("The body could not be read in time.".to_owned());
+    let until = Instant::now() + CLIENT_TIMEOUT;
     let mut body = Vec::new();
-    request
-        .as_reader()
-        .take(MAX_BODY as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(|_| RelayError::InvalidPayload("The body could not be read.".to_owned()))?;
-    if body.len() > MAX_BODY {
-        return Err(RelayError::PayloadTooLarge);
+    let mut chunk = [0u8; 16 * 1024];
+    let reader = request.as_reader();
+    loop {
+        let n = reader.read(&mut chunk).map_err(|_| unreadable())?;
+        if n == 0 {
+            break;
+        }
+        if body.len() + n > MAX_BODY {
+            return Err(RelayError::PayloadTooLarge);
+        }
+        body.extend_from_slice(&chunk[..n]);
+        if Instant::now() > until {
+            return Err(unreadable());
+        }
     }
     let headers = request
         .headers()
