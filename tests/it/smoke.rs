@@ -1,0 +1,420 @@
+//! Tests of the harness itself, touching the relay only through endpoints
+//! that exist from the start (`/version`, `/watchdog`).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::panic::{self, AssertUnwindSafe};
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+
+use crate::support::*;
+
+const PATH: &str = "/api/v1/indicators/IPv4/1.2.3.4/general";
+const PULSE_PATH: &str = "/api/v1/pulses/57204e9b3c4c3e015d93cb12/indicators";
+
+/// The message of the panic `f` raises; fails the test if it does not panic.
+fn panic_message(f: impl FnOnce()) -> String {
+    let payload = panic::catch_unwind(AssertUnwindSafe(f)).expect_err("expected a panic");
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+/// GET `path` on the fake OTX; returns the status and the body (or the error
+/// met while reading the body).
+fn get(agent: &ureq::Agent, otx: &FakeOtx, path: &str) -> (u16, Result<String, ureq::Error>) {
+    let mut response = agent
+        .get(&format!("{}{path}", otx.url()))
+        .header("X-OTX-API-KEY", KEY)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let status = response.status().as_u16();
+    (status, response.body_mut().read_to_string())
+}
+
+fn get_json(agent: &ureq::Agent, otx: &FakeOtx, path: &str) -> (u16, Value) {
+    let (status, body) = get(agent, otx, path);
+    let body = body.unwrap_or_else(|e| panic!("GET {path}: reading the body: {e}"));
+    (status, serde_json::from_str(&body).expect("a JSON body"))
+}
+
+#[test]
+fn version_answers_the_crate_version_and_sigterm_exits_zero() {
+    let otx = FakeOtx::start();
+    let relay = Relay::start(&otx, &[]);
+    assert!(relay.logs().contains(" listening on http://127.0.0.1:"));
+    assert_ne!(relay.addr().port(), 0);
+    assert_eq!(relay.url(), format!("http://{}", relay.addr()));
+
+    let (status, body) = relay.post("/version", None, "");
+    assert_eq!(status, 200);
+    check_json(&body, &json!({"version": env!("CARGO_PKG_VERSION")}));
+    assert!(otx.requests().is_empty(), "/version must not call OTX");
+
+    assert_eq!(relay.terminate(), Some(0));
+}
+
+#[test]
+fn watchdog_echoes_the_health_check_header() {
+    let otx = FakeOtx::start();
+    let relay = Relay::start(&otx, &[]);
+    relay.forbid("a-secret-of-this-test-only");
+    let (status, headers, body) = relay.request("GET", "/watchdog", &[("Health-Check", "ok")], b"");
+    assert_eq!(status, 200);
+    let content_type = headers
+        .iter()
+        .find(|(k, _)| k == "content-type")
+        .map(|(_, v)| v.as_str());
+    assert!(
+        content_type.is_some_and(|v| v.starts_with("application/json")),
+        "Content-Type: {content_type:?}"
+    );
+    let body: Value = serde_json::from_slice(&body).expect("a JSON body");
+    check_json(&body, &json!({"data": "ok"}));
+    assert!(relay.wait_log("listening on"));
+}
+
+#[test]
+fn jwt_is_three_base64url_segments_signed_with_hmac_sha256() {
+    let payload = json!({"key": KEY, "CTR_ENTITIES_LIMIT": 5});
+    let signed = jwt(SECRET, &payload);
+    let segments: Vec<&str> = signed.split('.').collect();
+    assert_eq!(segments.len(), 3, "{signed}");
+    assert!(!signed.contains('='), "no padding: {signed}");
+
+    let decode = |s: &str| -> Value {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(s).expect("base64url")).expect("JSON")
+    };
+    assert_eq!(decode(segments[0]), json!({"alg": "HS256", "typ": "JWT"}));
+    assert_eq!(decode(segments[1]), payload);
+
+    let signature = URL_SAFE_NO_PAD.decode(segments[2]).expect("base64url");
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("any key length");
+    mac.update(format!("{}.{}", segments[0], segments[1]).as_bytes());
+    mac.verify_slice(&signature).expect("signature verifies");
+
+    let other = jwt_with_header(SECRET, &json!({"alg": "none"}), &payload);
+    assert_eq!(
+        decode(other.split('.').next().unwrap()),
+        json!({"alg": "none"})
+    );
+    assert!(jwt_unsigned(&json!({"alg": "none"}), &payload).ends_with('.'));
+    assert_eq!(token(), jwt(SECRET, &json!({"key": KEY})));
+}
+
+#[test]
+fn fake_otx_keeps_connections_alive_and_records_requests() {
+    let otx = FakeOtx::start();
+    otx.on(PATH, Reply::json(json!({"pulse_info": {"pulses": []}})));
+    let agent = http_agent();
+
+    let (status, body) = get_json(&agent, &otx, &format!("{PATH}?a=1&b=x%20y"));
+    assert_eq!(status, 200);
+    check_json(&body, &json!({"pulse_info": {"pulses": []}}));
+    let (status, body) = get_json(
+        &agent,
+        &otx,
+        "/api/v1/indicators/url/http:%2F%2Fa.b%2Fc%20d/general",
+    );
+    assert_eq!(status, 404);
+    check_json(&body, &json!({"detail": "Not found."}));
+    assert_eq!(
+        otx.connections(),
+        1,
+        "both requests on one kept-alive connection"
+    );
+
+    let requests = otx.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].method, "GET");
+    assert_eq!(requests[0].path, PATH);
+    assert_eq!(requests[0].query, "a=1&b=x%20y");
+    assert_eq!(requests[0].query_param("b").as_deref(), Some("x y"));
+    assert_eq!(requests[0].query_param("c"), None);
+    assert_eq!(requests[0].header("X-OTX-API-KEY"), Some(KEY));
+    assert!(requests[0]
+        .headers
+        .iter()
+        .all(|(k, _)| *k == k.to_ascii_lowercase()));
+    assert_eq!(
+        requests[1].path,
+        "/api/v1/indicators/url/http:%2F%2Fa.b%2Fc%20d/general"
+    );
+    assert_eq!(requests[1].query, "");
+    assert_eq!(otx.requests_to(PATH).len(), 1);
+
+    otx.reset_log();
+    assert!(otx.requests().is_empty());
+    let (status, _) = get_json(&agent, &otx, PATH);
+    assert_eq!(status, 200, "the programming survives reset_log");
+}
+
+#[test]
+fn fake_otx_honours_connection_close() {
+    let otx = FakeOtx::start();
+    otx.on(
+        PATH,
+        Reply::json(json!({})).with_header("Connection", "close"),
+    );
+    let agent = http_agent();
+    get_json(&agent, &otx, PATH);
+    get_json(&agent, &otx, PATH);
+    assert_eq!(otx.connections(), 2);
+}
+
+#[test]
+fn fake_otx_serves_sequences_in_order_then_repeats_the_last() {
+    let otx = FakeOtx::start();
+    otx.on_seq(
+        PATH,
+        vec![
+            Reply::status(503),
+            Reply::status(429).with_header("Retry-After", "1"),
+            Reply::file("general-ipv4.json"),
+        ],
+    );
+    let agent = http_agent();
+    let statuses: Vec<u16> = (0..4).map(|_| get_json(&agent, &otx, PATH).0).collect();
+    assert_eq!(statuses, [503, 429, 200, 200]);
+    assert_eq!(otx.requests_to(PATH).len(), 4);
+    let (_, body) = get_json(&agent, &otx, PATH);
+    assert_eq!(body, sample("general-ipv4.json"));
+
+    otx.on(PATH, Reply::raw(599, b"{}"));
+    let response = agent
+        .get(&format!("{}{PATH}", otx.url()))
+        .call()
+        .expect("an answer");
+    assert_eq!(
+        response.status().as_u16(),
+        599,
+        "on() replaces the sequence"
+    );
+}
+
+#[test]
+fn fake_otx_page_programming_takes_precedence() {
+    let otx = FakeOtx::start();
+    otx.on_page(PULSE_PATH, 2, Reply::file("pulse-indicators-page2.json"));
+    otx.on(PULSE_PATH, Reply::json(json!({"plain": true})));
+    let agent = http_agent();
+
+    let (_, page2) = get_json(
+        &agent,
+        &otx,
+        &format!("{PULSE_PATH}?sort=-created&limit=10&page=2"),
+    );
+    assert_eq!(page2, sample("pulse-indicators-page2.json"));
+    let (_, page1) = get_json(
+        &agent,
+        &otx,
+        &format!("{PULSE_PATH}?sort=-created&limit=10&page=1"),
+    );
+    check_json(&page1, &json!({"plain": true}));
+    let (_, no_page) = get_json(&agent, &otx, PULSE_PATH);
+    check_json(&no_page, &json!({"plain": true}));
+}
+
+#[test]
+fn fake_otx_faults_break_the_exchange() {
+    let otx = FakeOtx::start();
+    let big = json!({"results": vec!["x".repeat(100); 100]});
+    otx.on(
+        "/truncate",
+        Reply::json(big.clone()).with_fault(Fault::TruncateBody),
+    );
+    otx.on(
+        "/reset-mid",
+        Reply::json(big).with_fault(Fault::ResetMidBody),
+    );
+    otx.on(
+        "/close",
+        Reply::json(json!({})).with_fault(Fault::CloseBeforeHead),
+    );
+    otx.on(
+        "/reset",
+        Reply::json(json!({})).with_fault(Fault::ResetBeforeHead),
+    );
+    let agent = http_agent();
+
+    for path in ["/truncate", "/reset-mid"] {
+        let (status, body) = get(&agent, &otx, path);
+        assert_eq!(status, 200, "{path}: the head arrives");
+        assert!(body.is_err(), "{path}: reading the body must fail");
+    }
+    for path in ["/close", "/reset"] {
+        let result = agent.get(&format!("{}{path}", otx.url())).call();
+        assert!(result.is_err(), "{path}: no answer expected");
+        assert!(
+            !otx.requests_to(path).is_empty(),
+            "{path}: recorded before the fault"
+        );
+    }
+}
+
+/// What a raw client reads after sending one request: `Ok(bytes)` up to EOF,
+/// or the error that ended the read.
+fn raw_exchange(otx: &FakeOtx, path: &str) -> Result<Vec<u8>, std::io::ErrorKind> {
+    let mut stream = TcpStream::connect(otx.addr()).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: otx\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut received = Vec::new();
+    stream
+        .read_to_end(&mut received)
+        .map(|_| received)
+        .map_err(|e| e.kind())
+}
+
+#[test]
+fn fake_otx_faults_close_with_fin_or_rst() {
+    let otx = FakeOtx::start();
+    let body = json!({"results": vec!["x".repeat(100); 10]}).to_string();
+    let reply = Reply::raw(200, body.as_bytes());
+    otx.on("/close", reply.clone().with_fault(Fault::CloseBeforeHead));
+    otx.on("/reset", reply.clone().with_fault(Fault::ResetBeforeHead));
+    otx.on("/truncate", reply.clone().with_fault(Fault::TruncateBody));
+    otx.on("/reset-mid", reply.with_fault(Fault::ResetMidBody));
+
+    assert_eq!(raw_exchange(&otx, "/close"), Ok(Vec::new()));
+    assert_eq!(
+        raw_exchange(&otx, "/reset"),
+        Err(std::io::ErrorKind::ConnectionReset)
+    );
+    let truncated = raw_exchange(&otx, "/truncate").expect("a FIN after half the body");
+    let text = String::from_utf8(truncated).expect("text");
+    let (head, sent) = text.split_once("\r\n\r\n").expect("a complete head");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains(&format!("Content-Length: {}", body.len())),
+        "{head}"
+    );
+    assert_eq!(sent, &body[..body.len() / 2]);
+    assert_eq!(
+        raw_exchange(&otx, "/reset-mid"),
+        Err(std::io::ErrorKind::ConnectionReset)
+    );
+}
+
+#[test]
+fn fake_otx_writes_unknown_statuses_with_an_empty_reason() {
+    let otx = FakeOtx::start();
+    otx.on("/odd", Reply::raw(599, b"{}"));
+    otx.on("/custom", Reply::status(500).with_reason("Oh No"));
+    let odd = raw_exchange(&otx, "/odd").expect("an answer");
+    assert!(odd.starts_with(b"HTTP/1.1 599 \r\n"));
+    let custom = raw_exchange(&otx, "/custom").expect("an answer");
+    assert!(custom.starts_with(b"HTTP/1.1 500 Oh No\r\n"));
+}
+
+#[test]
+fn fake_otx_delays_the_answer() {
+    let otx = FakeOtx::start();
+    otx.on(
+        PATH,
+        Reply::json(json!({})).with_head_delay(Duration::from_millis(1500)),
+    );
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .proxy(None)
+        .timeout_global(Some(Duration::from_millis(300)))
+        .build()
+        .into();
+    assert!(agent.get(&format!("{}{PATH}", otx.url())).call().is_err());
+    assert_eq!(otx.requests_to(PATH).len(), 1, "recorded before the delay");
+}
+
+#[test]
+fn check_json_matches_placeholders() {
+    let actual = json!({
+        "id": "transient:sighting-0c2f3b5e-2f0d-4c4a-9a53-7b1c4f6e2d10",
+        "uuid": "0c2f3b5e-2f0d-4c4a-9a53-7b1c4f6e2d10",
+        "time": "2024-01-31T23:59:59.123Z",
+        "message": "Something went wrong. Reason: 500 Internal Server Error.",
+        "whatever": [1, {"x": null}],
+        "count": 1,
+    });
+    check_json(
+        &actual,
+        &json!({
+            "id": "<<prefix:transient:sighting->>",
+            "uuid": "<<uuid>>",
+            "time": "<<time>>",
+            "message": "<<re:Something went wrong\\. Reason: \\d{3}( [A-Za-z ]+)?\\.>>",
+            "whatever": "<<any>>",
+            "count": 1.0,
+        }),
+    );
+}
+
+#[test]
+fn check_json_reports_the_path_of_the_first_difference() {
+    let actual = json!({"data": {"docs": [{"id": "a"}, {"id": "B"}]}});
+    let message = panic_message(|| {
+        check_json(
+            &actual,
+            &json!({"data": {"docs": [{"id": "a"}, {"id": "<<uuid>>"}]}}),
+        )
+    });
+    assert!(message.contains("at $.data.docs[1].id:"), "{message}");
+
+    let message = panic_message(|| check_json(&actual, &json!({"data": {}})));
+    assert!(
+        message.contains("at $.data.docs: unexpected key"),
+        "{message}"
+    );
+
+    let message = panic_message(|| check_json(&json!({}), &json!({"a-b": 1})));
+    assert!(message.contains("at $[\"a-b\"]: missing"), "{message}");
+
+    let message = panic_message(|| check_json(&json!([1, 2]), &json!([1])));
+    assert!(
+        message.contains("at $: expected an array of 1 items, found 2"),
+        "{message}"
+    );
+}
+
+#[test]
+fn tiny_regex_covers_its_subset() {
+    assert!(regex_full_match("a(b|cd)*e?", "abcdb"));
+    assert!(!regex_full_match("a(b|cd)*e?", "abcdbx"));
+    assert!(regex_full_match("[^a-c]{2,3}", "xyz"));
+    assert!(!regex_full_match("[^a-c]{2,3}", "xaz"));
+    assert!(regex_full_match("\\w+@[a-z.-]+", "tr_1@a-b.c"));
+    assert!(regex_full_match("(a*)*b", "aab"));
+    assert!(!regex_full_match("a+", ""));
+    assert!(regex_full_match(".*", ""));
+}
+
+#[test]
+fn secret_check_names_the_secret_and_line_without_showing_it() {
+    let logs = format!("start\nPOST /health 200 key={KEY}\n");
+    let message = find_secret(&logs, &[]).expect("the key is found");
+    assert!(
+        message.contains("secret KEY") && message.contains("line 2"),
+        "{message}"
+    );
+    assert!(!message.contains(KEY), "{message}");
+
+    let extra = vec!["s3cr3t".to_string()];
+    let message =
+        find_secret(&format!("x\ny\nsaw s3cr3t and {}\n", token()), &extra).expect("found");
+    assert!(message.contains("line 3"), "{message}");
+    assert!(
+        !message.contains("s3cr3t") && !message.contains(&token()),
+        "{message}"
+    );
+    assert!(find_secret("nothing here\n", &extra).is_none());
+}
