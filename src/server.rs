@@ -28,6 +28,9 @@ pub const DRAIN: Duration = Duration::from_secs(10);
 /// and a request body must arrive whole within it.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What answers a request: [`route`] in the relay; tests may pass another.
+pub type Handler = fn(&Arc<App>, &Request) -> Reply;
+
 /// A running relay.
 pub struct Relay {
     server: Arc<Server>,
@@ -39,6 +42,12 @@ pub struct Relay {
 impl Relay {
     /// Binds `HOST:PORT` and starts the workers.
     pub fn start(app: App) -> Result<Relay, String> {
+        Relay::start_with(app, route)
+    }
+
+    /// [`Relay::start`] with another handler (the panic-guard test uses one
+    /// that panics).
+    pub fn start_with(app: App, handler: Handler) -> Result<Relay, String> {
         let bind = format!("{}:{}", app.config.host, app.config.port);
         let listener = std::net::TcpListener::bind(&bind)
             .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
@@ -56,7 +65,7 @@ impl Relay {
                 let (server, app, stopping) = (server.clone(), app.clone(), stopping.clone());
                 std::thread::Builder::new()
                     .name(format!("http-{i}"))
-                    .spawn(move || serve(&server, &app, &stopping))
+                    .spawn(move || serve(&server, &app, handler, &stopping))
                     .map_err(|e| format!("cannot start a worker thread: {e}"))
             })
             .collect::<Result<Vec<_>, String>>()?;
@@ -97,10 +106,10 @@ impl Relay {
     }
 }
 
-fn serve(server: &Server, app: &Arc<App>, stopping: &AtomicBool) {
+fn serve(server: &Server, app: &Arc<App>, handler: Handler, stopping: &AtomicBool) {
     loop {
         match server.recv() {
-            Ok(request) => handle(app, request),
+            Ok(request) => handle(app, handler, request),
             Err(_) if stopping.load(Ordering::SeqCst) => return,
             Err(e) => {
                 // tiny_http's accept loop has ended: nothing more will come.
@@ -112,12 +121,12 @@ fn serve(server: &Server, app: &Arc<App>, stopping: &AtomicBool) {
     }
 }
 
-fn handle(app: &Arc<App>, mut request: tiny_http::Request) {
+fn handle(app: &Arc<App>, handler: Handler, mut request: tiny_http::Request) {
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
     let path = request.url().split('?').next().unwrap_or("").to_owned();
     let reply = match read(&mut request, &method, &path) {
-        Ok(req) => catch_unwind(AssertUnwindSafe(|| route(app, &req))).unwrap_or_else(|_| {
+        Ok(req) => catch_unwind(AssertUnwindSafe(|| handler(app, &req))).unwrap_or_else(|_| {
             log::error(format_args!("a handler panicked on {method} {path}"));
             Reply::error(RelayError::Internal)
         }),

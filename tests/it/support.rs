@@ -890,7 +890,7 @@ fn is_relay_variable(name: &str) -> bool {
 /// A port free on 127.0.0.1 right now. The relay refuses `PORT=0` (SPEC §1
 /// wants 1–65535), so the harness picks the port; `Relay::spawn` retries if
 /// another process takes it in between.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
