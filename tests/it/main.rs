@@ -4,3 +4,4 @@
 mod panic_guard;
 mod smoke;
 mod support;
+mod verdicts;
