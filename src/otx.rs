@@ -526,6 +526,14 @@ fn scan_page(reader: impl Read, observable: &Observable) -> Result<Scan, ureq::E
     Ok(scan)
 }
 
+/// Runs the streaming page scan over `page` for the fuzz target `otx_page`
+/// (`fuzz/`); `scan_page` itself stays private. True when `page` was read
+/// as a page (the record found or not), false when it was refused.
+#[doc(hidden)]
+pub fn scan_page_for_fuzz(page: &[u8], observable: &Observable) -> bool {
+    scan_page(page, observable).is_ok()
+}
+
 struct PageSeed<'a> {
     observable: &'a Observable,
 }
@@ -578,30 +586,176 @@ struct ResultsSeed<'a> {
     observable: &'a Observable,
 }
 
-/// A record as listed; fields of another type than expected count as absent.
-#[derive(Deserialize)]
-struct WireRecord {
-    #[serde(default)]
-    indicator: Option<Lenient>,
-    #[serde(default)]
-    created: Option<Lenient>,
-    #[serde(default)]
-    expiration: Option<Lenient>,
+impl<'de> DeserializeSeed<'de> for ResultsSeed<'_> {
+    /// `Some(record)` once the observable is found.
+    type Value = Option<Option<Record>>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ResultsSeed<'_> {
+    type Value = Option<Option<Record>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of records")
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while found.is_none() {
+            match seq.next_element_seed(RecordSeed {
+                observable: self.observable,
+            })? {
+                None => return Ok(None),
+                Some(record) => found = record,
+            }
+        }
+        // Skip the rest without building anything, so the connection can be
+        // reused.
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(found)
+    }
+}
+
+/// One element of `results`. It is read without allocating unless it is the
+/// observable's record: `indicator` is compared in the parser's buffer, and
+/// `created` / `expiration` are kept only while the element may still match
+/// (OTX lists `indicator` first, so in practice only for the match).
+/// Elements that are not objects, and fields of an unexpected type, count as
+/// absent.
+struct RecordSeed<'a> {
+    observable: &'a Observable,
+}
+
+#[derive(Deserialize, PartialEq, Eq)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum RecordField {
+    Indicator,
+    Created,
+    Expiration,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
+    /// `Some(record)` when this element is the observable's record (the
+    /// record is `None` when it has no `created`).
+    type Value = Option<Option<Record>>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordSeed<'_> {
+    type Value = Option<Option<Record>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a record")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        // None until `indicator` is read, then whether it matched.
+        let mut matched: Option<bool> = None;
+        let (mut created, mut expiration) = (None, None);
+        while let Some(field) = map.next_key::<RecordField>()? {
+            match field {
+                RecordField::Indicator => {
+                    matched = Some(map.next_value_seed(Matches(self.observable))?);
+                }
+                RecordField::Created | RecordField::Expiration if matched != Some(false) => {
+                    let text = match map.next_value::<Lenient>()? {
+                        Lenient::Text(t) => Some(t),
+                        Lenient::Other => None,
+                    };
+                    if field == RecordField::Created {
+                        created = text;
+                    } else {
+                        expiration = text;
+                    }
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok((matched == Some(true)).then(|| {
+            created.map(|created| Record {
+                created,
+                expiration,
+            })
+        }))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// Whether a JSON value is a string naming the observable.
+struct Matches<'a>(&'a Observable);
+
+impl<'de> DeserializeSeed<'de> for Matches<'_> {
+    type Value = bool;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Matches<'_> {
+    type Value = bool;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an indicator")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<bool, E> {
+        Ok(self.0.matches(v))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(false)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(false)
+    }
 }
 
 /// A string, or anything else (which is dropped).
 enum Lenient {
     Text(String),
     Other,
-}
-
-impl Lenient {
-    fn text(field: &Option<Lenient>) -> Option<&str> {
-        match field {
-            Some(Lenient::Text(t)) => Some(t),
-            _ => None,
-        }
-    }
 }
 
 impl<'de> Deserialize<'de> for Lenient {
@@ -649,90 +803,6 @@ impl<'de> Deserialize<'de> for Lenient {
             }
         }
         d.deserialize_any(V)
-    }
-}
-
-/// One element of `results`: a record, or anything else (skipped).
-enum Element {
-    Record(WireRecord),
-    Other,
-}
-
-impl<'de> Deserialize<'de> for Element {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Element;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a record")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                WireRecord::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(Element::Record)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Element::Other)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Element::Other)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Element::Other)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Element::Other)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Element::Other)
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(Element::Other)
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Element::Other)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for ResultsSeed<'_> {
-    /// `Some(record)` once the observable is found.
-    type Value = Option<Option<Record>>;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ResultsSeed<'_> {
-    type Value = Option<Option<Record>>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a list of records")
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
-        while found.is_none() {
-            let Some(element) = seq.next_element::<Element>()? else {
-                return Ok(None);
-            };
-            let Element::Record(r) = element else {
-                continue;
-            };
-            if Lenient::text(&r.indicator).is_some_and(|i| self.observable.matches(i)) {
-                found = Some(Lenient::text(&r.created).map(|created| Record {
-                    created: created.to_owned(),
-                    expiration: Lenient::text(&r.expiration).map(str::to_owned),
-                }));
-            }
-        }
-        // Skip the rest without building anything, so the connection can be
-        // reused.
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(found)
     }
 }
 

@@ -1287,8 +1287,20 @@ impl Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
+        // SIGTERM first, so the relay exits through its own shutdown path
+        // (which is also what lets coverage tools write their data); kill it
+        // if it has not gone within a second.
         if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let until = Instant::now() + Duration::from_secs(1);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < until {
+                thread::sleep(Duration::from_millis(5));
+            }
+            if matches!(self.child.try_wait(), Ok(None)) {
+                let _ = self.child.kill();
+            }
         }
         let _ = self.child.wait();
         self.join_readers();
