@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
 use serde_json::{json, Map, Value};
@@ -81,8 +81,7 @@ pub fn health(app: &App, request: &Request) -> Reply {
     };
     // Bounded by AVOTX_TIMEOUT per attempt and the retries, not by the
     // observe deadline.
-    let budget =
-        app.config.otx_timeout * (otx::MAX_RETRIES + 1) + std::time::Duration::from_secs(2);
+    let budget = app.config.otx_timeout * (otx::MAX_RETRIES + 1) + Duration::from_secs(2);
     let session = Session::new(&claims.key, Instant::now() + budget);
     let result = app.otx.check_key(&session);
     let mut reply = match result {
@@ -130,10 +129,11 @@ fn lookup(app: &Arc<App>, request: &Request, mode: Mode) -> Reply {
         Err(e) => return Reply::error(e),
     };
     let limit = claims.entities_limit.unwrap_or(app.config.entities_limit);
-    let session = Arc::new(Session::new(
-        &claims.key,
-        Instant::now() + app.config.deadline,
-    ));
+    // OTX work stops a little before the answer is due, so that what it
+    // gathered (and its timeout error) is in the answer rather than racing it.
+    let answer_by = Instant::now() + app.config.deadline;
+    let margin = (app.config.deadline / 10).min(Duration::from_millis(300));
+    let session = Arc::new(Session::new(&claims.key, answer_by - margin));
 
     // Identical observables are asked once and answered once; types OTX
     // cannot be asked about are dropped.
@@ -144,7 +144,7 @@ fn lookup(app: &Arc<App>, request: &Request, mode: Mode) -> Reply {
         .filter(|o| seen.insert(o.clone()))
         .collect();
 
-    let results = fan_out(app, &session, &distinct, mode, limit);
+    let results = fan_out(app, &session, &distinct, mode, limit, answer_by);
 
     let mut errors = Vec::new();
     let mut kinds: [Vec<Value>; 5] = Default::default();
@@ -211,13 +211,14 @@ fn lookup(app: &Arc<App>, request: &Request, mode: Mode) -> Reply {
 }
 
 /// Runs the lookups of `observables` on the OTX pool and collects their
-/// results until the session's deadline; `None` for those still running.
+/// results until `answer_by`; `None` for those still running.
 fn fan_out(
     app: &Arc<App>,
     session: &Arc<Session>,
     observables: &[Observable],
     mode: Mode,
     limit: usize,
+    answer_by: Instant,
 ) -> Vec<Option<Result<Found, RelayError>>> {
     let mut results: Vec<Option<Result<Found, RelayError>>> =
         observables.iter().map(|_| None).collect();
@@ -243,7 +244,7 @@ fn fan_out(
     drop(tx);
     let mut pending = observables.len();
     while pending > 0 {
-        let left = session.deadline().saturating_duration_since(Instant::now());
+        let left = answer_by.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok((i, result)) => {
                 results[i] = Some(result);

@@ -190,8 +190,12 @@ impl Otx {
         let response = self.send(session, &url)?;
         match response.status().as_u16() {
             200 => {
-                // Drain (bounded) so the connection goes back to the pool.
-                let _ = self.read_body(session, response);
+                // SPEC §4 holds for every OTX call: an answer cut short,
+                // larger than AVOTX_MAX_BODY or not JSON is `oops`, even
+                // though only the status tells whether the key is good.
+                let body = self.read_body(session, response)?;
+                serde_json::from_str::<IgnoredAny>(&String::from_utf8_lossy(&body))
+                    .map_err(|e| RelayError::Oops(format!("the answer is not valid JSON ({e})")))?;
                 Ok(())
             }
             status => Err(status_error(status)),
@@ -377,7 +381,7 @@ impl Otx {
                     {
                         RelayError::Oops(format!("the answer is not valid JSON ({text})"))
                     }
-                    _ => RelayError::Oops(format!("reading the answer failed ({text})")),
+                    _ => RelayError::Oops(format!("the exchange with AlienVault OTX failed ({text})")),
                 }
             }
             other => RelayError::Oops(other.to_string()),
