@@ -15,8 +15,14 @@ const QUOTE_NOTHING_SAFE: &AsciiSet = &NON_ALPHANUMERIC
 /// Python's `quote(value, safe='@:')`.
 const QUOTE_PATH: &AsciiSet = &QUOTE_NOTHING_SAFE.remove(b'@').remove(b':');
 
-/// `quote(value, safe='@:')`: for values put into a URL path.
+/// `quote(value, safe='@:')`: for values put into a URL path. One case
+/// departs from Python: a value of only `.` or `..` would be a relative step
+/// to any server or proxy that normalises paths, so its dots are encoded
+/// too; no value can leave its path segment.
 pub fn quote_path(value: &str) -> String {
+    if value == "." || value == ".." {
+        return value.replace('.', "%2E");
+    }
     utf8_percent_encode(value, QUOTE_PATH).to_string()
 }
 
@@ -175,6 +181,10 @@ mod tests {
         assert_eq!(quote_path("/?#% .."), "%2F%3F%23%25%20..");
         assert_eq!(quote_all("a@b:c/d"), "a%40b%3Ac%2Fd");
         assert_eq!(quote_all("Az09_.-~"), "Az09_.-~");
+        assert_eq!(quote_path(".."), "%2E%2E");
+        assert_eq!(quote_path("."), "%2E");
+        assert_eq!(quote_path("..."), "...");
+        assert_eq!(quote_path("a.."), "a..");
     }
 
     #[test]
