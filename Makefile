@@ -8,7 +8,11 @@ TARGET      := x86_64-unknown-linux-gnu
 # function up with dlsym, which fails in a static binary, and then needs
 # /dev/urandom, which an empty image does not have.
 STATIC_FLAGS := -C target-feature=+crt-static --cfg getrandom_backend="linux_getrandom"
-STATIC_BIN  := target/$(TARGET)/release/otx-relay
+# Its own target dir: other RUSTFLAGS would otherwise invalidate the normal
+# build's cache each time, and `cargo test` (which holds target/'s lock) can
+# run `make static` from inside a test without waiting on itself.
+STATIC_DIR  := target/static
+STATIC_BIN  := $(STATIC_DIR)/$(TARGET)/release/otx-relay
 IMAGE       ?= otx-relay
 FUZZ_SECONDS ?= 60
 
@@ -20,8 +24,10 @@ build:
 release: build
 
 static:
-	RUSTFLAGS='$(STATIC_FLAGS)' $(CARGO) build --release --target $(TARGET)
+	CARGO_TARGET_DIR=$(STATIC_DIR) RUSTFLAGS='$(STATIC_FLAGS)' $(CARGO) build --release --target $(TARGET)
 	@file $(STATIC_BIN)
+	@file $(STATIC_BIN) | grep -q 'static' || { echo "$(STATIC_BIN) is not statically linked" >&2; exit 1; }
+	@if ldd $(STATIC_BIN) 2>&1 | grep -q '=>'; then echo "$(STATIC_BIN) loads shared libraries" >&2; exit 1; fi
 	@ls -l $(STATIC_BIN)
 
 # Starts the relay on 0.0.0.0:9090 with whatever SECRET_KEY etc. the
@@ -47,8 +53,10 @@ token:
 docker:
 	docker build -t $(IMAGE) .
 
+# The runtime stage around the binary of `make static`, run against a fake
+# OTX on an engine that is already up (.ci/docker-smoke says how to start one).
 docker-smoke: static
-	sh .ci/docker-smoke
+	STATIC_BIN=$(STATIC_BIN) IMAGE=$(IMAGE):smoke sh .ci/docker-smoke
 
 coverage:
 	@command -v cargo-tarpaulin >/dev/null || $(CARGO) install --locked cargo-tarpaulin
@@ -57,10 +65,15 @@ coverage:
 bench:
 	$(CARGO) bench --bench relay
 
+# Every fuzz target for FUZZ_SECONDS each (cargo-fuzz, installed if missing;
+# seeds in fuzz/corpus/, what the run adds in fuzz/target/corpus/).
 fuzz:
 	sh fuzz/run $(FUZZ_SECONDS)
 
+# The release relay under load against a flaky in-process fake OTX on
+# 127.0.0.1 (SOAK_SECONDS, SOAK_CONCURRENCY, SOAK_BIG: see examples/soak.rs).
 soak:
+	$(CARGO) build --release
 	$(CARGO) run --release --example soak
 
 clean:

@@ -36,11 +36,13 @@ pub fn cap(text: &str, max: usize) -> String {
 
 /// An OTX time with the `Z` CTIM wants, unless it already carries a zone.
 pub fn utc(time: &str) -> String {
+    // Byte-wise after the date: OTX's text is not checked, so what follows
+    // byte 10 may be empty or start with a multi-byte character.
     let has_zone = time.ends_with('Z')
         || time.ends_with('z')
         || time
             .get(10..)
-            .is_some_and(|rest| rest.contains('+') || rest[1..].contains('-'));
+            .is_some_and(|rest| rest.contains('+') || rest.bytes().skip(1).any(|b| b == b'-'));
     if has_zone {
         time.to_owned()
     } else {
@@ -235,6 +237,17 @@ mod tests {
             utc("2020-07-01T12:00:00-05:00"),
             "2020-07-01T12:00:00-05:00"
         );
+    }
+
+    #[test]
+    fn odd_times_never_panic() {
+        // Found by fuzzing (fuzz target otx_general): a multi-byte character
+        // right after byte 10, or nothing after it, panicked on `rest[1..]`.
+        let accents = format!("20{}", "é".repeat(10));
+        assert_eq!(utc(&accents), format!("{accents}Z"));
+        assert_eq!(utc("20éééé"), "20ééééZ");
+        assert_eq!(utc("2020-07-01"), "2020-07-01Z");
+        assert_eq!(utc("2020-07-01é-05:00"), "2020-07-01é-05:00");
     }
 
     #[test]

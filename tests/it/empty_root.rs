@@ -1,0 +1,660 @@
+//! The static binary alone in an empty root, as the `FROM scratch` image runs
+//! it: `make static`, then a fresh directory holding only the binary,
+//! `etc/hosts` and `etc/resolv.conf` (no `/dev`, no `/proc`, no CA files)
+//! becomes `/` through `unshare --mount --root`, and the relay runs there as
+//! uid/gid 65534 with no capabilities, like the image's `USER 65534:65534`.
+//!
+//! It needs root (to change uid and enter a mount namespace), user
+//! namespaces, and `make`, `file`, `setpriv` and `unshare` (util-linux).
+//! `.ci/run` provides them; anything missing fails the test with a message
+//! saying what, it is never skipped. The first build takes a minute or two.
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+/// Where `make static` leaves the binary (the Makefile's `STATIC_BIN`).
+const STATIC_BIN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/target/static/x86_64-unknown-linux-gnu/release/otx-relay"
+);
+/// The uid and gid of the image's `USER` (nobody/nogroup).
+const NOBODY: &str = "65534";
+/// The `PATH` Docker gives a container; nothing is there in an empty root.
+const DOCKER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The name the relay reaches the fake OTX by: only the root's own
+/// `etc/hosts` knows it, so each OTX call also proves that the static
+/// binary's resolver works with nothing but that file.
+const OTX_HOST: &str = "otx.empty-root.test";
+/// A record of this pulse holds `DOMAIN` in the recorded sample page.
+const PULSE: &str = "57204e9b3c4c3e015d93cb12";
+const DOMAIN: &str = "webserver.servehttp.com";
+const GENERAL: &str = "/api/v1/indicators/domain/webserver.servehttp.com/general";
+/// Python's `uuid.uuid5(uuid.NAMESPACE_X500, PULSE)`.
+const INDICATOR_ID: &str = "transient:indicator-e5de6383-e922-50ca-bfbc-ee2a9dad3d50";
+
+#[test]
+fn static_binary_serves_from_an_empty_root_as_nobody() {
+    require_root();
+    for tool in ["make", "file", "setpriv", "unshare"] {
+        require_tool(tool);
+    }
+    let binary = build_static_binary();
+    assert_static(&binary);
+
+    let otx = FakeOtx::start();
+    let otx_url = format!("http://{OTX_HOST}:{}", otx.addr().port());
+    program_otx(&otx);
+    let root = EmptyRoot::new(&binary);
+
+    // A first run that only prints the version tells a root that cannot be
+    // entered (not root, no user namespaces) from a relay that misbehaves.
+    let probe = root.command(&[], &["--version"]).output();
+    let probe = probe.unwrap_or_else(|e| panic!("cannot run setpriv: {e}"));
+    assert!(
+        probe.status.success(),
+        "otx-relay --version did not run in the empty root ({}); unshare is \
+         probably not permitted here: this test needs root and user namespaces.\n{}",
+        probe.status,
+        outputs(&probe)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&probe.stdout),
+        format!("otx-relay {}\n", env!("CARGO_PKG_VERSION"))
+    );
+
+    let relay = Jailed::start(&root, &otx_url);
+    assert_runs_as_nobody(relay.child.id());
+    let base = format!("http://127.0.0.1:{}", relay.port);
+    let agent = http_agent();
+
+    let (status, body) = call(&agent, "POST", &format!("{base}/version"), &[], "");
+    assert_eq!(status, 200);
+    check_json(&body, &json!({"version": env!("CARGO_PKG_VERSION")}));
+
+    let headers = [("Health-Check", "empty-root")];
+    let (status, body) = call(&agent, "GET", &format!("{base}/watchdog"), &headers, "");
+    assert_eq!(status, 200);
+    check_json(&body, &json!({"data": "empty-root"}));
+
+    let observables = json!([{"type": "domain", "value": DOMAIN}]).to_string();
+    let (status, body) = call(
+        &agent,
+        "POST",
+        &format!("{base}/refer/observables"),
+        &[],
+        &observables,
+    );
+    assert_eq!(status, 200);
+    check_json(
+        &body,
+        &json!({"data": [{
+            "id": format!("ref-avotx-search-domain-{DOMAIN}"),
+            "title": "Search for this domain",
+            "description": "Lookup this domain on AlienVault OTX",
+            "url": format!("{otx_url}/indicator/domain/{DOMAIN}"),
+            "categories": ["Search", "AlienVault OTX"],
+        }]}),
+    );
+
+    let auth = bearer(&token());
+    let auth = [("Authorization", auth.as_str())];
+    let (status, body) = call(&agent, "POST", &format!("{base}/health"), &auth, "");
+    assert_eq!(status, 200);
+    check_json(&body, &json!({"data": {"status": "ok"}}));
+
+    let (status, body) = call(
+        &agent,
+        "POST",
+        &format!("{base}/observe/observables"),
+        &auth,
+        &observables,
+    );
+    assert_eq!(status, 200);
+    check_observe(&body, &otx_url);
+    assert_eq!(otx.requests_to(GENERAL).len(), 1);
+    assert!(
+        otx.requests()
+            .iter()
+            .all(|r| r.header("X-OTX-API-KEY") == Some(KEY)),
+        "every OTX request carries the tenant's key"
+    );
+
+    // The image's HEALTHCHECK: the same binary, in the same kind of root.
+    let healthy = root
+        .command(&[("PORT", &relay.port.to_string())], &["healthcheck"])
+        .output()
+        .expect("run otx-relay healthcheck");
+    assert_eq!(
+        healthy.status.code(),
+        Some(0),
+        "healthcheck against the running relay\n{}",
+        outputs(&healthy)
+    );
+    let nobody_there = root
+        .command(&[("PORT", &free_port().to_string())], &["healthcheck"])
+        .output()
+        .expect("run otx-relay healthcheck");
+    assert_eq!(
+        nobody_there.status.code(),
+        Some(1),
+        "healthcheck against a port where nothing listens\n{}",
+        outputs(&nobody_there)
+    );
+
+    let logs = relay.terminate_expecting_success();
+    for line in [
+        "POST /version 200",
+        "GET /watchdog 200",
+        "POST /refer/observables 200",
+        "POST /health 200",
+        "POST /observe/observables 200",
+    ] {
+        assert!(logs.contains(line), "no access line {line:?} in:\n{logs}");
+    }
+    assert!(!logs.contains("panicked"), "a panic in the logs:\n{logs}");
+}
+
+/// The whole `/observe` answer for `DOMAIN` found in one pulse. Every id but
+/// the indicator's is a uuid4: a static binary with no `/dev/urandom` must
+/// still draw them (getrandom's syscall backend), and draw different ones.
+#[track_caller]
+fn check_observe(body: &Value, otx_url: &str) {
+    let observable = json!({"type": "domain", "value": DOMAIN});
+    let record_time = "2016-04-27T05:31:07Z";
+    let pulse_uri = format!("{otx_url}/pulse/{PULSE}");
+    let valid_time = json!({"start_time": "<<time>>", "end_time": "<<time>>"});
+    check_json(
+        body,
+        &json!({"data": {
+            "sightings": {"count": 1, "docs": [{
+                "type": "sighting",
+                "schema_version": "1.0.17",
+                "id": "<<prefix:transient:sighting->>",
+                "confidence": "High",
+                "count": 1,
+                "internal": false,
+                "source": "AlienVault OTX",
+                "observables": [observable],
+                "title": "Empty-root pulse",
+                "description": "A pulse served to the relay in an empty root",
+                "external_ids": [PULSE],
+                "source_uri": pulse_uri,
+                "tlp": "green",
+                "observed_time": {"start_time": record_time, "end_time": record_time},
+            }]},
+            "indicators": {"count": 1, "docs": [{
+                "type": "indicator",
+                "schema_version": "1.0.17",
+                "id": INDICATOR_ID,
+                "confidence": "High",
+                "source": "AlienVault OTX",
+                "producer": "alice",
+                "title": "Empty-root pulse",
+                "short_description": "A pulse served to the relay in an empty root",
+                "external_ids": [PULSE],
+                "source_uri": pulse_uri,
+                "tags": ["scratch"],
+                "tlp": "green",
+                "valid_time": {"start_time": record_time},
+            }]},
+            "relationships": {"count": 1, "docs": [{
+                "type": "relationship",
+                "schema_version": "1.0.17",
+                "id": "<<prefix:transient:relationship->>",
+                "relationship_type": "member-of",
+                "source_ref": "<<prefix:transient:sighting->>",
+                "target_ref": INDICATOR_ID,
+            }]},
+            "judgements": {"count": 1, "docs": [{
+                "type": "judgement",
+                "schema_version": "1.0.17",
+                "id": "<<prefix:transient:judgement->>",
+                "observable": observable,
+                "disposition": 3,
+                "disposition_name": "Suspicious",
+                "source": "AlienVault OTX",
+                "source_uri": format!("{otx_url}/indicator/domain/{DOMAIN}"),
+                "priority": 85,
+                "confidence": "Medium",
+                "severity": "Medium",
+                "tlp": "white",
+                // SPEC 7: the reason states the pulse count as a number.
+                "reason": r"<<re:\D*1\D*>>",
+                "valid_time": valid_time,
+            }]},
+            "verdicts": {"count": 1, "docs": [{
+                "type": "verdict",
+                "disposition": 3,
+                "disposition_name": "Suspicious",
+                "observable": observable,
+                "valid_time": valid_time,
+                "judgement_id": "<<prefix:transient:judgement->>",
+            }]},
+        }}),
+    );
+    let data = &body["data"];
+    let sighting = &data["sightings"]["docs"][0]["id"];
+    let relationship = &data["relationships"]["docs"][0];
+    let judgement = &data["judgements"]["docs"][0];
+    assert_eq!(&relationship["source_ref"], sighting);
+    assert_eq!(data["verdicts"]["docs"][0]["judgement_id"], judgement["id"]);
+    // check_json saw each id end in a uuid: its last 36 characters.
+    let uuid = |id: &Value| id.as_str().map(|s| s[s.len() - 36..].to_owned());
+    let tails = [
+        uuid(sighting),
+        uuid(&relationship["id"]),
+        uuid(&judgement["id"]),
+    ];
+    assert!(
+        tails[0] != tails[1] && tails[1] != tails[2] && tails[0] != tails[2],
+        "three uuid4 ids alike: {tails:?}"
+    );
+}
+
+/// `/user/me` for `/health`; one pulse holding `DOMAIN` for `/observe`,
+/// whose record is in the recorded page of that pulse's indicators.
+fn program_otx(otx: &FakeOtx) {
+    otx.on("/api/v1/user/me", Reply::file("user-me.json"));
+    otx.on(
+        GENERAL,
+        Reply::json(json!({
+            "indicator": DOMAIN,
+            "type": "domain",
+            "base_indicator": {"indicator": DOMAIN, "type": "hostname"},
+            "pulse_info": {"count": 1, "pulses": [{
+                "id": PULSE,
+                "name": "Empty-root pulse",
+                "description": "A pulse served to the relay in an empty root",
+                "author": {"username": "alice"},
+                "tags": ["scratch"],
+                "TLP": "green",
+                "indicator_type_counts": {"hostname": 13},
+            }]},
+            "false_positive": [],
+            "validation": [],
+        })),
+    );
+    otx.on(
+        &format!("/api/v1/pulses/{PULSE}/indicators"),
+        Reply::file("pulse-indicators-recorded-single-page.json"),
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Prerequisites and the build
+
+fn require_root() {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let euid = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .unwrap_or("?");
+    assert_eq!(
+        euid, "0",
+        "this test runs the relay with `setpriv` and `unshare --mount --root`, which \
+         need root; it runs as uid {euid}. Run the suite as root (as .ci/run's \
+         container does): it is not skipped"
+    );
+}
+
+fn require_tool(tool: &str) {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    assert!(
+        std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()),
+        "`{tool}` is not installed (PATH={path:?}); this test needs make, file and \
+         util-linux's setpriv and unshare: .ci/run installs them"
+    );
+}
+
+/// Runs `make static` in the checkout and returns the binary. The build has
+/// its own target dir, so it neither waits on the lock `cargo test` holds
+/// nor disturbs the normal build's cache.
+fn build_static_binary() -> PathBuf {
+    let mut make = Command::new("make");
+    make.arg("static").current_dir(env!("CARGO_MANIFEST_DIR"));
+    // Whatever flags or jobserver this test inherited (coverage, `make
+    // test`) must not reach the static build: the recipe sets its own.
+    for name in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_BUILD_TARGET_DIR",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+        "MFLAGS",
+        "MAKELEVEL",
+    ] {
+        make.env_remove(name);
+    }
+    let started = Instant::now();
+    let built = make.output().expect("run make static");
+    assert!(
+        built.status.success(),
+        "`make static` failed ({}) after {:?}\n{}",
+        built.status,
+        started.elapsed(),
+        outputs(&built)
+    );
+    let binary = PathBuf::from(STATIC_BIN);
+    assert!(binary.is_file(), "`make static` left no {STATIC_BIN}");
+    binary
+}
+
+fn assert_static(binary: &Path) {
+    let described = Command::new("file")
+        .arg("-L")
+        .arg(binary)
+        .output()
+        .expect("run file");
+    let described = String::from_utf8_lossy(&described.stdout);
+    assert!(
+        described.contains("static") && !described.contains("dynamically linked"),
+        "the binary of `make static` is not statically linked: {described}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The empty root and the jailed relay
+
+/// A fresh directory holding only `/otx-relay`, `/etc/hosts` and
+/// `/etc/resolv.conf`, readable by nobody; removed on drop.
+struct EmptyRoot {
+    dir: PathBuf,
+}
+
+impl EmptyRoot {
+    fn new(binary: &Path) -> EmptyRoot {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "otx-relay-empty-root-{}-{nanos}",
+            std::process::id()
+        ));
+        let root = EmptyRoot { dir };
+        let mode = |path: &Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .unwrap_or_else(|e| panic!("chmod {path:?}: {e}"));
+        };
+        let etc = root.dir.join("etc");
+        std::fs::create_dir_all(&etc).unwrap_or_else(|e| panic!("create {etc:?}: {e}"));
+        mode(&root.dir, 0o755);
+        mode(&etc, 0o755);
+        let target = root.dir.join("otx-relay");
+        std::fs::copy(binary, &target).unwrap_or_else(|e| panic!("copy the binary: {e}"));
+        mode(&target, 0o755);
+        // Written here rather than copied from the host: the only name is the
+        // fake OTX's, and the only name server is one nobody answers for on
+        // 127.0.0.1, so no lookup can leave the machine.
+        let files = [
+            ("hosts", format!("127.0.0.1 localhost {OTX_HOST}\n")),
+            ("resolv.conf", "nameserver 127.0.0.1\n".to_owned()),
+        ];
+        for (name, text) in files {
+            let path = etc.join(name);
+            std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {path:?}: {e}"));
+            mode(&path, 0o644);
+        }
+        root
+    }
+
+    /// `/otx-relay ARGS` in this root as uid/gid 65534, no supplementary
+    /// group, no capability, with only `env` (and a `PATH`, as Docker gives).
+    /// `setpriv` drops to nobody first; `unshare` then needs a user namespace
+    /// for the mount one, mapping nobody to itself, so the relay is nobody
+    /// inside as well.
+    fn command(&self, env: &[(&str, &str)], args: &[&str]) -> Command {
+        let mut command = Command::new("setpriv");
+        command
+            .arg(format!("--reuid={NOBODY}"))
+            .arg(format!("--regid={NOBODY}"))
+            .arg("--clear-groups")
+            .arg("unshare")
+            .arg(format!("--map-user={NOBODY}"))
+            .arg(format!("--map-group={NOBODY}"))
+            .arg("--mount")
+            .arg(format!("--root={}", self.dir.display()))
+            .arg("/otx-relay")
+            .args(args)
+            .env_clear()
+            .env("PATH", DOCKER_PATH)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null());
+        command
+    }
+}
+
+impl Drop for EmptyRoot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The relay serving from an `EmptyRoot`, its output captured. `setpriv`
+/// and `unshare` exec in turn, so the child's pid is the relay's.
+struct Jailed {
+    child: Child,
+    port: u16,
+    output: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl Jailed {
+    /// Starts it on 127.0.0.1 and a free port (another try if that port is
+    /// taken meanwhile); waits (max 10 s) for its `listening on` line.
+    fn start(root: &EmptyRoot, otx_url: &str) -> Jailed {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let port = free_port();
+            let mut relay = Jailed::spawn(root, otx_url, port);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let needle = format!(" listening on http://127.0.0.1:{port}");
+            loop {
+                if relay.logs().contains(&needle) {
+                    return relay;
+                }
+                if let Ok(Some(status)) = relay.child.try_wait() {
+                    relay.join_readers();
+                    let logs = relay.logs();
+                    if attempts < 3 && logs.to_ascii_lowercase().contains("in use") {
+                        break;
+                    }
+                    panic!(
+                        "the relay exited ({status}) before listening in the empty root \
+                         (a permission error means nobody cannot read it); its output:\n{logs}"
+                    );
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the relay did not listen within 10 s; its output:\n{}",
+                    relay.logs()
+                );
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    fn spawn(root: &EmptyRoot, otx_url: &str, port: u16) -> Jailed {
+        let port_text = port.to_string();
+        let env = [
+            ("HOST", "127.0.0.1"),
+            ("PORT", port_text.as_str()),
+            ("SECRET_KEY", SECRET),
+            ("AVOTX_URL", otx_url),
+        ];
+        let mut child = root
+            .command(&env, &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run setpriv: {e}"));
+        let output = Arc::new(Mutex::new(String::new()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let readers = vec![collect(stdout, &output), collect(stderr, &output)];
+        Jailed {
+            child,
+            port,
+            output,
+            readers,
+        }
+    }
+
+    fn logs(&self) -> String {
+        self.output
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// SIGTERM, then the exit (max 15 s), which must be 0; returns the whole
+    /// output once checked for secrets.
+    fn terminate_expecting_success(mut self) -> String {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid} failed");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the relay") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the relay did not exit within 15 s of SIGTERM; its output:\n{}",
+                self.logs()
+            );
+            thread::sleep(Duration::from_millis(20));
+        };
+        self.join_readers();
+        let logs = self.logs();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "exit status after SIGTERM ({status}); output:\n{logs}"
+        );
+        if let Some(leak) = find_secret(&logs, &[]) {
+            panic!("{leak}");
+        }
+        logs
+    }
+
+    /// Lets the readers drain the pipes (max 2 s).
+    fn join_readers(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.readers.iter().any(|r| !r.is_finished()) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        for reader in std::mem::take(&mut self.readers) {
+            if reader.is_finished() {
+                let _ = reader.join();
+            }
+        }
+    }
+}
+
+impl Drop for Jailed {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        self.join_readers();
+        if !thread::panicking() {
+            if let Some(leak) = find_secret(&self.logs(), &[]) {
+                panic!("{leak}");
+            }
+        }
+    }
+}
+
+/// Appends each line `source` prints to `output`.
+fn collect(source: impl Read + Send + 'static, output: &Arc<Mutex<String>>) -> JoinHandle<()> {
+    let output = Arc::clone(output);
+    thread::spawn(move || {
+        let mut reader = BufReader::new(source);
+        let mut line = Vec::new();
+        while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+            let mut text = String::from_utf8_lossy(&line).into_owned();
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            output
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push_str(&text);
+            line.clear();
+        }
+    })
+}
+
+/// The relay's uid, gid and groups as the host sees them: nobody's, and no
+/// capability at all, as under the image's `USER 65534:65534`.
+fn assert_runs_as_nobody(pid: u32) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map(|value| value.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    assert_eq!(field("Name:"), "otx-relay", "{status}");
+    assert_eq!(field("Uid:"), "65534 65534 65534 65534", "{status}");
+    assert_eq!(field("Gid:"), "65534 65534 65534 65534", "{status}");
+    assert_eq!(field("Groups:"), "", "{status}");
+    assert_eq!(field("CapEff:"), "0000000000000000", "{status}");
+    assert_eq!(field("CapPrm:"), "0000000000000000", "{status}");
+}
+
+/// One request; the status and the JSON answer (panics if it is not JSON).
+fn call(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Value) {
+    let mut request = ureq::http::Request::builder().method(method).uri(url);
+    if !body.is_empty() || method == "POST" {
+        request = request.header("Content-Type", "application/json");
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(body.to_owned())
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let mut response = agent
+        .run(request)
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .read_to_string()
+        .unwrap_or_else(|e| panic!("{method} {url}: reading the answer: {e}"));
+    let json = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{method} {url} answered {status}, not JSON ({e}): {text:?}"));
+    (status, json)
+}
+
+/// A finished command's stdout and stderr, for a failure message.
+fn outputs(output: &Output) -> String {
+    format!(
+        "--- stdout ---\n{}--- stderr ---\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
