@@ -121,6 +121,11 @@ impl<V: Clone + Send + Sync + 'static> Memo<V> {
             match flights.get(&key) {
                 Some(f) => (f.clone(), false),
                 None => {
+                    // A leader may have stored its value and left between our
+                    // cache miss above and this lock: do not fetch again.
+                    if let Some(v) = self.get(&key) {
+                        return Ok(v);
+                    }
                     let f = Arc::new(Flight {
                         result: Mutex::new(None),
                         done: Condvar::new(),
