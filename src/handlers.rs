@@ -83,7 +83,8 @@ pub fn health(app: &App, request: &Request) -> Reply {
     // observe deadline.
     let budget = app.config.otx_timeout * (otx::MAX_RETRIES + 1) + Duration::from_secs(2);
     let session = Session::new(&claims.key, Instant::now() + budget);
-    let result = app.otx.check_key(&session);
+    // On the OTX pool, so AVOTX_CONCURRENCY bounds these calls too.
+    let result = app.otx.pool().install(|| app.otx.check_key(&session));
     let mut reply = match result {
         Ok(()) => Reply::data(json!({"status": "ok"})),
         Err(e) => Reply::error(e),

@@ -381,7 +381,9 @@ impl Otx {
                     {
                         RelayError::Oops(format!("the answer is not valid JSON ({text})"))
                     }
-                    _ => RelayError::Oops(format!("the exchange with AlienVault OTX failed ({text})")),
+                    _ => RelayError::Oops(format!(
+                        "the exchange with AlienVault OTX failed ({text})"
+                    )),
                 }
             }
             other => RelayError::Oops(other.to_string()),

@@ -18,7 +18,11 @@ fn the_dependency_layer_stubs_every_declared_target() {
         .lines()
         .find(|line| line.contains("for stub in"))
         .expect("the Dockerfile's stub loop");
-    for path in declared.iter().copied().chain(["src/main.rs", "src/lib.rs"]) {
+    for path in declared
+        .iter()
+        .copied()
+        .chain(["src/main.rs", "src/lib.rs"])
+    {
         assert!(
             stub_line.contains(path) || DOCKERFILE.contains(&format!("touch {path}")),
             "the Dockerfile does not stub {path}"
@@ -34,7 +38,10 @@ fn the_dependency_layer_stubs_every_declared_target() {
                 .and_then(|l| l.strip_suffix('"'))
                 .expect("a bench name on the next line");
             let path = format!("benches/{name}.rs");
-            assert!(stub_line.contains(&path), "the Dockerfile does not stub {path}");
+            assert!(
+                stub_line.contains(&path),
+                "the Dockerfile does not stub {path}"
+            );
         }
     }
 }
@@ -42,21 +49,34 @@ fn the_dependency_layer_stubs_every_declared_target() {
 #[test]
 fn the_image_version_label_is_the_crate_version() {
     let arg = format!("ARG VERSION={}", env!("CARGO_PKG_VERSION"));
-    assert!(DOCKERFILE.lines().any(|l| l.trim() == arg), "the Dockerfile must say {arg}");
+    assert!(
+        DOCKERFILE.lines().any(|l| l.trim() == arg),
+        "the Dockerfile must say {arg}"
+    );
 }
 
 #[test]
 fn the_runtime_image_is_empty_but_the_binary_and_runs_as_nobody() {
-    let runtime = DOCKERFILE.split("FROM scratch").nth(1).expect("a FROM scratch stage");
+    let runtime = DOCKERFILE
+        .split("FROM scratch")
+        .nth(1)
+        .expect("a FROM scratch stage");
     for line in [
         "USER 65534:65534",
         "EXPOSE 9090",
         "ENTRYPOINT [\"/otx-relay\"]",
         "COPY --from=build /otx-relay /otx-relay",
     ] {
-        assert!(runtime.lines().any(|l| l.trim() == line), "runtime stage lacks {line}");
+        assert!(
+            runtime.lines().any(|l| l.trim() == line),
+            "runtime stage lacks {line}"
+        );
     }
     assert!(runtime.contains("CMD [\"/otx-relay\", \"healthcheck\"]"));
-    assert_eq!(runtime.matches("COPY").count(), 1, "only the binary goes in");
+    assert_eq!(
+        runtime.matches("COPY").count(),
+        1,
+        "only the binary goes in"
+    );
     assert!(!runtime.contains("RUN "), "nothing runs in an empty image");
 }

@@ -1,7 +1,15 @@
 //! The one integration-test binary: the real relay run as a child process
 //! against a fake OTX. `support` is the harness; each other module is an area.
 
+mod auth;
+mod cache;
+mod dockerfile;
+mod empty_root;
+mod endpoints;
+mod faults;
+mod observe;
 mod panic_guard;
 mod smoke;
 mod support;
+mod tls;
 mod verdicts;

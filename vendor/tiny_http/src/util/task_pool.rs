@@ -69,7 +69,13 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+        // otx-relay patch: queue a task only for an idle thread that no task
+        // already queued has claimed. Upstream queued whenever one thread was
+        // idle, so a burst of connections could queue several tasks for that
+        // one thread; each task serves a keep-alive connection for its whole
+        // life, so the others waited until some connection closed (a client
+        // got no answer for the whole of a 60 s soak).
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
             self.add_thread(Some(code));
         } else {
             queue.push_back(code);
