@@ -35,8 +35,10 @@ static:
 run:
 	$(CARGO) run --release
 
+# Unit tests, the integration suite (tests/it) and a short smoke run of the
+# benchmark; examples are only compiled (by lint), they hold no tests.
 test:
-	$(CARGO) test --all-targets
+	$(CARGO) test --lib --bins --tests --benches
 
 lint:
 	$(CARGO) fmt --check
