@@ -62,7 +62,8 @@ docker-smoke: static
 
 coverage:
 	@command -v cargo-tarpaulin >/dev/null || $(CARGO) install --locked cargo-tarpaulin
-	$(CARGO) tarpaulin --skip-clean --out Stdout --exclude-files 'tests/*' 'benches/*' 'fuzz/*' --follow-exec --engine llvm
+	$(CARGO) tarpaulin --engine llvm --target-dir target/coverage --skip-clean --timeout 900 --out Stdout \
+	  --lib --bins --tests --exclude-files 'tests/*' 'benches/*' 'examples/*' 'fuzz/*' 'vendor/*'
 
 bench:
 	$(CARGO) bench --bench relay

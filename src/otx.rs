@@ -17,8 +17,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use ureq::http::{Response, StatusCode};
@@ -29,6 +28,9 @@ use crate::config::Config;
 use crate::error::RelayError;
 use crate::log;
 use crate::observable::{quote_path, Observable};
+
+mod page;
+use page::{scan_page, Scan};
 
 /// The `User-Agent` OTX sees (compatible).
 pub const USER_AGENT: &str =
@@ -264,7 +266,7 @@ impl Otx {
                     .limit(self.max_body)
                     .reader();
                 let outcome = scan_page(BufReader::with_capacity(64 * 1024, reader), observable)
-                    .map_err(|e| self.body_error(session, e))?;
+                    .map_err(|e| self.body_error(session, ureq::Error::from(e)))?;
                 match outcome {
                     Scan::Found(record) => return Ok(record),
                     Scan::NotHere { more: true } => continue,
@@ -509,307 +511,12 @@ fn pulse_from_json(p: &Value) -> Option<Pulse> {
     })
 }
 
-/// The outcome of one pulse-indicator page.
-#[derive(Debug, PartialEq)]
-enum Scan {
-    /// The observable's record (`None` when it has no `created`).
-    Found(Option<Record>),
-    /// Not on this page; `more` when `next` is set.
-    NotHere { more: bool },
-}
-
-/// Streams one page, keeping only the matching record: the other records
-/// are skipped by the parser, never built as values.
-fn scan_page(reader: impl Read, observable: &Observable) -> Result<Scan, ureq::Error> {
-    let mut de = serde_json::Deserializer::from_reader(reader);
-    let scan = PageSeed { observable }
-        .deserialize(&mut de)
-        .and_then(|scan| de.end().map(|()| scan))
-        .map_err(|e| match e.classify() {
-            serde_json::error::Category::Io => ureq::Error::from(std::io::Error::from(e)),
-            _ => ureq::Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
-        })?;
-    Ok(scan)
-}
-
-/// Runs the streaming page scan over `page` for the fuzz target `otx_page`
-/// (`fuzz/`); `scan_page` itself stays private. True when `page` was read
-/// as a page (the record found or not), false when it was refused.
+/// Runs the page scan over `page` for the fuzz target `otx_page` (`fuzz/`);
+/// the scan itself stays private. True when `page` was read as a page (the
+/// record found or not), false when it was refused.
 #[doc(hidden)]
 pub fn scan_page_for_fuzz(page: &[u8], observable: &Observable) -> bool {
     scan_page(page, observable).is_ok()
-}
-
-struct PageSeed<'a> {
-    observable: &'a Observable,
-}
-
-#[derive(Deserialize)]
-#[serde(field_identifier, rename_all = "lowercase")]
-enum PageField {
-    Results,
-    Next,
-    #[serde(other)]
-    Other,
-}
-
-impl<'de> DeserializeSeed<'de> for PageSeed<'_> {
-    type Value = Scan;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Scan, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for PageSeed<'_> {
-    type Value = Scan;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a page of pulse indicators")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scan, A::Error> {
-        let mut found = None;
-        let mut more = false;
-        while let Some(field) = map.next_key::<PageField>()? {
-            match field {
-                PageField::Results if found.is_none() => {
-                    found = map.next_value_seed(ResultsSeed {
-                        observable: self.observable,
-                    })?;
-                }
-                PageField::Next => more = map.next_value::<Option<IgnoredAny>>()?.is_some(),
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(match found {
-            Some(record) => Scan::Found(record),
-            None => Scan::NotHere { more },
-        })
-    }
-}
-
-struct ResultsSeed<'a> {
-    observable: &'a Observable,
-}
-
-impl<'de> DeserializeSeed<'de> for ResultsSeed<'_> {
-    /// `Some(record)` once the observable is found.
-    type Value = Option<Option<Record>>;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ResultsSeed<'_> {
-    type Value = Option<Option<Record>>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a list of records")
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
-        while found.is_none() {
-            match seq.next_element_seed(RecordSeed {
-                observable: self.observable,
-            })? {
-                None => return Ok(None),
-                Some(record) => found = record,
-            }
-        }
-        // Skip the rest without building anything, so the connection can be
-        // reused.
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(found)
-    }
-}
-
-/// One element of `results`. It is read without allocating unless it is the
-/// observable's record: `indicator` is compared in the parser's buffer, and
-/// `created` / `expiration` are kept only while the element may still match
-/// (OTX lists `indicator` first, so in practice only for the match).
-/// Elements that are not objects, and fields of an unexpected type, count as
-/// absent.
-struct RecordSeed<'a> {
-    observable: &'a Observable,
-}
-
-#[derive(Deserialize, PartialEq, Eq)]
-#[serde(field_identifier, rename_all = "lowercase")]
-enum RecordField {
-    Indicator,
-    Created,
-    Expiration,
-    #[serde(other)]
-    Other,
-}
-
-impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
-    /// `Some(record)` when this element is the observable's record (the
-    /// record is `None` when it has no `created`).
-    type Value = Option<Option<Record>>;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RecordSeed<'_> {
-    type Value = Option<Option<Record>>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a record")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        // None until `indicator` is read, then whether it matched.
-        let mut matched: Option<bool> = None;
-        let (mut created, mut expiration) = (None, None);
-        while let Some(field) = map.next_key::<RecordField>()? {
-            match field {
-                RecordField::Indicator => {
-                    matched = Some(map.next_value_seed(Matches(self.observable))?);
-                }
-                RecordField::Created | RecordField::Expiration if matched != Some(false) => {
-                    let text = match map.next_value::<Lenient>()? {
-                        Lenient::Text(t) => Some(t),
-                        Lenient::Other => None,
-                    };
-                    if field == RecordField::Created {
-                        created = text;
-                    } else {
-                        expiration = text;
-                    }
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok((matched == Some(true)).then(|| {
-            created.map(|created| Record {
-                created,
-                expiration,
-            })
-        }))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-}
-
-/// Whether a JSON value is a string naming the observable.
-struct Matches<'a>(&'a Observable);
-
-impl<'de> DeserializeSeed<'de> for Matches<'_> {
-    type Value = bool;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Matches<'_> {
-    type Value = bool;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an indicator")
-    }
-    fn visit_str<E>(self, v: &str) -> Result<bool, E> {
-        Ok(self.0.matches(v))
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_unit<E>(self) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(false)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(false)
-    }
-}
-
-/// A string, or anything else (which is dropped).
-enum Lenient {
-    Text(String),
-    Other,
-}
-
-impl<'de> Deserialize<'de> for Lenient {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Lenient;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any value")
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Lenient::Text(v.to_owned()))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Lenient::Text(v))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Lenient::Other)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Lenient::Other)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Lenient::Other)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Lenient::Other)
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Lenient::Other)
-            }
-            fn visit_none<E>(self) -> Result<Self::Value, E> {
-                Ok(Lenient::Other)
-            }
-            fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-                Lenient::deserialize(d)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Lenient::Other)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Lenient::Other)
-            }
-        }
-        d.deserialize_any(V)
-    }
 }
 
 /// Logs a pulse that was dropped (its lookup failed).
@@ -824,88 +531,6 @@ pub fn warn_dropped_pulse(pulse_id: &str, error: &RelayError) {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    fn obs(t: &str, v: &str) -> Observable {
-        Observable {
-            type_: t.into(),
-            value: v.into(),
-        }
-    }
-
-    fn scan(body: &str, o: &Observable) -> Result<Scan, String> {
-        scan_page(body.as_bytes(), o).map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn scan_finds_and_reports_next() {
-        let page = r#"{"count": 3, "results": [
-            {"indicator": "a.com", "created": "2020-01-01T00:00:00"},
-            {"indicator": "B.com", "created": "2020-01-02T00:00:00", "expiration": "2021-01-01T00:00:00"},
-            {"indicator": "c.com", "created": 5}], "next": "https://x/page=2"}"#;
-        assert_eq!(
-            scan(page, &obs("domain", "b.COM")),
-            Ok(Scan::Found(Some(Record {
-                created: "2020-01-02T00:00:00".into(),
-                expiration: Some("2021-01-01T00:00:00".into())
-            })))
-        );
-        assert_eq!(
-            scan(page, &obs("domain", "zzz.com")),
-            Ok(Scan::NotHere { more: true })
-        );
-        assert_eq!(scan(page, &obs("domain", "c.com")), Ok(Scan::Found(None)));
-        assert_eq!(
-            scan(page, &obs("url", "B.COM")),
-            Ok(Scan::NotHere { more: true })
-        );
-    }
-
-    #[test]
-    fn scan_tolerates_odd_shapes() {
-        let o = obs("ip", "1.1.1.1");
-        assert_eq!(
-            scan(r#"{"results": null, "next": null}"#, &o),
-            Ok(Scan::NotHere { more: false })
-        );
-        assert_eq!(
-            scan(
-                r#"{"results": [1, "x", [], {"indicator": 3}, {"indicator": "1.1.1.1", "created": "t", "expiration": 2.0}]}"#,
-                &o
-            ),
-            Ok(Scan::Found(Some(Record {
-                created: "t".into(),
-                expiration: None
-            })))
-        );
-        assert!(scan(r#"{"results": [{"indicator": "1.1.1.1""#, &o).is_err());
-        assert!(scan("[]", &o).is_err());
-    }
-
-    #[test]
-    fn samples_scan() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/otx-samples/");
-        for (file, value, more) in [
-            ("pulse-indicators-page1.json", "nope.example", true),
-            ("pulse-indicators-page2.json", "nope.example", false),
-            (
-                "pulse-indicators-recorded-single-page.json",
-                "nope.example",
-                false,
-            ),
-        ] {
-            let body = std::fs::read_to_string(format!("{dir}{file}")).expect(file);
-            assert_eq!(
-                scan(&body, &obs("domain", value)),
-                Ok(Scan::NotHere { more }),
-                "{file}"
-            );
-        }
-        let body = std::fs::read_to_string(format!("{dir}pulse-indicators-page1.json")).unwrap();
-        assert!(matches!(
-            scan(&body, &obs("domain", "webserver.servehttp.com")),
-            Ok(Scan::Found(Some(_)))
-        ));
-    }
 
     #[test]
     fn general_filter_and_signals() {
