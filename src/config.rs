@@ -35,6 +35,9 @@ pub struct Config {
     pub otx_max_body: u64,
     pub malicious_pulses: usize,
     pub verdict_valid_days: u64,
+    /// A client silent this long is dropped; a request body must arrive
+    /// whole within it (`RELAY_CLIENT_TIMEOUT`, not in the SPEC's table).
+    pub client_timeout: Duration,
     /// PEM bundle replacing the built-in roots (already read and checked).
     pub ca_pem: Option<Vec<u8>>,
 }
@@ -97,6 +100,11 @@ impl Config {
             malicious_pulses: positive("OTX_MALICIOUS_PULSES", var("OTX_MALICIOUS_PULSES"), 2)?
                 as usize,
             verdict_valid_days: positive("VERDICT_VALID_DAYS", var("VERDICT_VALID_DAYS"), 7)?,
+            client_timeout: Duration::from_secs(positive(
+                "RELAY_CLIENT_TIMEOUT",
+                var("RELAY_CLIENT_TIMEOUT"),
+                10,
+            )?),
             ca_pem,
         })
     }
@@ -216,6 +224,7 @@ mod tests {
         );
         assert_eq!(c.otx_max_body, 67_108_864);
         assert_eq!((c.malicious_pulses, c.verdict_valid_days), (2, 7));
+        assert_eq!(c.client_timeout, Duration::from_secs(10));
         assert!(c.secret_key.is_none());
     }
 
@@ -251,6 +260,7 @@ mod tests {
             ("AVOTX_MAX_BODY", "x"),
             ("OTX_MALICIOUS_PULSES", "0"),
             ("VERDICT_VALID_DAYS", "0"),
+            ("RELAY_CLIENT_TIMEOUT", "0"),
             ("SSL_CERT_FILE", "/nonexistent/ca.pem"),
             ("SSL_CERT_FILE", "/etc/hostname"),
         ] {

@@ -32,6 +32,7 @@ ENVIRONMENT (empty counts as unset):
     AVOTX_MAX_BODY      largest OTX answer read, bytes      [67108864]
     OTX_MALICIOUS_PULSES  pulses that make a verdict Malicious [2]
     VERDICT_VALID_DAYS  lifetime of a verdict, days         [7]
+    RELAY_CLIENT_TIMEOUT  seconds a silent client is kept     [10]
     SSL_CERT_FILE       PEM bundle replacing the built-in roots
     HTTPS_PROXY, NO_PROXY  egress proxy for OTX calls
 ";

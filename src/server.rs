@@ -24,9 +24,6 @@ use crate::routes::{route, Reply, Request};
 pub const MAX_BODY: usize = 1024 * 1024;
 /// How long in-flight requests may take to finish after SIGTERM.
 pub const DRAIN: Duration = Duration::from_secs(10);
-/// A client that sends nothing (or reads nothing) for this long is dropped,
-/// and a request body must arrive whole within it.
-pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What answers a request: [`route`] in the relay; tests may pass another.
 pub type Handler = fn(&Arc<App>, &Request) -> Reply;
@@ -51,8 +48,9 @@ impl Relay {
         let bind = format!("{}:{}", app.config.host, app.config.port);
         let listener = std::net::TcpListener::bind(&bind)
             .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
-        let server = Server::from_listener_with_timeout(listener, None, Some(CLIENT_TIMEOUT))
-            .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+        let server =
+            Server::from_listener_with_timeout(listener, None, Some(app.config.client_timeout))
+                .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
         let addr = server
             .server_addr()
             .to_ip()
@@ -125,7 +123,7 @@ fn handle(app: &Arc<App>, handler: Handler, mut request: tiny_http::Request) {
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
     let path = request.url().split('?').next().unwrap_or("").to_owned();
-    let reply = match read(&mut request, &method, &path) {
+    let reply = match read(&mut request, &method, &path, app.config.client_timeout) {
         Ok(req) => catch_unwind(AssertUnwindSafe(|| handler(app, &req))).unwrap_or_else(|_| {
             log::error(format_args!("a handler panicked on {method} {path}"));
             Reply::error(RelayError::Internal)
@@ -151,15 +149,20 @@ fn handle(app: &Arc<App>, handler: Handler, mut request: tiny_http::Request) {
     );
 }
 
-fn read(request: &mut tiny_http::Request, method: &str, path: &str) -> Result<Request, RelayError> {
+fn read(
+    request: &mut tiny_http::Request,
+    method: &str,
+    path: &str,
+    client_timeout: Duration,
+) -> Result<Request, RelayError> {
     if request.body_length().is_some_and(|n| n > MAX_BODY) {
         return Err(RelayError::PayloadTooLarge);
     }
     // Each read is bounded by the socket's timeout; the whole body by
-    // CLIENT_TIMEOUT, so a trickling client cannot hold this worker.
+    // the client timeout, so a trickling client cannot hold this worker.
     let unreadable =
         || RelayError::InvalidPayload("The body could not be read in time.".to_owned());
-    let until = Instant::now() + CLIENT_TIMEOUT;
+    let until = Instant::now() + client_timeout;
     let mut body = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     let reader = request.as_reader();

@@ -9,6 +9,7 @@ mod endpoints;
 mod faults;
 mod observe;
 mod panic_guard;
+mod slow_clients;
 mod smoke;
 mod support;
 mod tls;

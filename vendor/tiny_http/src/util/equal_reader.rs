@@ -63,13 +63,29 @@ impl<R> Drop for EqualReader<R>
 where
     R: Read,
 {
+    // otx-relay patch: the unread rest of a body is drained through a
+    // small buffer (upstream allocated the whole remaining size: a forged
+    // `Content-Length` of many GB aborted the process), and for at most
+    // 1 MiB and 2 s (a client trickling its body would otherwise hold the
+    // worker that answered it). Giving up reports an error, so the
+    // connection is closed instead of reused.
     fn drop(&mut self) {
         let mut remaining_to_read = self.size;
+        let mut buf = [0u8; 16 * 1024];
+        let give_up_at = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let mut budget: usize = 1024 * 1024;
 
         while remaining_to_read > 0 {
-            let mut buf = vec![0; remaining_to_read];
-
-            match self.reader.read(&mut buf) {
+            if budget == 0 || std::time::Instant::now() > give_up_at {
+                let gave_up = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the unread rest of the body was not drained",
+                );
+                self.last_read_signal.send(Err(gave_up)).ok();
+                break;
+            }
+            let want = remaining_to_read.min(buf.len());
+            match self.reader.read(&mut buf[..want]) {
                 Err(e) => {
                     self.last_read_signal.send(Err(e)).ok();
                     break;
@@ -80,6 +96,7 @@ where
                 }
                 Ok(other) => {
                     remaining_to_read -= other;
+                    budget = budget.saturating_sub(other);
                 }
             }
         }

@@ -1,0 +1,162 @@
+//! Slow and stalled clients (SPEC §8): a connection takes a worker only once
+//! its request head has arrived, a silent client is dropped after
+//! `RELAY_CLIENT_TIMEOUT`, and a body must arrive whole within it, so a
+//! trickling client cannot hold a worker. Every relay here has ONE worker:
+//! if a slow client held it, the prompt request would never be answered.
+//! (Bodies of up to 1 KiB are read by tiny_http before the request reaches
+//! a worker, so the body tests announce 5000 bytes.)
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{check_json, FakeOtx, Relay};
+
+const ONE_WORKER: [(&str, &str); 2] = [("RELAY_THREADS", "1"), ("RELAY_CLIENT_TIMEOUT", "1")];
+
+fn connect(relay: &Relay) -> TcpStream {
+    let stream = TcpStream::connect(relay.addr()).expect("connect to the relay");
+    // Far above the relay's 1 s: a read that times out here means the relay
+    // kept the connection open.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(8)))
+        .expect("read timeout");
+    stream
+}
+
+/// Reads until the relay closes the connection; panics if it never does.
+fn read_until_closed(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    match stream.read_to_end(&mut answer) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the relay kept a stalled connection open: {e}"),
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[track_caller]
+fn check_version_answers(relay: &Relay) {
+    let (status, body) = relay.post("/version", None, "");
+    assert_eq!(status, 200);
+    check_json(&body, &json!({"version": env!("CARGO_PKG_VERSION")}));
+}
+
+#[test]
+fn clients_that_never_finish_their_head_take_no_worker_and_are_dropped() {
+    let otx = FakeOtx::start();
+    let relay = Relay::start(&otx, &ONE_WORKER);
+    let mut slow: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = connect(&relay);
+            s.write_all(b"POST /version HTTP/1.1\r\nHost: relay\r\nContent-Type: applic")
+                .expect("a partial head");
+            s
+        })
+        .collect();
+    check_version_answers(&relay);
+    for stream in slow.iter_mut().take(3) {
+        let answer = read_until_closed(stream);
+        assert!(
+            !answer.contains("\"version\""),
+            "a half-sent request was served: {answer}"
+        );
+    }
+    check_version_answers(&relay);
+}
+
+#[test]
+fn a_body_that_stops_coming_frees_the_worker_after_the_timeout() {
+    let otx = FakeOtx::start();
+    let relay = Relay::start(&otx, &ONE_WORKER);
+    let mut stalled = connect(&relay);
+    stalled
+        .write_all(b"POST /refer/observables HTTP/1.1\r\nHost: relay\r\nContent-Length: 5000\r\n\r\n[{\"type\":")
+        .expect("a head and part of the body");
+    // Give the one worker time to take the stalled request first.
+    thread::sleep(Duration::from_millis(200));
+    check_version_answers(&relay);
+    let answer = read_until_closed(&mut stalled);
+    // Dropped: closed, with at most an error answer, never served.
+    assert!(
+        answer.is_empty() || answer.contains("Invalid JSON payload received."),
+        "{answer}"
+    );
+}
+
+#[test]
+fn a_body_trickling_in_cannot_hold_the_worker_past_the_timeout() {
+    let otx = FakeOtx::start();
+    let relay = Relay::start(&otx, &ONE_WORKER);
+    let mut trickle = connect(&relay);
+    trickle
+        .write_all(
+            b"POST /refer/observables HTTP/1.1\r\nHost: relay\r\nContent-Length: 5000\r\n\r\n",
+        )
+        .expect("a head");
+    let writer = {
+        let mut trickle = trickle.try_clone().expect("clone");
+        // One byte every 300 ms: each read is within the 1 s timeout, the
+        // whole body is not. Bounded: 40 bytes, 12 s at most (it stops
+        // once the socket is shut down).
+        thread::spawn(move || {
+            for _ in 0..40 {
+                if trickle.write_all(b" ").is_err() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    thread::sleep(Duration::from_millis(200));
+    // Answered well before the trickle (12 s) ends: the worker gave up on
+    // it at the 1 s timeout although each byte came within 1 s (and the
+    // unread rest is not drained for more than 2 s).
+    let mut prompt = connect(&relay);
+    prompt
+        .set_read_timeout(Some(Duration::from_secs(7)))
+        .expect("read timeout");
+    prompt
+        .write_all(b"POST /version HTTP/1.1\r\nHost: relay\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .expect("a request");
+    let mut answer = String::new();
+    prompt
+        .read_to_string(&mut answer)
+        .expect("/version answered while the trickle goes on");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The trickler itself now only holds a connection thread of tiny_http
+    // (as a slow head does), never a worker; end it.
+    let _ = trickle.shutdown(std::net::Shutdown::Both);
+    let _ = writer.join();
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_the_timeout() {
+    let otx = FakeOtx::start();
+    let relay = Relay::start(&otx, &ONE_WORKER);
+    let mut idle = connect(&relay);
+    idle.write_all(b"POST /version HTTP/1.1\r\nHost: relay\r\nContent-Length: 0\r\n\r\n")
+        .expect("a request");
+    let answer = read_until_closed(&mut idle);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(&format!(
+        "{{\"version\":\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    )));
+}
+
+#[test]
+fn a_forged_huge_content_length_is_413_and_the_relay_lives() {
+    let otx = FakeOtx::start();
+    let relay = Relay::start(&otx, &ONE_WORKER);
+    let mut forged = connect(&relay);
+    forged
+        .write_all(b"POST /refer/observables HTTP/1.1\r\nHost: relay\r\nContent-Length: 99999999999\r\n\r\n[]")
+        .expect("a request");
+    let answer = read_until_closed(&mut forged);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    check_version_answers(&relay);
+}
