@@ -160,3 +160,29 @@ fn a_forged_huge_content_length_is_413_and_the_relay_lives() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     check_version_answers(&relay);
 }
+
+#[test]
+fn a_huge_head_is_refused_and_the_relay_lives() {
+    let otx = FakeOtx::start();
+    let relay = Relay::start(&otx, &ONE_WORKER);
+    for head in [
+        format!(
+            "POST /version HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(1 << 20)
+        ),
+        format!(
+            "POST /version HTTP/1.1\r\n{}\r\n",
+            "X-Many: 1\r\n".repeat(10_000)
+        ),
+    ] {
+        let mut client = connect(&relay);
+        // The relay may close while this is still being written.
+        let _ = client.write_all(head.as_bytes());
+        let answer = read_until_closed(&mut client);
+        assert!(
+            !answer.contains("\"version\""),
+            "an oversized head was served"
+        );
+    }
+    check_version_answers(&relay);
+}

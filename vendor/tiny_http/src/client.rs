@@ -46,6 +46,10 @@ enum ReadError {
     ReadIoError(IoError),
 }
 
+/// otx-relay patch: the longest head line and the most header lines read.
+const MAX_HEAD_LINE: usize = 16 * 1024;
+const MAX_HEADERS: usize = 128;
+
 impl ClientConnection {
     /// Creates a new `ClientConnection` that takes ownership of the `TcpStream`.
     pub fn new(
@@ -98,6 +102,11 @@ impl ClientConnection {
             prev_byte_was_cr = byte == b'\r';
 
             buf.push(byte);
+            // otx-relay patch: a head line is bounded (upstream buffered it
+            // whole, however long a client made it).
+            if buf.len() > MAX_HEAD_LINE {
+                return Err(IoError::new(ErrorKind::InvalidInput, "Header line too long"));
+            }
         }
     }
 
@@ -123,6 +132,13 @@ impl ClientConnection {
                     if line.is_empty() {
                         break;
                     };
+                    // otx-relay patch: so is the number of header lines.
+                    if headers.len() >= MAX_HEADERS {
+                        return Err(ReadError::ReadIoError(IoError::new(
+                            ErrorKind::InvalidInput,
+                            "Too many headers",
+                        )));
+                    }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
                         // TODO: remove this conversion
                         Ok(h) => h,
