@@ -175,7 +175,7 @@ fn run() -> Result<bool, String> {
     println!("fake OTX            {fake_totals}");
     println!(
         "fake max in flight  {load_max_in_flight} during the load (AVOTX_CONCURRENCY \
-         {OTX_CONCURRENCY}; /health calls OTX from an HTTP worker, outside that pool)"
+         {OTX_CONCURRENCY})"
     );
     println!(
         "relay RSS           peak {}, final {} 5 s after the load (peak: {peak_source})",
