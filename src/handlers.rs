@@ -2,15 +2,16 @@
 //!
 //! The body is validated before the JWT (compatible). OTX work for one
 //! request fans out on the OTX pool (observables in parallel, and each
-//! observable's pulse lookups in parallel); the handler waits for the
-//! results only until the request's deadline and answers with what it has.
+//! observable's pulse lookups in parallel, one pool job per OTX exchange);
+//! the handler waits for the results only until the request's deadline and
+//! answers with what it has.
 
 use std::collections::HashSet;
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rayon::prelude::*;
 use serde_json::{json, Map, Value};
 
 use crate::auth::{self, Claims};
@@ -211,8 +212,31 @@ fn lookup(app: &Arc<App>, request: &Request, mode: Mode) -> Reply {
     }
 }
 
-/// Runs the lookups of `observables` on the OTX pool and collects their
-/// results until `answer_by`; `None` for those still running.
+/// One piece of OTX work, done.
+enum Done {
+    /// Observable `i`'s `/general`.
+    General(usize, Result<Arc<Option<General>>, RelayError>),
+    /// Observable `i`'s record in its pulse `j`.
+    Record(usize, usize, Result<Option<Record>, RelayError>),
+}
+
+/// What has come back for one observable.
+#[derive(Default)]
+struct Progress {
+    general: Option<Result<Arc<Option<General>>, RelayError>>,
+    /// One slot per pulse of `general`, filled as lookups return.
+    records: Vec<Option<Result<Option<Record>, RelayError>>>,
+    pending: usize,
+}
+
+/// Runs the OTX work of `observables` on the OTX pool and collects it until
+/// `answer_by`; `None` for an observable whose `/general` is still out.
+///
+/// This thread (an HTTP worker) is the only one that waits: every pool job
+/// is one OTX exchange that reports to it, and the pulse lookups of an
+/// observable are spawned when its `/general` arrives. A pool thread never
+/// waits on other jobs, so it can never be stuck behind another request's
+/// work.
 fn fan_out(
     app: &Arc<App>,
     session: &Arc<Session>,
@@ -221,93 +245,113 @@ fn fan_out(
     limit: usize,
     answer_by: Instant,
 ) -> Vec<Option<Result<Found, RelayError>>> {
-    let mut results: Vec<Option<Result<Found, RelayError>>> =
-        observables.iter().map(|_| None).collect();
-    if observables.is_empty() {
-        return results;
-    }
-    let (tx, rx) = mpsc::channel();
-    // The jobs outlive this call when the deadline passes, so they get
-    // owned data; `scope` would make the handler wait for them.
     let observables = Arc::new(observables.to_vec());
+    let (tx, rx) = mpsc::channel();
+    let mut progress: Vec<Progress> = observables.iter().map(|_| Progress::default()).collect();
     for i in 0..observables.len() {
-        let (tx, session, observables, app) = (
-            tx.clone(),
-            session.clone(),
-            observables.clone(),
-            app.clone(),
+        let (session, observables) = (session.clone(), observables.clone());
+        run(
+            app,
+            &tx,
+            move |app| Done::General(i, app.otx.general(&session, &observables[i])),
+            move |e| Done::General(i, Err(e)),
         );
-        app.clone().otx.pool().spawn(move || {
-            let result = find(&app, &session, &observables[i], mode, limit);
-            let _ = tx.send((i, result));
-        });
     }
-    drop(tx);
-    let mut pending = observables.len();
-    while pending > 0 {
+    let mut unfinished = observables.len();
+    while unfinished > 0 {
         let left = answer_by.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok((i, result)) => {
-                results[i] = Some(result);
-                pending -= 1;
-            }
-            Err(RecvTimeoutError::Timeout) => break,
-            // A job panicked: its observable answers an internal error.
-            Err(RecvTimeoutError::Disconnected) => {
-                for r in results.iter_mut().filter(|r| r.is_none()) {
-                    *r = Some(Err(RelayError::Oops("internal error".to_owned())));
+        let Ok(done) = rx.recv_timeout(left) else {
+            break;
+        };
+        match done {
+            Done::General(i, result) => {
+                let pulses = match (&result, mode) {
+                    (Ok(general), Mode::Observe) => {
+                        general.as_ref().as_ref().map_or(&[][..], |g| &g.pulses[..])
+                    }
+                    _ => &[],
+                };
+                if let Ok(Some(g)) = result.as_ref().map(|g| g.as_ref()) {
+                    if g.skipped > 0 {
+                        crate::log::warn(format_args!(
+                            "{} pulse(s) without an id skipped for one {} observable",
+                            g.skipped, observables[i].type_
+                        ));
+                    }
                 }
-                break;
+                for (j, pulse) in pulses.iter().enumerate() {
+                    let (session, observables, id) =
+                        (session.clone(), observables.clone(), pulse.id.clone());
+                    run(
+                        app,
+                        &tx,
+                        move |app| {
+                            Done::Record(i, j, app.otx.find_record(&session, &id, &observables[i]))
+                        },
+                        move |e| Done::Record(i, j, Err(e)),
+                    );
+                }
+                progress[i].records = pulses.iter().map(|_| None).collect();
+                progress[i].pending = pulses.len();
+                if pulses.is_empty() {
+                    unfinished -= 1;
+                }
+                progress[i].general = Some(result);
+            }
+            Done::Record(i, j, result) => {
+                progress[i].records[j] = Some(result);
+                progress[i].pending -= 1;
+                if progress[i].pending == 0 {
+                    unfinished -= 1;
+                }
             }
         }
     }
-    results
+    progress.into_iter().map(|p| found(p, limit)).collect()
 }
 
-/// One observable: `/general`, then (observe) its pulses' records.
-fn find(
-    app: &App,
-    session: &Session,
-    observable: &Observable,
-    mode: Mode,
-    limit: usize,
-) -> Result<Found, RelayError> {
-    let general = app.otx.general(session, observable)?;
+/// Runs `work` on the OTX pool and sends what it gives; a panic in it is
+/// reported as an internal error of that piece of work only.
+fn run(
+    app: &Arc<App>,
+    tx: &mpsc::Sender<Done>,
+    work: impl FnOnce(&App) -> Done + Send + 'static,
+    failed: impl FnOnce(RelayError) -> Done + Send + 'static,
+) {
+    let (app2, tx) = (app.clone(), tx.clone());
+    app.otx.pool().spawn(move || {
+        let done = catch_unwind(AssertUnwindSafe(|| work(&app2)))
+            .unwrap_or_else(|_| failed(RelayError::Oops("internal error".to_owned())));
+        // The handler may have answered already (deadline): nothing to do.
+        let _ = tx.send(done);
+    });
+}
+
+/// One observable's result from what came back: its records newest first,
+/// at most `limit`; lookups still out or cut by the deadline mark it timed
+/// out; other failed lookups drop their pulse (logged).
+fn found(progress: Progress, limit: usize) -> Option<Result<Found, RelayError>> {
+    let general = match progress.general? {
+        Ok(general) => general,
+        Err(e) => return Some(Err(e)),
+    };
     let mut found = Found {
         general: general.clone(),
         pairs: Vec::new(),
         timed_out: false,
     };
-    let Some(g) = general.as_ref() else {
-        return Ok(found);
-    };
-    if g.skipped > 0 {
-        crate::log::warn(format_args!(
-            "{} pulse(s) without an id skipped for one {} observable",
-            g.skipped, observable.type_
-        ));
-    }
-    if mode == Mode::Deliberate {
-        return Ok(found);
-    }
-    let lookups: Vec<Result<Option<(Pulse, Record)>, RelayError>> = g
-        .pulses
-        .par_iter()
-        .map(|pulse| {
-            let record = app.otx.find_record(session, &pulse.id, observable)?;
-            Ok(record.map(|r| (pulse.clone(), r)))
-        })
-        .collect();
-    for (pulse, lookup) in g.pulses.iter().zip(lookups) {
-        match lookup {
-            Ok(Some(pair)) => found.pairs.push(pair),
-            Ok(None) => {}
-            Err(RelayError::Timeout) => found.timed_out = true,
-            Err(e) => otx::warn_dropped_pulse(&pulse.id, &e),
+    if let Some(g) = general.as_ref() {
+        for (pulse, record) in g.pulses.iter().zip(progress.records) {
+            match record {
+                Some(Ok(Some(record))) => found.pairs.push((pulse.clone(), record)),
+                Some(Ok(None)) => {}
+                None | Some(Err(RelayError::Timeout)) => found.timed_out = true,
+                Some(Err(e)) => otx::warn_dropped_pulse(&pulse.id, &e),
+            }
         }
     }
     // Newest record first; a stable sort keeps OTX's order among equals.
     found.pairs.sort_by(|a, b| b.1.created.cmp(&a.1.created));
     found.pairs.truncate(limit);
-    Ok(found)
+    Some(Ok(found))
 }
