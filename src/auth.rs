@@ -80,15 +80,13 @@ pub fn verify(header: Option<&str>, secret: Option<&[u8]>, now: f64) -> Result<C
         _ => return Err(RelayError::WrongPayloadStructure),
     };
     let time = |name: &str| match payload.get(name) {
-        None | Some(Value::Null) => Ok(None),
+        None => Ok(None),
+        // `null` is present and not a number: wrong structure.
         Some(Value::Number(n)) => Ok(n.as_f64()),
         Some(_) => Err(RelayError::WrongPayloadStructure),
     };
     let (exp, nbf) = (time("exp")?, time("nbf")?);
-    let entities_limit = payload.get("CTR_ENTITIES_LIMIT").map(|v| match v {
-        Value::String(s) => config::entities_limit(Some(s)),
-        other => config::entities_limit(Some(&other.to_string())),
-    });
+    let entities_limit = payload.get("CTR_ENTITIES_LIMIT").map(limit_claim);
 
     if exp.is_some_and(|exp| now > exp + LEEWAY) {
         return Err(RelayError::TokenExpired);
@@ -105,6 +103,27 @@ pub fn verify(header: Option<&str>, secret: Option<&[u8]>, now: f64) -> Result<C
         key,
         entities_limit,
     })
+}
+
+/// The `CTR_ENTITIES_LIMIT` claim, as Python's `int()` reads it: a string
+/// follows the env variable's rules; an integer of any size, or a float
+/// truncated towards zero (`5.9` → 5, `1e30` → 1000); anything else → 100.
+fn limit_claim(value: &Value) -> usize {
+    match value {
+        Value::String(s) => config::entities_limit(Some(s)),
+        Value::Number(n) if n.is_f64() => match n.as_f64() {
+            Some(f) if f.is_finite() && f >= 1.0 => {
+                if f >= config::MAX_ENTITIES_LIMIT as f64 {
+                    config::MAX_ENTITIES_LIMIT
+                } else {
+                    f.trunc() as usize
+                }
+            }
+            _ => config::DEFAULT_ENTITIES_LIMIT,
+        },
+        Value::Number(n) => config::entities_limit(Some(&n.to_string())),
+        _ => config::DEFAULT_ENTITIES_LIMIT,
+    }
 }
 
 /// Mints a token for `key` (the `token` subcommand).
@@ -244,6 +263,9 @@ mod tests {
             json!({"key": 5}),
             json!({"key": "k", "exp": "soon"}),
             json!({"key": "k", "nbf": true}),
+            // Present but not numbers.
+            json!({"key": "k", "exp": null}),
+            json!({"key": "k", "nbf": null}),
         ] {
             let t = format!("Bearer {}", hs256(payload.clone()));
             check(
@@ -294,6 +316,26 @@ mod tests {
             (json!("junk"), 100),
             (json!(5000), 1000),
             (json!("7"), 7),
+            (json!(-4), 100),
+            (json!(null), 100),
+            // Integers beyond i64/u64 and huge floats: still > 1000.
+            (json!(18446744073709551615u64), 1000),
+            (json!(9223372036854775807i64), 1000),
+            (json!(1e30), 1000),
+            (json!(f64::MAX), 1000),
+            (json!(-1e30), 100),
+            // Floats: Python's int() truncates.
+            (json!(5.0), 5),
+            (json!(5.5), 5),
+            (json!(999.9), 999),
+            (json!(1000.5), 1000),
+            (json!(1.0), 1),
+            (json!(0.5), 100),
+            (json!(-5.0), 100),
+            // Strings follow the env rules.
+            (json!("5.0"), 100),
+            (json!("99999999999999999999"), 1000),
+            (json!(" 12 "), 12),
         ] {
             let t = format!(
                 "Bearer {}",

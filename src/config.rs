@@ -15,6 +15,25 @@ pub const DEFAULT_ENTITIES_LIMIT: usize = 100;
 /// The largest `CTR_ENTITIES_LIMIT` honoured.
 pub const MAX_ENTITIES_LIMIT: usize = 1000;
 
+// Upper bounds of the numeric variables: far above any sensible setting, and
+// low enough that nothing derived from them (`Instant + deadline`,
+// `timeout * retries`, `concurrency * 2`, days in seconds…) can overflow, and
+// that no absurd number of threads is started.
+/// `AVOTX_TIMEOUT`, `RELAY_DEADLINE`, `RELAY_CLIENT_TIMEOUT`: one day.
+pub const MAX_SECONDS: u64 = 86_400;
+/// `CACHE_TTL`: one year.
+pub const MAX_CACHE_TTL: u64 = 31_536_000;
+/// `RELAY_THREADS`, `AVOTX_CONCURRENCY`.
+pub const MAX_THREADS: u64 = 4096;
+/// `CACHE_MAX_ENTRIES`.
+pub const MAX_CACHE_ENTRIES: u64 = 100_000_000;
+/// `AVOTX_MAX_BODY`: 4 GiB.
+pub const MAX_OTX_BODY: u64 = 4_294_967_296;
+/// `OTX_MALICIOUS_PULSES`.
+pub const MAX_MALICIOUS_PULSES: u64 = 1_000_000;
+/// `VERDICT_VALID_DAYS`: ten years.
+pub const MAX_VERDICT_VALID_DAYS: u64 = 3650;
+
 /// The validated configuration.
 #[derive(Clone)]
 pub struct Config {
@@ -89,21 +108,60 @@ impl Config {
             entities_limit: entities_limit(var("CTR_ENTITIES_LIMIT").as_deref()),
             host: var("HOST").unwrap_or_else(|| "0.0.0.0".to_owned()),
             port: port(var("PORT"))?,
-            otx_timeout: Duration::from_secs(positive("AVOTX_TIMEOUT", var("AVOTX_TIMEOUT"), 10)?),
-            deadline: Duration::from_secs(positive("RELAY_DEADLINE", var("RELAY_DEADLINE"), 25)?),
-            threads: positive("RELAY_THREADS", var("RELAY_THREADS"), 64)? as usize,
-            otx_concurrency: positive("AVOTX_CONCURRENCY", var("AVOTX_CONCURRENCY"), 32)? as usize,
-            cache_ttl: Duration::from_secs(non_negative("CACHE_TTL", var("CACHE_TTL"), 300)?),
-            cache_max_entries: positive("CACHE_MAX_ENTRIES", var("CACHE_MAX_ENTRIES"), 10_000)?
-                as usize,
-            otx_max_body: positive("AVOTX_MAX_BODY", var("AVOTX_MAX_BODY"), 64 * 1024 * 1024)?,
-            malicious_pulses: positive("OTX_MALICIOUS_PULSES", var("OTX_MALICIOUS_PULSES"), 2)?
-                as usize,
-            verdict_valid_days: positive("VERDICT_VALID_DAYS", var("VERDICT_VALID_DAYS"), 7)?,
+            otx_timeout: Duration::from_secs(positive(
+                "AVOTX_TIMEOUT",
+                var("AVOTX_TIMEOUT"),
+                10,
+                MAX_SECONDS,
+            )?),
+            deadline: Duration::from_secs(positive(
+                "RELAY_DEADLINE",
+                var("RELAY_DEADLINE"),
+                25,
+                MAX_SECONDS,
+            )?),
+            threads: positive("RELAY_THREADS", var("RELAY_THREADS"), 64, MAX_THREADS)? as usize,
+            otx_concurrency: positive(
+                "AVOTX_CONCURRENCY",
+                var("AVOTX_CONCURRENCY"),
+                32,
+                MAX_THREADS,
+            )? as usize,
+            cache_ttl: Duration::from_secs(non_negative(
+                "CACHE_TTL",
+                var("CACHE_TTL"),
+                300,
+                MAX_CACHE_TTL,
+            )?),
+            cache_max_entries: positive(
+                "CACHE_MAX_ENTRIES",
+                var("CACHE_MAX_ENTRIES"),
+                10_000,
+                MAX_CACHE_ENTRIES,
+            )? as usize,
+            otx_max_body: positive(
+                "AVOTX_MAX_BODY",
+                var("AVOTX_MAX_BODY"),
+                64 * 1024 * 1024,
+                MAX_OTX_BODY,
+            )?,
+            malicious_pulses: positive(
+                "OTX_MALICIOUS_PULSES",
+                var("OTX_MALICIOUS_PULSES"),
+                2,
+                MAX_MALICIOUS_PULSES,
+            )? as usize,
+            verdict_valid_days: positive(
+                "VERDICT_VALID_DAYS",
+                var("VERDICT_VALID_DAYS"),
+                7,
+                MAX_VERDICT_VALID_DAYS,
+            )?,
             client_timeout: Duration::from_secs(positive(
                 "RELAY_CLIENT_TIMEOUT",
                 var("RELAY_CLIENT_TIMEOUT"),
                 10,
+                MAX_SECONDS,
             )?),
             ca_pem,
         })
@@ -111,10 +169,15 @@ impl Config {
 }
 
 /// `CTR_ENTITIES_LIMIT` rules (compatible): not a positive integer → 100,
-/// above 1000 → 1000. Shared by the env variable and the JWT claim.
+/// above 1000 → 1000 (however large: Python's `int()` has no overflow).
+/// Shared by the env variable and the JWT claim.
 pub fn entities_limit(raw: Option<&str>) -> usize {
-    match raw.map(str::trim).and_then(|v| v.parse::<i64>().ok()) {
-        Some(n) if n >= 1 => (n as usize).min(MAX_ENTITIES_LIMIT),
+    use std::num::IntErrorKind;
+    match raw.map(str::trim).map(str::parse::<i128>) {
+        Some(Ok(n)) if n >= 1 => usize::try_from(n)
+            .unwrap_or(MAX_ENTITIES_LIMIT)
+            .min(MAX_ENTITIES_LIMIT),
+        Some(Err(e)) if *e.kind() == IntErrorKind::PosOverflow => MAX_ENTITIES_LIMIT,
         _ => DEFAULT_ENTITIES_LIMIT,
     }
 }
@@ -127,18 +190,71 @@ fn otx_url(raw: Option<String>) -> Result<String, ConfigError> {
         variable: "AVOTX_URL",
         reason: reason.to_owned(),
     };
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| bad("must start with http:// or https://"))?;
-    let host = rest.split('/').next().unwrap_or("");
-    if host.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(bad("must start with http:// or https://"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad("must be an http(s):// URL with a host"));
     }
     if url.contains(['?', '#']) {
         return Err(bad("must not carry a query or fragment"));
     }
+    let uri = ureq::http::Uri::try_from(url.as_str())
+        .map_err(|_| bad("must be a valid http(s):// URL"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(bad("must start with http:// or https://"));
+    }
+    if uri.query().is_some() {
+        return Err(bad("must not carry a query or fragment"));
+    }
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str())
+        .ok_or_else(|| bad("must be an http(s):// URL with a host"))?;
+    if authority.contains('@') {
+        // It would be copied into every link the relay emits.
+        return Err(bad("must not carry a user name or password"));
+    }
+    let (host, port) = split_host_port(authority);
+    if !valid_host(host) {
+        return Err(bad("must be an http(s):// URL with a host"));
+    }
+    if let Some(port) = port {
+        if !port.parse::<u16>().is_ok_and(|p| p >= 1) {
+            return Err(bad("must have a port number from 1 to 65535"));
+        }
+    }
     Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// `host[:port]` or `[v6][:port]`; the port is whatever follows the colon.
+fn split_host_port(authority: &str) -> (&str, Option<&str>) {
+    let split_at = if authority.starts_with('[') {
+        match authority.find(']') {
+            Some(end) => end + 1,
+            None => return (authority, None),
+        }
+    } else {
+        authority.find(':').unwrap_or(authority.len())
+    };
+    let (host, rest) = authority.split_at(split_at);
+    match rest.strip_prefix(':') {
+        Some(port) => (host, Some(port)),
+        None if rest.is_empty() => (host, None),
+        // Something after `]` that is not a port.
+        None => (authority, Some(rest)),
+    }
+}
+
+/// A DNS name, an IPv4 address, or a bracketed IPv6 address.
+fn valid_host(host: &str) -> bool {
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return inner.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
 }
 
 fn port(raw: Option<String>) -> Result<u16, ConfigError> {
@@ -154,14 +270,19 @@ fn port(raw: Option<String>) -> Result<u16, ConfigError> {
     }
 }
 
-fn positive(variable: &'static str, raw: Option<String>, default: u64) -> Result<u64, ConfigError> {
+fn positive(
+    variable: &'static str,
+    raw: Option<String>,
+    default: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
     match raw {
         None => Ok(default),
         Some(v) => match v.trim().parse::<u64>() {
-            Ok(n) if n > 0 => Ok(n),
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
             _ => Err(ConfigError {
                 variable,
-                reason: "must be a positive integer".to_owned(),
+                reason: format!("must be a positive integer no larger than {max}"),
             }),
         },
     }
@@ -171,13 +292,19 @@ fn non_negative(
     variable: &'static str,
     raw: Option<String>,
     default: u64,
+    max: u64,
 ) -> Result<u64, ConfigError> {
     match raw {
         None => Ok(default),
-        Some(v) => v.trim().parse::<u64>().map_err(|_| ConfigError {
-            variable,
-            reason: "must be a whole number of seconds (0 turns the cache off)".to_owned(),
-        }),
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(n) if n <= max => Ok(n),
+            _ => Err(ConfigError {
+                variable,
+                reason: format!(
+                    "must be a whole number of seconds no larger than {max} (0 turns the cache off)"
+                ),
+            }),
+        },
     }
 }
 
@@ -263,10 +390,126 @@ mod tests {
             ("RELAY_CLIENT_TIMEOUT", "0"),
             ("SSL_CERT_FILE", "/nonexistent/ca.pem"),
             ("SSL_CERT_FILE", "/etc/hostname"),
+            // Above the upper bounds (values that overflowed later on).
+            ("AVOTX_TIMEOUT", "86401"),
+            ("AVOTX_TIMEOUT", "18446744073709551615"),
+            ("RELAY_DEADLINE", "86401"),
+            ("RELAY_DEADLINE", "18446744073709551615"),
+            ("RELAY_DEADLINE", "18446744073709551616"),
+            ("RELAY_CLIENT_TIMEOUT", "86401"),
+            ("CACHE_TTL", "31536001"),
+            ("CACHE_TTL", "18446744073709551615"),
+            ("RELAY_THREADS", "4097"),
+            ("RELAY_THREADS", "100000"),
+            ("AVOTX_CONCURRENCY", "4097"),
+            ("AVOTX_CONCURRENCY", "18446744073709551615"),
+            ("CACHE_MAX_ENTRIES", "100000001"),
+            ("AVOTX_MAX_BODY", "4294967297"),
+            ("OTX_MALICIOUS_PULSES", "1000001"),
+            ("VERDICT_VALID_DAYS", "3651"),
+            ("VERDICT_VALID_DAYS", "18446744073709551615"),
         ] {
             let err = config(&[(var, value)]).expect_err(var);
             assert_eq!(err.variable, var, "{var}={value}");
             assert!(err.to_string().starts_with(&format!("invalid {var}: ")));
+        }
+    }
+
+    #[test]
+    fn too_large_values_say_the_bound() {
+        for (var, value, bound) in [
+            ("AVOTX_TIMEOUT", "86401", "86400"),
+            ("RELAY_DEADLINE", "86401", "86400"),
+            ("RELAY_CLIENT_TIMEOUT", "86401", "86400"),
+            ("RELAY_THREADS", "4097", "4096"),
+            ("AVOTX_CONCURRENCY", "4097", "4096"),
+            ("CACHE_MAX_ENTRIES", "100000001", "100000000"),
+            ("AVOTX_MAX_BODY", "4294967297", "4294967296"),
+            ("OTX_MALICIOUS_PULSES", "1000001", "1000000"),
+            ("VERDICT_VALID_DAYS", "3651", "3650"),
+        ] {
+            let err = config(&[(var, value)]).expect_err(var);
+            assert_eq!(
+                err.to_string(),
+                format!("invalid {var}: must be a positive integer no larger than {bound}")
+            );
+        }
+        let err = config(&[("CACHE_TTL", "31536001")]).expect_err("CACHE_TTL");
+        assert!(err.to_string().contains("no larger than 31536000"), "{err}");
+    }
+
+    #[test]
+    fn the_upper_bounds_themselves_are_accepted() {
+        let c = config(&[
+            ("AVOTX_TIMEOUT", "86400"),
+            ("RELAY_DEADLINE", "86400"),
+            ("RELAY_CLIENT_TIMEOUT", "86400"),
+            ("CACHE_TTL", "31536000"),
+            ("RELAY_THREADS", "4096"),
+            ("AVOTX_CONCURRENCY", "4096"),
+            ("CACHE_MAX_ENTRIES", "100000000"),
+            ("AVOTX_MAX_BODY", "4294967296"),
+            ("OTX_MALICIOUS_PULSES", "1000000"),
+            ("VERDICT_VALID_DAYS", "3650"),
+        ])
+        .expect("the bounds are valid");
+        assert_eq!(c.deadline, Duration::from_secs(86_400));
+        assert_eq!(c.cache_ttl, Duration::from_secs(31_536_000));
+        assert_eq!((c.threads, c.otx_concurrency), (4096, 4096));
+        assert_eq!(c.cache_max_entries, 100_000_000);
+        assert_eq!(c.otx_max_body, 4_294_967_296);
+        assert_eq!(
+            (c.malicious_pulses, c.verdict_valid_days),
+            (1_000_000, 3650)
+        );
+    }
+
+    #[test]
+    fn otx_url_forms() {
+        for (raw, want) in [
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("https://otx.alienvault.com/", "https://otx.alienvault.com"),
+            ("http://proxy/otx", "http://proxy/otx"),
+            ("http://proxy/otx/", "http://proxy/otx"),
+            ("http://[::1]:9000", "http://[::1]:9000"),
+            ("http://[::1]", "http://[::1]"),
+            (
+                "http://otx.example_corp.test:65535",
+                "http://otx.example_corp.test:65535",
+            ),
+            ("http://localhost:1/a/b", "http://localhost:1/a/b"),
+        ] {
+            let c = config(&[("AVOTX_URL", raw)]).unwrap_or_else(|e| panic!("{raw}: {e}"));
+            assert_eq!(c.otx_url, want, "{raw}");
+        }
+        for raw in [
+            "http://[::1",
+            "http://[::1]x",
+            "http://[zz]:80",
+            "http://a:b:c",
+            "http://%zz",
+            "http://127.0.0.1:99999",
+            "http://127.0.0.1:0",
+            "http://127.0.0.1:",
+            "http://host:-1",
+            "http://user:pw@host",
+            "http://user@host/otx",
+            "http://@host",
+            "http://host/?q=1",
+            "http://host/#frag",
+            "http://host?",
+            "http:///path",
+            "http://ho st",
+            "http://",
+            "https://",
+            "HTTP://host",
+            "ftp://host",
+            "host:80",
+        ] {
+            let err = config(&[("AVOTX_URL", raw)]).expect_err(raw);
+            assert_eq!(err.variable, "AVOTX_URL", "{raw}");
+            assert!(err.to_string().starts_with("invalid AVOTX_URL: "), "{raw}");
+            assert!(!err.to_string().contains("pw"), "{raw}: {err}");
         }
     }
 
@@ -290,6 +533,21 @@ mod tests {
             (Some("250"), 250),
             (Some("1000"), 1000),
             (Some("5000"), 1000),
+            (Some(" 42 "), 42),
+            (Some("+7"), 7),
+            // Larger than any machine integer: Python's int() still says > 1000.
+            (Some("9223372036854775808"), 1000),
+            (Some("18446744073709551616"), 1000),
+            (Some("99999999999999999999"), 1000),
+            (
+                Some("999999999999999999999999999999999999999999999999"),
+                1000,
+            ),
+            (Some("-99999999999999999999"), 100),
+            (
+                Some("-999999999999999999999999999999999999999999999999"),
+                100,
+            ),
         ] {
             assert_eq!(entities_limit(raw), want, "{raw:?}");
         }

@@ -1,5 +1,6 @@
 //! The `otx-relay` command: serve (the default), `token`, `healthcheck`.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,7 +16,8 @@ USAGE:
     otx-relay                 serve on $HOST:$PORT (default 0.0.0.0:9090)
     otx-relay token --key KEY [--limit N] [--ttl SECONDS]
                               print a JWT for Threat Response, signed with $SECRET_KEY
-    otx-relay healthcheck     GET /watchdog on 127.0.0.1:$PORT; exit 0 if it answers, 1 if not
+    otx-relay healthcheck     GET /watchdog on $HOST:$PORT (127.0.0.1 or ::1 when HOST is
+                              unset or 0.0.0.0 or ::); exit 0 if it answers, 1 if not
     otx-relay --help | --version
 
 ENVIRONMENT (empty counts as unset):
@@ -36,6 +38,10 @@ ENVIRONMENT (empty counts as unset):
     SSL_CERT_FILE       PEM bundle replacing the built-in roots
     HTTPS_PROXY, NO_PROXY  egress proxy for OTX calls
 ";
+
+/// The longest `token --ttl`: 100 years, in seconds.
+const MAX_TTL: u64 = 100 * 365 * 24 * 60 * 60 + 25 * 24 * 60 * 60;
+const _: () = assert!(MAX_TTL > 100 * 365 * 86_400 && MAX_TTL < 101 * 365 * 86_400);
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -116,9 +122,16 @@ fn token(args: &[String]) -> Result<(), String> {
             }
             "--ttl" => {
                 let v = value()?;
-                ttl = Some(v.parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                    format!("--ttl must be a positive number of seconds, not '{v}'")
-                })?);
+                ttl = Some(
+                    v.parse::<u64>()
+                        .ok()
+                        .filter(|n| (1..=MAX_TTL).contains(n))
+                        .ok_or_else(|| {
+                            format!(
+                                "--ttl must be a positive number of seconds no larger than {MAX_TTL} (100 years), not '{v}'"
+                            )
+                        })?,
+                );
             }
             other => {
                 return Err(format!(
@@ -147,10 +160,14 @@ fn token(args: &[String]) -> Result<(), String> {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
-    println!(
-        "{}",
-        auth::mint(secret.as_bytes(), &key, limit, ttl.map(|t| now + t))
-    );
+    let expires_at = match ttl {
+        None => None,
+        Some(t) => Some(
+            now.checked_add(t)
+                .ok_or_else(|| format!("--ttl {t} puts the expiry past the end of time"))?,
+        ),
+    };
+    println!("{}", auth::mint(secret.as_bytes(), &key, limit, expires_at));
     Ok(())
 }
 
@@ -162,7 +179,7 @@ fn healthcheck() -> Result<(), String> {
             .map_err(|_| format!("invalid PORT '{p}'"))?,
         _ => 9090,
     };
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let addr = healthcheck_addr(std::env::var("HOST").ok().as_deref(), port)?;
     let timeout = Duration::from_secs(3);
     let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)
         .map_err(|e| format!("healthcheck: cannot connect to {addr}: {e}"))?;
@@ -178,5 +195,57 @@ fn healthcheck() -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("healthcheck: unexpected answer from {addr}"))
+    }
+}
+
+/// Where `healthcheck` connects: `HOST` when it names one address (or a
+/// name, resolved), the loopback address of its family when it is unset,
+/// empty or a wildcard (`0.0.0.0`, `::`).
+fn healthcheck_addr(host: Option<&str>, port: u16) -> Result<SocketAddr, String> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
+    let host = host.map(str::trim).unwrap_or("");
+    // `[::1]` as well as `::1`.
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let ip = match bare.parse::<IpAddr>() {
+        _ if bare.is_empty() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        Ok(IpAddr::V4(v4)) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        Ok(IpAddr::V6(v6)) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        Ok(ip) => ip,
+        Err(_) => {
+            return (bare, port)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut addrs| addrs.next())
+                .ok_or_else(|| format!("healthcheck: cannot resolve HOST '{bare}'"))
+        }
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn healthcheck_addr_honours_host() {
+        for (host, want) in [
+            (None, "127.0.0.1:9090"),
+            (Some(""), "127.0.0.1:9090"),
+            (Some("0.0.0.0"), "127.0.0.1:9090"),
+            (Some("::"), "[::1]:9090"),
+            (Some("[::]"), "[::1]:9090"),
+            (Some("127.0.0.2"), "127.0.0.2:9090"),
+            (Some("10.1.2.3"), "10.1.2.3:9090"),
+            (Some("::1"), "[::1]:9090"),
+            (Some("[fe80::1]"), "[fe80::1]:9090"),
+        ] {
+            let got = healthcheck_addr(host, 9090).expect("an address");
+            assert_eq!(got.to_string(), want, "{host:?}");
+        }
+        let local = healthcheck_addr(Some("localhost"), 9090).expect("localhost resolves");
+        assert!(local.ip().is_loopback(), "{local}");
     }
 }

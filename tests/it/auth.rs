@@ -227,6 +227,9 @@ fn a_payload_without_a_non_empty_string_key_or_with_non_numeric_times_is_wrong()
         json!({"key": KEY, "exp": true}),
         json!({"key": KEY, "nbf": "now"}),
         json!({"key": KEY, "nbf": [0]}),
+        // Present but null is not a number either (SPEC §2).
+        json!({"key": KEY, "exp": null}),
+        json!({"key": KEY, "nbf": null}),
     ] {
         check(&relay, &otx, Some(&signed(payload)), WRONG_PAYLOAD);
     }
@@ -270,7 +273,6 @@ fn exp_and_nbf_are_enforced_with_sixty_seconds_of_leeway() {
         json!({"key": KEY, "exp": now as f64 + 3600.5}),
         json!({"key": KEY, "nbf": now + 45}),
         json!({"key": KEY, "nbf": now - 3600, "exp": now + 3600, "iat": now}),
-        json!({"key": KEY, "exp": null, "nbf": null}),
     ] {
         check_accepted(&relay, &signed(payload));
     }
