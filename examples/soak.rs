@@ -659,7 +659,7 @@ fn answer_for(target: &str) -> Answer {
         ["api", "v1", "indicators", section, value, "general"] => {
             let value = percent_decode(value);
             let pulses = [0, 0, 1, 2][(fnv(&value) % 4) as usize];
-            if pulses == 0 && fnv(&value) % 8 == 0 {
+            if pulses == 0 && fnv(&value).is_multiple_of(8) {
                 return err_answer(404);
             }
             let kind = base_type(section);
@@ -697,7 +697,7 @@ fn answer_for(target: &str) -> Answer {
                 .find_map(|kv| kv.strip_prefix("page="))
                 .and_then(|p| p.parse().ok())
                 .unwrap_or(1);
-            let two_pages = fnv(&id) % 3 == 0;
+            let two_pages = fnv(&id).is_multiple_of(3);
             let filler = |i: u32| json!({"indicator": format!("filler-{i}.example"), "created": "2019-01-01T00:00:00", "expiration": null});
             let (results, next) = if two_pages && page == 1 {
                 ((0..20).map(filler).collect::<Vec<_>>(), json!("page=2"))
