@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use crate::observable::{quote_path, Observable};
+use crate::observable::{quote_all, quote_url, Observable};
 use crate::otx::{Pulse, Record};
 
 pub const SCHEMA_VERSION: &str = "1.0.17";
@@ -63,9 +63,9 @@ fn transient(kind: &str) -> String {
     format!("transient:{kind}-{}", Uuid::new_v4())
 }
 
-/// The pulse's page on OTX.
+/// The pulse's page on OTX (a link: Python's quote, no dot rule).
 pub fn pulse_uri(base: &str, pulse_id: &str) -> String {
-    format!("{base}/pulse/{}", quote_path(pulse_id))
+    format!("{base}/pulse/{}", quote_url(pulse_id))
 }
 
 /// The three entities one (pulse, record) pair gives.
@@ -154,7 +154,7 @@ pub fn refer_link(base: &str, observable: &Observable) -> Option<Value> {
     let kind = observable.kind()?;
     let name = kind.display_name();
     Some(json!({
-        "id": format!("ref-avotx-search-{}-{}", observable.type_, crate::observable::quote_all(&observable.value)),
+        "id": format!("ref-avotx-search-{}-{}", observable.type_, quote_all(&observable.value)),
         "title": format!("Search for this {name}"),
         "description": format!("Lookup this {name} on AlienVault OTX"),
         "url": refer_url(base, observable)?,
@@ -162,13 +162,15 @@ pub fn refer_link(base: &str, observable: &Observable) -> Option<Value> {
     }))
 }
 
-/// `{AVOTX_URL}/indicator/{category}/{value}`.
+/// `{AVOTX_URL}/indicator/{category}/{value}`, the value quoted exactly as
+/// Python's `quote(value, safe='@:')` (SPEC §5, compatible): the dot rule of
+/// the OTX API paths does not apply to links.
 pub fn refer_url(base: &str, observable: &Observable) -> Option<String> {
     let kind = observable.kind()?;
     Some(format!(
         "{base}/indicator/{}/{}",
         kind.refer_category(),
-        quote_path(&observable.value)
+        quote_url(&observable.value)
     ))
 }
 
@@ -266,6 +268,27 @@ mod tests {
         assert_eq!(format_time(t), "2024-02-29T23:59:59.123Z");
         let t = UNIX_EPOCH + Duration::from_secs(4_102_444_800); // 2100-01-01
         assert_eq!(format_time(t), "2100-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn refer_links_quote_like_python() {
+        let o = |t: &str, v: &str| Observable {
+            type_: t.into(),
+            value: v.into(),
+        };
+        let url = |t: &str, v: &str| refer_url("https://otx", &o(t, v)).unwrap();
+        // `quote('..', safe='@:')` is `..`: no dot rule in links.
+        assert_eq!(url("domain", ".."), "https://otx/indicator/domain/..");
+        assert_eq!(url("domain", "."), "https://otx/indicator/domain/.");
+        assert_eq!(
+            url("url", "http://a.b/c?d#e f"),
+            "https://otx/indicator/url/http:%2F%2Fa.b%2Fc%3Fd%23e%20f"
+        );
+        assert_eq!(url("email", "a@b.c"), "https://otx/indicator/email/a@b.c");
+        let link = refer_link("https://otx", &o("domain", "..")).unwrap();
+        assert_eq!(link["id"], "ref-avotx-search-domain-..");
+        assert_eq!(link["url"], "https://otx/indicator/domain/..");
+        assert_eq!(refer_url("https://otx", &o("nope", "x")), None);
     }
 
     #[test]

@@ -15,14 +15,21 @@ const QUOTE_NOTHING_SAFE: &AsciiSet = &NON_ALPHANUMERIC
 /// Python's `quote(value, safe='@:')`.
 const QUOTE_PATH: &AsciiSet = &QUOTE_NOTHING_SAFE.remove(b'@').remove(b':');
 
-/// `quote(value, safe='@:')`: for values put into a URL path. One case
-/// departs from Python: a value of only `.` or `..` would be a relative step
-/// to any server or proxy that normalises paths, so its dots are encoded
-/// too; no value can leave its path segment.
+/// `quote(value, safe='@:')`: for values put into an OTX API path (SPEC §4).
+/// One case departs from Python: a value of only `.` or `..` would be a
+/// relative step to any server or proxy that normalises paths, so its dots
+/// are encoded too; no value can leave its path segment.
 pub fn quote_path(value: &str) -> String {
     if value == "." || value == ".." {
         return value.replace('.', "%2E");
     }
+    quote_url(value)
+}
+
+/// Python's `quote(value, safe='@:')` exactly: for the links the relay
+/// hands out (SPEC §5's refer URLs), which must match Python's byte for
+/// byte, `.` and `..` included.
+pub fn quote_url(value: &str) -> String {
     utf8_percent_encode(value, QUOTE_PATH).to_string()
 }
 
@@ -185,6 +192,11 @@ mod tests {
         assert_eq!(quote_path("."), "%2E");
         assert_eq!(quote_path("..."), "...");
         assert_eq!(quote_path("a.."), "a..");
+        // Links are Python's quote exactly: no dot rule.
+        assert_eq!(quote_url("."), ".");
+        assert_eq!(quote_url(".."), "..");
+        assert_eq!(quote_url("http://a.b/c d"), "http:%2F%2Fa.b%2Fc%20d");
+        assert_eq!(quote_url("a@b:c_d.e-f~g/ü"), "a@b:c_d.e-f~g%2F%C3%BC");
     }
 
     #[test]

@@ -50,12 +50,25 @@ pub const MAX_PAGES: u32 = 100;
 pub struct General {
     /// Pulses whose `indicator_type_counts` holds the base indicator's type.
     pub pulses: Vec<Pulse>,
-    /// Names of OTX's `validation` entries (whitelists, known false positives).
+    /// Names of OTX's `validation` entries (whitelists, known false
+    /// positives), for the verdict's reason; entries without a name are not
+    /// listed here but are counted in `validation_count`.
     pub validation: Vec<String>,
+    /// How many `validation` entries OTX sent, named or not: what the
+    /// verdict rule counts.
+    pub validation_count: usize,
     /// Whether a `false_positive` assessment was accepted.
     pub false_positive: bool,
-    /// Pulses that could not be read (no id): counted for the log.
+    /// Pulses that passed the filter but could not be read (no id): they
+    /// still count toward the verdict's pulse count.
     pub skipped: usize,
+}
+
+impl General {
+    /// Pulses that contain the observable (SPEC §4's filter), read or not.
+    pub fn pulse_count(&self) -> usize {
+        self.pulses.len() + self.skipped
+    }
 }
 
 /// A pulse, with what CTIM needs of it. Optional fields are `None` when OTX
@@ -249,7 +262,14 @@ impl Otx {
             self.base,
             quote_path(pulse_id)
         );
-        let key = session.cache_key(&format!("{path}#{}", observable.otx_value()));
+        // The kind is part of the key: records match exactly for some kinds
+        // and ignoring ASCII case for others, so the same value under two
+        // kinds may find different records.
+        let key = session.cache_key(&format!(
+            "{path}#{}#{}",
+            observable.type_,
+            observable.otx_value()
+        ));
         self.records.get_or_fetch(key, || {
             for page in 1..=MAX_PAGES {
                 let url = format!("{path}?sort=-created&limit={PAGE_SIZE}&page={page}");
@@ -257,7 +277,12 @@ impl Otx {
                 let status = response.status().as_u16();
                 match status {
                     200 => {}
-                    400 | 404 => return Ok(None),
+                    400 | 404 => {
+                        // The pulse is dropped without telling the client,
+                        // but the operator is told (SPEC §4).
+                        warn_dropped_pulse_status(pulse_id, status);
+                        return Ok(None);
+                    }
                     _ => return Err(status_error(status)),
                 }
                 let reader = response
@@ -464,6 +489,7 @@ pub fn general_from_json(value: &Value) -> General {
         }
     }
     if let Some(entries) = value.get("validation").and_then(Value::as_array) {
+        general.validation_count = entries.len();
         general.validation = entries
             .iter()
             .filter_map(|v| match v {
@@ -527,6 +553,19 @@ pub fn warn_dropped_pulse(pulse_id: &str, error: &RelayError) {
     ));
 }
 
+/// Logs a pulse that was dropped because its lookup was answered `status`
+/// (400/404: no data for the relay, but a dropped pulse for the operator).
+pub fn warn_dropped_pulse_status(pulse_id: &str, status: u16) {
+    let reason = StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .map(|r| format!(" {r}"))
+        .unwrap_or_default();
+    log::warn(format_args!(
+        "pulse {pulse_id} dropped: its indicators answered {status}{reason}"
+    ));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -551,6 +590,8 @@ mod tests {
         assert_eq!(g.pulses[0].tags, Some(vec!["x".to_owned()]));
         assert_eq!(g.pulses[0].author.as_deref(), Some("u"));
         assert_eq!(g.validation, vec!["Whitelisted IP".to_owned()]);
+        assert_eq!(g.validation_count, 1);
+        assert_eq!(g.pulse_count(), 2);
         assert!(g.false_positive);
         assert_eq!(
             general_from_json(&json!({"pulse_info": null})),
@@ -559,6 +600,19 @@ mod tests {
         assert_eq!(
             general_from_json(&json!({"pulse_info": {"pulses": {}}})),
             General::default()
+        );
+    }
+
+    #[test]
+    fn validation_entries_are_counted_even_without_a_name() {
+        let g = general_from_json(&json!({
+            "validation": [{"name": "A"}, {"source": "s"}, {}, 5, {"name": 7}]
+        }));
+        assert_eq!(g.validation, vec!["A".to_owned(), "s".to_owned()]);
+        assert_eq!(g.validation_count, 5);
+        assert_eq!(
+            general_from_json(&json!({"validation": "x"})).validation_count,
+            0
         );
     }
 

@@ -4,7 +4,7 @@
 //! queues the request only once the head has arrived, so a slow client never
 //! holds one of our `RELAY_THREADS` workers while it dawdles over its head.
 //! Each worker takes a request, reads its body (at most 1 MiB), routes it
-//! with a panic guard, answers, and logs one access line.
+//! under a panic guard, answers, and logs one access line.
 
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -83,6 +83,9 @@ impl Relay {
     /// Stops taking requests, lets the in-flight ones finish (up to
     /// [`DRAIN`]), and returns whether they all did.
     pub fn shutdown(self) -> bool {
+        // Close the listener first: new connections are refused from now on,
+        // while the requests already taken are answered (SPEC §8).
+        self.server.stop_accepting();
         self.stopping.store(true, Ordering::SeqCst);
         // Each unblock wakes one worker, after the requests already queued.
         for _ in &self.workers {
@@ -123,13 +126,18 @@ fn handle(app: &Arc<App>, handler: Handler, mut request: tiny_http::Request) {
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
     let path = request.url().split('?').next().unwrap_or("").to_owned();
-    let reply = match read(&mut request, &method, &path, app.config.client_timeout) {
-        Ok(req) => catch_unwind(AssertUnwindSafe(|| handler(app, &req))).unwrap_or_else(|_| {
-            log::error(format_args!("a handler panicked on {method} {path}"));
-            Reply::error(RelayError::Internal)
-        }),
-        Err(e) => Reply::error(e),
-    };
+    // The guard covers the whole handling, the body read included: a panic
+    // anywhere in it answers a JSON 500 and this worker serves on.
+    let reply = catch_unwind(AssertUnwindSafe(|| {
+        match read(&mut request, &method, &path, app.config.client_timeout) {
+            Ok(req) => handler(app, &req),
+            Err(e) => Reply::error(e),
+        }
+    }))
+    .unwrap_or_else(|_| {
+        log::error(format_args!("a panic while handling {method} {path}"));
+        Reply::error(RelayError::Internal)
+    });
     let body = reply.body.to_string();
     let bytes = body.len();
     let content_type = Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
@@ -162,7 +170,9 @@ fn read(
     // the client timeout, so a trickling client cannot hold this worker.
     let unreadable =
         || RelayError::InvalidPayload("The body could not be read in time.".to_owned());
-    let until = Instant::now() + client_timeout;
+    // A timeout too large for `Instant` means no wall-clock bound (a
+    // deadline too far to matter); each read is still bounded by the socket.
+    let until = Instant::now().checked_add(client_timeout);
     let mut body = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     let reader = request.as_reader();
@@ -175,7 +185,7 @@ fn read(
             return Err(RelayError::PayloadTooLarge);
         }
         body.extend_from_slice(&chunk[..n]);
-        if Instant::now() > until {
+        if until.is_some_and(|until| Instant::now() > until) {
             return Err(unreadable());
         }
     }

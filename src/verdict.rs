@@ -61,29 +61,37 @@ pub struct Assessment {
 
 /// Applies the rule to one `/general` answer.
 pub fn assess(general: &General, malicious_pulses: usize) -> Option<Assessment> {
-    let pulses = general.pulses.len();
+    // Pulses that passed the filter, those skipped for lacking an id too;
+    // validation entries as OTX sent them, named or not.
+    let pulses = general.pulse_count();
+    let validations = general.validation_count;
     let whitelisted = || {
-        format!(
-            "Whitelisted by AlienVault OTX: {}",
-            general.validation.join("; ")
-        )
+        if general.validation.is_empty() {
+            let s = if validations == 1 { "y" } else { "ies" };
+            format!("Whitelisted by AlienVault OTX ({validations} validation entr{s})")
+        } else {
+            format!(
+                "Whitelisted by AlienVault OTX: {}",
+                general.validation.join("; ")
+            )
+        }
     };
     let found = || {
         let s = if pulses == 1 { "" } else { "s" };
         format!("Found in {pulses} AlienVault OTX pulse{s}")
     };
-    let (disposition, reason) = if general.validation.len() >= 2 {
+    let (disposition, reason) = if validations >= 2 {
         (Disposition::Clean, whitelisted())
     } else if general.false_positive {
-        let reason = if general.validation.is_empty() {
+        let reason = if validations == 0 {
             "Accepted as a false positive by AlienVault OTX".to_owned()
         } else {
             format!("Accepted as a false positive; {}", whitelisted())
         };
         (Disposition::Clean, reason)
-    } else if pulses >= malicious_pulses && general.validation.is_empty() {
+    } else if pulses >= malicious_pulses && validations == 0 {
         (Disposition::Malicious, found())
-    } else if pulses >= 1 && general.validation.is_empty() {
+    } else if pulses >= 1 && validations == 0 {
         (Disposition::Suspicious, found())
     } else if pulses >= 1 {
         (
@@ -164,6 +172,7 @@ mod tests {
                 })
                 .collect(),
             validation: validation.iter().map(|s| s.to_string()).collect(),
+            validation_count: validation.len(),
             false_positive,
             skipped: 0,
         }
@@ -209,6 +218,66 @@ mod tests {
         check(
             general(9, &[], true),
             Some((Clean, "Accepted as a false positive by AlienVault OTX")),
+        );
+    }
+
+    #[test]
+    fn validation_entries_are_counted_not_their_names() {
+        use Disposition::*;
+        let ip = |pulses: Vec<Value>, validation: Value| {
+            general_from_json(&json!({
+                "base_indicator": {"type": "IPv4"},
+                "pulse_info": {"pulses": pulses},
+                "validation": validation,
+            }))
+        };
+        let pulse = |id: &str| json!({"id": id, "indicator_type_counts": {"IPv4": 1}});
+        // Two entries, one of them without a name: two entries, so Clean;
+        // the reason names the one that has a name.
+        let g = ip(
+            vec![pulse("a"), pulse("b")],
+            json!([{"name": "Whitelisted IP"}, {"kind": "x"}]),
+        );
+        assert_eq!((g.validation.len(), g.validation_count), (1, 2));
+        check(
+            g,
+            Some((Clean, "Whitelisted by AlienVault OTX: Whitelisted IP")),
+        );
+        // Two entries, no names at all (one not even an object): Clean.
+        check(
+            ip(vec![], json!([{}, "junk"])),
+            Some((
+                Clean,
+                "Whitelisted by AlienVault OTX (2 validation entries)",
+            )),
+        );
+        // One unnamed entry: a validation entry all the same, so two
+        // pulses are only Suspicious.
+        check(
+            ip(vec![pulse("a"), pulse("b")], json!([{"kind": "x"}])),
+            Some((
+                Suspicious,
+                "Found in 2 AlienVault OTX pulses; whitelisted by AlienVault OTX (1 validation entry)",
+            )),
+        );
+    }
+
+    #[test]
+    fn pulses_without_an_id_still_count() {
+        // Both pulses pass the filter; one has no id, so it cannot be looked
+        // up, but OTX does say the observable is in two pulses.
+        let g = general_from_json(&json!({
+            "base_indicator": {"type": "domain"},
+            "pulse_info": {"pulses": [
+                {"id": "a", "indicator_type_counts": {"domain": 1}},
+                {"indicator_type_counts": {"domain": 1}},
+                {"id": "c", "indicator_type_counts": {"IPv4": 1}},
+            ]},
+        }));
+        assert_eq!((g.pulses.len(), g.skipped, g.pulse_count()), (1, 1, 2));
+        check(
+            g,
+            Some((Disposition::Malicious, "Found in 2 AlienVault OTX pulses")),
         );
     }
 

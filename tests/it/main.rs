@@ -3,12 +3,14 @@
 
 mod auth;
 mod cache;
+mod config_limits;
 mod dockerfile;
 mod empty_root;
 mod endpoints;
 mod faults;
 mod observe;
 mod panic_guard;
+mod robustness;
 mod slow_clients;
 mod smoke;
 mod support;

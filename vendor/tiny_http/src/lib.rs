@@ -440,12 +440,27 @@ impl Iterator for IncomingRequests<'_> {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.close.store(true, Relaxed);
-        // Connect briefly to ourselves to unblock the accept thread
+impl Server {
+    /// otx-relay patch: ends the accept loop as `Drop` does, while the
+    /// `Server` lives on: the accept thread drops the listener, so new
+    /// connections are refused, and the requests already received (or
+    /// still arriving on open connections) can still be `recv`ed and
+    /// answered. For a graceful shutdown. Calling it again is harmless.
+    pub fn stop_accepting(&self) {
+        if self.close.swap(true, Relaxed) {
+            return;
+        }
+        self.wake_accept_thread();
+    }
+
+    /// otx-relay patch: connects briefly to ourselves so that a blocked
+    /// `accept()` returns and the accept loop sees the `close` flag.
+    /// Bounded, so that a full backlog cannot hang the caller (a shutdown).
+    fn wake_accept_thread(&self) {
         let maybe_stream = match &self.listening_addr {
-            ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),
+            ListenAddr::IP(addr) => {
+                TcpStream::connect_timeout(addr, Duration::from_secs(1)).map(Connection::from)
+            }
             #[cfg(unix)]
             ListenAddr::Unix(addr) => {
                 // TODO: use connect_addr when its stabilized.
@@ -455,6 +470,18 @@ impl Drop for Server {
         };
         if let Ok(stream) = maybe_stream {
             let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // otx-relay patch: unless `stop_accepting` already ended the accept
+        // loop (the listener is gone: connecting again would be refused at
+        // best, or reach whoever bound the port since), connect briefly to
+        // ourselves to unblock the accept thread.
+        if !self.close.swap(true, Relaxed) {
+            self.wake_accept_thread();
         }
 
         #[cfg(unix)]

@@ -1,6 +1,7 @@
 use std::collections::VecDeque;
+use std::io::Write; // otx-relay patch: for the spawn failure message
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
 
@@ -24,6 +25,16 @@ struct Sharing {
 
     // number of idle worker threads
     waiting_tasks: AtomicUsize,
+}
+
+/// otx-relay patch: locks the task queue even if a thread panicked while
+/// holding it (upstream unwrapped, so one panic poisoned the pool, and with
+/// it the accept loop, for good). The queue itself is always consistent:
+/// nothing panics between its pushes and pops.
+fn lock_todo(
+    todo: &Mutex<VecDeque<Box<dyn FnMut() + Send>>>,
+) -> MutexGuard<'_, VecDeque<Box<dyn FnMut() + Send>>> {
+    todo.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Minimum number of active threads.
@@ -67,7 +78,7 @@ impl TaskPool {
     /// Executes a function in a thread.
     /// If no thread is available, spawns a new one.
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
-        let mut queue = self.sharing.todo.lock().unwrap();
+        let mut queue = lock_todo(&self.sharing.todo); // otx-relay patch: poison-tolerant
 
         // otx-relay patch: queue a task only for an idle thread that no task
         // already queued has claimed. Upstream queued whenever one thread was
@@ -76,6 +87,9 @@ impl TaskPool {
         // life, so the others waited until some connection closed (a client
         // got no answer for the whole of a 60 s soak).
         if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
+            // otx-relay patch: no thread is created while the queue is
+            // locked (a slow or failed spawn must not block the workers).
+            drop(queue);
             self.add_thread(Some(code));
         } else {
             queue.push_back(code);
@@ -86,7 +100,12 @@ impl TaskPool {
     fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
         let sharing = self.sharing.clone();
 
-        thread::spawn(move || {
+        // otx-relay patch: `thread::spawn` panics when the OS refuses a
+        // thread (RLIMIT_NPROC, memory); that panic ran in the accept
+        // thread and ended the listener for good while the process lived
+        // on. Now the task is dropped instead (for a connection: it is
+        // closed) and the pool, and the accept loop, go on.
+        let spawned = thread::Builder::new().spawn(move || {
             let sharing = sharing;
             let _active_guard = Registration::new(&sharing.active_tasks);
 
@@ -96,7 +115,7 @@ impl TaskPool {
 
             loop {
                 let mut task: Box<dyn FnMut() + Send> = {
-                    let mut todo = sharing.todo.lock().unwrap();
+                    let mut todo = lock_todo(&sharing.todo); // otx-relay patch
 
                     let task;
                     loop {
@@ -108,13 +127,18 @@ impl TaskPool {
 
                         let received =
                             if sharing.active_tasks.load(Ordering::Acquire) <= MIN_THREADS {
-                                todo = sharing.condvar.wait(todo).unwrap();
+                                // otx-relay patch: poison-tolerant.
+                                todo = sharing
+                                    .condvar
+                                    .wait(todo)
+                                    .unwrap_or_else(PoisonError::into_inner);
                                 true
                             } else {
                                 let (new_lock, waitres) = sharing
                                     .condvar
                                     .wait_timeout(todo, Duration::from_millis(5000))
-                                    .unwrap();
+                                    // otx-relay patch: poison-tolerant.
+                                    .unwrap_or_else(PoisonError::into_inner);
                                 todo = new_lock;
                                 !waitres.timed_out()
                             };
@@ -130,6 +154,17 @@ impl TaskPool {
                 task();
             }
         });
+        if let Err(e) = spawned {
+            // The closure, and with it `initial_fn`, has been dropped.
+            log::error!("cannot start a connection thread, dropping its task: {}", e);
+            // Written to stderr too, since the relay installs no `log`
+            // backend; never `eprintln!`, which panics if stderr fails.
+            let _ = writeln!(
+                std::io::stderr(),
+                "ERROR cannot start a connection thread ({}): a connection was closed unanswered",
+                e
+            );
+        }
     }
 }
 
