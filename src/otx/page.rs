@@ -200,18 +200,32 @@ fn value(page: &mut impl BufRead, mut out: Option<&mut Vec<u8>>) -> io::Result<b
             return Err(cut_short());
         }
         let mut end = None;
-        for (i, &b) in buf.iter().enumerate() {
+        let mut i = 0;
+        while i < buf.len() {
             if in_string {
                 if escape {
                     escape = false;
-                } else if b == b'\\' {
-                    escape = true;
-                    has_escape = true;
-                } else if b == b'"' {
-                    in_string = false;
+                    i += 1;
+                    continue;
+                }
+                // Most of a page is string content: jump to its next quote
+                // or backslash.
+                match buf[i..].iter().position(|&c| c == b'"' || c == b'\\') {
+                    None => i = buf.len(),
+                    Some(k) => {
+                        i += k;
+                        if buf[i] == b'\\' {
+                            escape = true;
+                            has_escape = true;
+                        } else {
+                            in_string = false;
+                        }
+                        i += 1;
+                    }
                 }
                 continue;
             }
+            let b = buf[i];
             match b {
                 b'"' => in_string = true,
                 b'{' | b'[' => depth += 1,
@@ -223,6 +237,7 @@ fn value(page: &mut impl BufRead, mut out: Option<&mut Vec<u8>>) -> io::Result<b
                 _ => {}
             }
             started |= !b.is_ascii_whitespace();
+            i += 1;
         }
         let n = end.unwrap_or(buf.len());
         if let Some(out) = out.as_deref_mut() {
