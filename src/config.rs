@@ -258,16 +258,10 @@ fn valid_host(host: &str) -> bool {
 }
 
 fn port(raw: Option<String>) -> Result<u16, ConfigError> {
-    match raw {
-        None => Ok(9090),
-        Some(v) => match v.trim().parse::<u16>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(ConfigError {
-                variable: "PORT",
-                reason: "must be a port number from 1 to 65535".to_owned(),
-            }),
-        },
-    }
+    let port = number("PORT", raw, 9090, 1..=65_535, || {
+        "must be a port number from 1 to 65535".to_owned()
+    })?;
+    Ok(port as u16)
 }
 
 fn positive(
@@ -276,16 +270,9 @@ fn positive(
     default: u64,
     max: u64,
 ) -> Result<u64, ConfigError> {
-    match raw {
-        None => Ok(default),
-        Some(v) => match v.trim().parse::<u64>() {
-            Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(ConfigError {
-                variable,
-                reason: format!("must be a positive integer no larger than {max}"),
-            }),
-        },
-    }
+    number(variable, raw, default, 1..=max, || {
+        format!("must be a positive integer no larger than {max}")
+    })
 }
 
 fn non_negative(
@@ -294,15 +281,27 @@ fn non_negative(
     default: u64,
     max: u64,
 ) -> Result<u64, ConfigError> {
+    number(variable, raw, default, 0..=max, || {
+        format!("must be a whole number of seconds no larger than {max} (0 turns the cache off)")
+    })
+}
+
+/// An integer variable that must lie in `range`; `reason` says what is
+/// wanted when it does not.
+fn number(
+    variable: &'static str,
+    raw: Option<String>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+    reason: impl Fn() -> String,
+) -> Result<u64, ConfigError> {
     match raw {
         None => Ok(default),
         Some(v) => match v.trim().parse::<u64>() {
-            Ok(n) if n <= max => Ok(n),
+            Ok(n) if range.contains(&n) => Ok(n),
             _ => Err(ConfigError {
                 variable,
-                reason: format!(
-                    "must be a whole number of seconds no larger than {max} (0 turns the cache off)"
-                ),
+                reason: reason(),
             }),
         },
     }
