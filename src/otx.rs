@@ -122,10 +122,6 @@ impl Session {
         self.retries.load(Ordering::Relaxed)
     }
 
-    pub fn deadline(&self) -> Instant {
-        self.deadline
-    }
-
     fn remaining(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
     }
@@ -232,7 +228,7 @@ impl Otx {
             self.base,
             quote_path(&observable.otx_value())
         );
-        self.generals.get_or_fetch(session.cache_key(&url), || {
+        shared(&self.generals, session, session.cache_key(&url), || {
             let response = self.send(session, &url)?;
             match response.status().as_u16() {
                 200 => {
@@ -270,7 +266,7 @@ impl Otx {
             observable.type_,
             observable.otx_value()
         ));
-        self.records.get_or_fetch(key, || {
+        shared(&self.records, session, key, || {
             for page in 1..=MAX_PAGES {
                 let url = format!("{path}?sort=-created&limit={PAGE_SIZE}&page={page}");
                 let response = self.send(session, &url)?;
@@ -415,6 +411,22 @@ impl Otx {
             }
             other => RelayError::Oops(other.to_string()),
         }
+    }
+}
+
+/// `memo`'s value for `key`, fetched once for all concurrent callers. The
+/// one who fetches may be a request whose deadline comes sooner: its
+/// `timeout` is not ours while this session still has time, so then fetch
+/// again (leading or joining a new flight).
+fn shared<V: Clone + Send + Sync + 'static>(
+    memo: &Memo<V>,
+    session: &Session,
+    key: Key,
+    fetch: impl Fn() -> Result<V, RelayError>,
+) -> Result<V, RelayError> {
+    match memo.get_or_fetch(key, &fetch) {
+        Err(RelayError::Timeout) if !session.remaining().is_zero() => memo.get_or_fetch(key, fetch),
+        other => other,
     }
 }
 

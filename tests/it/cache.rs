@@ -429,3 +429,35 @@ fn least_recently_used_entries_are_evicted() {
         assert_eq!(otx.requests_to(&pulse_path(pulse)).len(), 1, "{ip}");
     }
 }
+
+#[test]
+fn a_shared_lookup_that_timed_out_for_an_earlier_request_is_fetched_again_for_a_later_one() {
+    // A asks first and leads the shared /general; OTX keeps it 6 s, past
+    // A's 2 s deadline. B asks 1 s later for the same thing, joins A's
+    // flight, and gets A's timeout with 1 s of its own left: B must fetch
+    // again (OTX now answers at once) instead of failing with A.
+    const IP: &str = "198.51.100.44";
+    let otx = FakeOtx::start();
+    otx.on_seq(
+        &general_path(IP),
+        vec![
+            Reply::json(general(IP, &["p1"])).with_head_delay(Duration::from_secs(6)),
+            Reply::json(general(IP, &["p1"])),
+        ],
+    );
+    otx.on(&pulse_path("p1"), Reply::json(page(&[(IP, CREATED)])));
+    let relay = Relay::start(&otx, &[("RELAY_DEADLINE", "2"), ("CACHE_TTL", "300")]);
+    let early = thread::scope(|scope| {
+        let a = scope.spawn(|| relay.post(OBSERVE, Some(&bearer(&token())), &body(IP)).1);
+        thread::sleep(Duration::from_secs(1));
+        let b = relay.post(OBSERVE, Some(&bearer(&token())), &body(IP)).1;
+        assert!(
+            b.get("errors").is_none(),
+            "the later request kept the earlier one's timeout: {b}"
+        );
+        assert_eq!(docs(&b["data"], "sightings").len(), 1, "{b}");
+        a.join().expect("A answers")
+    });
+    assert_eq!(early["errors"][0]["code"], "timeout", "{early}");
+    assert_eq!(otx.requests_to(&general_path(IP)).len(), 2);
+}
