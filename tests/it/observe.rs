@@ -88,6 +88,15 @@ fn serve_records(otx: &FakeOtx, pulse_id: &str, records: Vec<Value>) {
     otx.on(&pulse_path(pulse_id), page(records, false));
 }
 
+/// Serves `IP`'s `/general` listing the pulses `ids`, each counting IPv4.
+fn serve_ip_pulses(otx: &FakeOtx, ids: &[&str]) {
+    let pulses = ids.iter().map(|id| pulse(id, "IPv4")).collect();
+    otx.on(
+        &general_path("IPv4", IP),
+        Reply::json(general("IPv4", pulses)),
+    );
+}
+
 fn obs(type_: &str, value: &str) -> Value {
     json!({"type": type_, "value": value})
 }
@@ -942,13 +951,7 @@ fn records_come_newest_first_across_pulses() {
         "600000000000000000000002",
         "600000000000000000000003",
     ];
-    otx.on(
-        &general_path("IPv4", IP),
-        Reply::json(general(
-            "IPv4",
-            ids.iter().map(|id| pulse(id, "IPv4")).collect(),
-        )),
-    );
+    serve_ip_pulses(&otx, &ids);
     serve_records(&otx, ids[0], vec![record(IP, "2021-01-02T00:00:00")]);
     serve_records(&otx, ids[1], vec![record(IP, "2021-01-02T00:00:00.5")]);
     serve_records(&otx, ids[2], vec![record(IP, "2020-12-31T23:59:59")]);
@@ -1055,13 +1058,7 @@ fn a_failing_pulse_lookup_drops_that_pulse_alone_and_logs_a_warning() {
         "600000000000000000000002",
         "600000000000000000000003",
     ];
-    otx.on(
-        &general_path("IPv4", IP),
-        Reply::json(general(
-            "IPv4",
-            ids.iter().map(|id| pulse(id, "IPv4")).collect(),
-        )),
-    );
+    serve_ip_pulses(&otx, &ids);
     serve_records(&otx, ids[0], vec![record(IP, "2021-01-01T00:00:00")]);
     otx.on(&pulse_path(ids[1]), Reply::status(500));
     serve_records(&otx, ids[2], vec![record(IP, "2021-01-03T00:00:00")]);
@@ -1091,13 +1088,7 @@ fn a_failing_pulse_lookup_drops_that_pulse_alone_and_logs_a_warning() {
 fn a_record_without_created_drops_its_pulse() {
     let otx = FakeOtx::start();
     let ids = ["600000000000000000000001", "600000000000000000000002"];
-    otx.on(
-        &general_path("IPv4", IP),
-        Reply::json(general(
-            "IPv4",
-            ids.iter().map(|id| pulse(id, "IPv4")).collect(),
-        )),
-    );
+    serve_ip_pulses(&otx, &ids);
     let mut no_created = record(IP, "x");
     no_created.as_object_mut().unwrap().remove("created");
     no_created["expiration"] = json!("2022-01-01T00:00:00");
