@@ -7,34 +7,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use crate::support::{free_port, Exited, FakeOtx, Relay, SECRET};
-
-/// The relay refuses `variable=value` at start-up: a non-zero exit and one
-/// line on stderr that names the variable, no panic.
-#[track_caller]
-fn check_refused(otx: &FakeOtx, variable: &str, value: &str) -> Exited {
-    let exited = Relay::start_failure(otx, &[(variable, value)], &[]);
-    let context = format!("{variable}={value:?}: {exited:?}");
-    assert!(
-        exited.code.is_some_and(|code| code != 0),
-        "a non-zero exit code: {context}"
-    );
-    assert_eq!(
-        exited.stderr.lines().count(),
-        1,
-        "one line on stderr: {context}"
-    );
-    assert!(
-        exited.stderr.contains(&format!("invalid {variable}: ")),
-        "the line names the variable: {context}"
-    );
-    let all = format!("{}{}", exited.stdout, exited.stderr);
-    assert!(
-        !all.contains("panicked") && !all.contains("RUST_BACKTRACE"),
-        "no panic: {context}"
-    );
-    exited
-}
+use crate::support::{check_refused, free_port, FakeOtx, Relay, SECRET};
 
 #[test]
 fn values_above_the_upper_bounds_stop_start_up() {

@@ -412,32 +412,6 @@ fn an_empty_list_or_only_unsupported_types_answers_empty_data_without_otx() {
 // ---------------------------------------------------------------------------
 // Start-up configuration
 
-/// The relay refuses `variable=value` at start-up: a non-zero exit and one
-/// line on stderr that names the variable, no panic.
-#[track_caller]
-fn check_refused(otx: &FakeOtx, variable: &str, value: &str) {
-    let exited = Relay::start_failure(otx, &[(variable, value)], &[]);
-    let context = format!("{variable}={value:?}: {exited:?}");
-    assert!(
-        exited.code.is_some_and(|code| code != 0),
-        "a non-zero exit code: {context}"
-    );
-    assert_eq!(
-        exited.stderr.lines().count(),
-        1,
-        "one line on stderr: {context}"
-    );
-    assert!(
-        exited.stderr.contains(variable),
-        "the line names the variable: {context}"
-    );
-    let all = format!("{}{}", exited.stdout, exited.stderr);
-    assert!(
-        !all.contains("panicked") && !all.contains("RUST_BACKTRACE"),
-        "no panic: {context}"
-    );
-}
-
 /// A file in the temporary directory, removed on drop.
 struct TempFile(std::path::PathBuf);
 

@@ -1754,3 +1754,30 @@ fn match_node(
         Node::Group(alternatives) => match_alternatives(alternatives, input, pos, then),
     }
 }
+
+/// The relay refuses `variable=value` at start-up: a non-zero exit, one
+/// line on stderr that names the variable (`invalid VAR: …`), no panic.
+#[track_caller]
+pub fn check_refused(otx: &FakeOtx, variable: &str, value: &str) -> Exited {
+    let exited = Relay::start_failure(otx, &[(variable, value)], &[]);
+    let context = format!("{variable}={value:?}: {exited:?}");
+    assert!(
+        exited.code.is_some_and(|code| code != 0),
+        "a non-zero exit code: {context}"
+    );
+    assert_eq!(
+        exited.stderr.lines().count(),
+        1,
+        "one line on stderr: {context}"
+    );
+    assert!(
+        exited.stderr.contains(&format!("invalid {variable}: ")),
+        "the line names the variable: {context}"
+    );
+    let all = format!("{}{}", exited.stdout, exited.stderr);
+    assert!(
+        !all.contains("panicked") && !all.contains("RUST_BACKTRACE"),
+        "no panic: {context}"
+    );
+    exited
+}
