@@ -188,37 +188,17 @@ impl Expected {
     /// The judgement and verdict of `observable`, found in `pulses` pulses
     /// (SPEC §7 with `OTX_MALICIOUS_PULSES=2` and no validation entries).
     fn verdict(&mut self, base: &str, observable: &Value, category: &str, pulses: usize) {
-        let (disposition, name, level, confidence) = if pulses >= 2 {
-            (2, "Malicious", "High", "High")
-        } else {
-            (3, "Suspicious", "Medium", "Medium")
-        };
+        let disposition = if pulses >= 2 { 2 } else { 3 };
         let plural = if pulses == 1 { "" } else { "s" };
-        let valid_time = json!({"start_time": "<<time>>", "end_time": "<<time>>"});
-        self.judgements.push(json!({
-            "type": "judgement",
-            "schema_version": "1.0.17",
-            "id": "<<prefix:transient:judgement->>",
-            "observable": observable,
-            "disposition": disposition,
-            "disposition_name": name,
-            "source": "AlienVault OTX",
-            "source_uri": format!("{base}/indicator/{category}/{}", observable["value"].as_str().unwrap_or_default()),
-            "priority": 85,
-            "confidence": confidence,
-            "severity": level,
-            "tlp": "white",
-            "reason": format!("Found in {pulses} AlienVault OTX pulse{plural}"),
-            "valid_time": valid_time,
-        }));
-        self.verdicts.push(json!({
-            "type": "verdict",
-            "disposition": disposition,
-            "disposition_name": name,
-            "observable": observable,
-            "valid_time": valid_time,
-            "judgement_id": "<<prefix:transient:judgement->>",
-        }));
+        let value = observable["value"].as_str().unwrap_or_default();
+        let (judgement, verdict) = expected_verdict(
+            observable,
+            &format!("{base}/indicator/{category}/{value}"),
+            disposition,
+            &format!("Found in {pulses} AlienVault OTX pulse{plural}"),
+        );
+        self.judgements.push(judgement);
+        self.verdicts.push(verdict);
     }
 
     /// `data` as `/observe` answers it: only the kinds that have docs.

@@ -242,36 +242,15 @@ impl Expected {
         refer: &str,
         judged: Judged,
     ) -> &mut Self {
-        let (disposition, name, confidence, severity, reason) = match judged {
-            Judged::Malicious(n) => (2, "Malicious", "High", "High", count_reason(n)),
-            Judged::Suspicious(n) => (3, "Suspicious", "Medium", "Medium", count_reason(n)),
-            Judged::Clean(names) => (1, "Clean", "High", "None", names_reason(names)),
+        let (disposition, reason) = match judged {
+            Judged::Malicious(n) => (2, count_reason(n)),
+            Judged::Suspicious(n) => (3, count_reason(n)),
+            Judged::Clean(names) => (1, names_reason(names)),
         };
-        let valid_time = json!({"start_time": "<<time>>", "end_time": "<<time>>"});
-        self.judgements.push(json!({
-            "type": "judgement",
-            "schema_version": "1.0.17",
-            "id": "<<prefix:transient:judgement->>",
-            "observable": observable,
-            "disposition": disposition,
-            "disposition_name": name,
-            "source": "AlienVault OTX",
-            "source_uri": format!("{}/indicator/{refer}", otx.url()),
-            "priority": 85,
-            "confidence": confidence,
-            "severity": severity,
-            "tlp": "white",
-            "reason": reason,
-            "valid_time": valid_time,
-        }));
-        self.verdicts.push(json!({
-            "type": "verdict",
-            "disposition": disposition,
-            "disposition_name": name,
-            "observable": observable,
-            "valid_time": valid_time,
-            "judgement_id": "<<prefix:transient:judgement->>",
-        }));
+        let source_uri = format!("{}/indicator/{refer}", otx.url());
+        let (judgement, verdict) = expected_verdict(observable, &source_uri, disposition, &reason);
+        self.judgements.push(judgement);
+        self.verdicts.push(verdict);
         self
     }
 

@@ -1781,3 +1781,46 @@ pub fn check_refused(otx: &FakeOtx, variable: &str, value: &str) -> Exited {
     );
     exited
 }
+
+/// The judgement and verdict expected for `observable` with `disposition`
+/// (1 Clean, 2 Malicious, 3 Suspicious), as `check_json` patterns: ids,
+/// times and the judgement id by placeholder; confidence and severity as
+/// SPEC §7 ties them to the disposition.
+pub fn expected_verdict(
+    observable: &Value,
+    source_uri: &str,
+    disposition: u8,
+    reason: &str,
+) -> (Value, Value) {
+    let (name, confidence, severity) = match disposition {
+        1 => ("Clean", "High", "None"),
+        2 => ("Malicious", "High", "High"),
+        _ => ("Suspicious", "Medium", "Medium"),
+    };
+    let valid_time = json!({"start_time": "<<time>>", "end_time": "<<time>>"});
+    let judgement = json!({
+        "type": "judgement",
+        "schema_version": "1.0.17",
+        "id": "<<prefix:transient:judgement->>",
+        "observable": observable,
+        "disposition": disposition,
+        "disposition_name": name,
+        "source": "AlienVault OTX",
+        "source_uri": source_uri,
+        "priority": 85,
+        "confidence": confidence,
+        "severity": severity,
+        "tlp": "white",
+        "reason": reason,
+        "valid_time": valid_time,
+    });
+    let verdict = json!({
+        "type": "verdict",
+        "disposition": disposition,
+        "disposition_name": name,
+        "observable": observable,
+        "valid_time": valid_time,
+        "judgement_id": "<<prefix:transient:judgement->>",
+    });
+    (judgement, verdict)
+}

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{bearer, check_json, sample, token, FakeOtx, Relay, Reply};
+use crate::support::{bearer, check_json, expected_verdict, sample, token, FakeOtx, Relay, Reply};
 
 const IP: &str = "151.106.3.179";
 
@@ -38,13 +38,8 @@ fn observables(kind: &str, value: &str) -> String {
     json!([{"type": kind, "value": value}]).to_string()
 }
 
-/// The judgement + verdict pair expected for `observable`.
-fn expected(observable: Value, disposition: u8, name: &str, reason: &str) -> Value {
-    let (confidence, severity) = match name {
-        "Clean" => ("High", "None"),
-        "Malicious" => ("High", "High"),
-        _ => ("Medium", "Medium"),
-    };
+/// `data` holding the one judgement + verdict pair expected for `observable`.
+fn expected(observable: Value, disposition: u8, reason: &str) -> Value {
     let (kind, value) = (
         observable["type"].as_str().unwrap(),
         observable["value"].as_str().unwrap(),
@@ -54,31 +49,14 @@ fn expected(observable: Value, disposition: u8, name: &str, reason: &str) -> Val
         "md5" | "sha1" | "sha256" => "file",
         other => other,
     };
+    let source_uri = format!(
+        "<<re:http://127\\.0\\.0\\.1:\\d+/indicator/{category}/{}>>",
+        value.replace('.', "\\.")
+    );
+    let (judgement, verdict) = expected_verdict(&observable, &source_uri, disposition, reason);
     json!({"data": {
-        "judgements": {"count": 1, "docs": [{
-            "type": "judgement",
-            "schema_version": "1.0.17",
-            "id": "<<prefix:transient:judgement->>",
-            "observable": observable,
-            "disposition": disposition,
-            "disposition_name": name,
-            "source": "AlienVault OTX",
-            "source_uri": format!("<<re:http://127\\.0\\.0\\.1:\\d+/indicator/{category}/{}>>", value.replace('.', "\\.")),
-            "priority": 85,
-            "confidence": confidence,
-            "severity": severity,
-            "tlp": "white",
-            "reason": reason,
-            "valid_time": {"start_time": "<<time>>", "end_time": "<<time>>"},
-        }]},
-        "verdicts": {"count": 1, "docs": [{
-            "type": "verdict",
-            "disposition": disposition,
-            "disposition_name": name,
-            "observable": observable,
-            "valid_time": {"start_time": "<<time>>", "end_time": "<<time>>"},
-            "judgement_id": "<<prefix:transient:judgement->>",
-        }]},
+        "judgements": {"count": 1, "docs": [judgement]},
+        "verdicts": {"count": 1, "docs": [verdict]},
     }})
 }
 
@@ -92,9 +70,10 @@ fn check(otx: &FakeOtx, env: &[(&str, &str)], general: Value, want: Option<(u8, 
         Some((d, name, reason)) => {
             check_json(
                 &body,
-                &expected(json!({"type": "ip", "value": IP}), d, name, reason),
+                &expected(json!({"type": "ip", "value": IP}), d, reason),
             );
             let judgement = &body["data"]["judgements"]["docs"][0];
+            assert_eq!(judgement["disposition_name"], name);
             let verdict = &body["data"]["verdicts"]["docs"][0];
             assert_eq!(verdict["judgement_id"], judgement["id"]);
             assert_eq!(verdict["valid_time"], judgement["valid_time"]);
@@ -217,7 +196,6 @@ fn the_whitelisted_sample_is_clean() {
         &expected(
             json!({"type": "ip", "value": "8.8.8.8"}),
             1,
-            "Clean",
             "Whitelisted by AlienVault OTX: Known False Positive; Whitelisted IP",
         ),
     );
@@ -327,7 +305,6 @@ fn observe_carries_the_verdict_at_no_extra_otx_cost() {
         &expected(
             json!({"type": "ip", "value": IP}),
             2,
-            "Malicious",
             "Found in 2 AlienVault OTX pulses",
         ),
     );
