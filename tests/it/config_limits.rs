@@ -3,11 +3,7 @@
 //! one used to overflow later, in a request); `token --ttl` that would
 //! overflow the expiry; `healthcheck` against the address of `HOST`.
 
-use std::process::{Command, Stdio};
-use std::thread;
-use std::time::Duration;
-
-use crate::support::{check_refused, free_port, FakeOtx, Relay, SECRET};
+use crate::support::{check_refused, free_port, run_cli, FakeOtx, Relay, SECRET};
 
 #[test]
 fn values_above_the_upper_bounds_stop_start_up() {
@@ -51,41 +47,6 @@ fn malformed_otx_urls_stop_start_up_without_echoing_credentials() {
             !exited.stderr.contains("pw-not-for-logs"),
             "{value}: {exited:?}"
         );
-    }
-}
-
-/// What a short-lived `otx-relay` command did.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `otx-relay args…` with only `env` in its environment (max 10 s).
-fn run_cli(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let child = Command::new(env!("CARGO_BIN_EXE_otx-relay"))
-        .args(args)
-        .env_clear()
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run otx-relay");
-    let pid = child.id();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    thread::spawn(move || {
-        let _ = sender.send(child.wait_with_output());
-    });
-    let output = receiver
-        .recv_timeout(Duration::from_secs(10))
-        .unwrap_or_else(|_| panic!("otx-relay {args:?} (pid {pid}) did not exit within 10 s"))
-        .expect("wait for otx-relay");
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
 

@@ -3,9 +3,8 @@
 //! start-up configuration, the command line, the access log and a graceful
 //! stop.
 
-use std::io::Read;
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -537,53 +536,6 @@ fn empty_variables_count_as_unset() {
 
 // ---------------------------------------------------------------------------
 // The command line
-
-/// What one run of the binary did.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `otx-relay args…` with only `env` in its environment; fails the
-/// test if it has not exited within 10 s.
-fn run_cli(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_otx-relay"))
-        .args(args)
-        .env_clear()
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run otx-relay");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for otx-relay") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("otx-relay {args:?} did not exit within 10 s");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    if let Some(mut out) = child.stdout.take() {
-        out.read_to_string(&mut stdout).expect("read stdout");
-    }
-    if let Some(mut err) = child.stderr.take() {
-        err.read_to_string(&mut stderr).expect("read stderr");
-    }
-    Run {
-        code: status.code(),
-        stdout,
-        stderr,
-    }
-}
 
 /// A `PORT` nothing listens on, so that a binary that wrongly starts
 /// serving cannot take a real one.

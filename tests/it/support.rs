@@ -1824,3 +1824,39 @@ pub fn expected_verdict(
     });
     (judgement, verdict)
 }
+
+/// What a short-lived `otx-relay` command did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `otx-relay args…` with only `env` in its environment; fails the
+/// test if it has not exited within 10 s.
+pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let child = Command::new(env!("CARGO_BIN_EXE_otx-relay"))
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run otx-relay");
+    let pid = child.id();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let _ = sender.send(child.wait_with_output());
+    });
+    let output = receiver
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap_or_else(|_| panic!("otx-relay {args:?} (pid {pid}) did not exit within 10 s"))
+        .expect("wait for otx-relay");
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
