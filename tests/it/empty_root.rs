@@ -550,17 +550,8 @@ impl Jailed {
         logs
     }
 
-    /// Lets the readers drain the pipes (max 2 s).
     fn join_readers(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while self.readers.iter().any(|r| !r.is_finished()) && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(5));
-        }
-        for reader in std::mem::take(&mut self.readers) {
-            if reader.is_finished() {
-                let _ = reader.join();
-            }
-        }
+        crate::support::join_readers(&mut self.readers);
     }
 }
 

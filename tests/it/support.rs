@@ -1270,18 +1270,8 @@ impl Relay {
         }
     }
 
-    /// Lets the reader threads drain the pipes (max 2 s: a grandchild holding
-    /// them open must not hang the suite).
     fn join_readers(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while self.readers.iter().any(|r| !r.is_finished()) && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(5));
-        }
-        for reader in std::mem::take(&mut self.readers) {
-            if reader.is_finished() {
-                let _ = reader.join();
-            }
-        }
+        join_readers(&mut self.readers);
     }
 }
 
@@ -1858,5 +1848,19 @@ pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> Run {
         code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Lets the threads reading a child's pipes drain them (max 2 s: a
+/// grandchild holding them open must not hang the suite).
+pub fn join_readers(readers: &mut Vec<JoinHandle<()>>) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while readers.iter().any(|r| !r.is_finished()) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    for reader in std::mem::take(readers) {
+        if reader.is_finished() {
+            let _ = reader.join();
+        }
     }
 }
