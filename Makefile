@@ -16,7 +16,7 @@ STATIC_BIN  := $(STATIC_DIR)/$(TARGET)/release/otx-relay
 IMAGE       ?= otx-relay
 FUZZ_SECONDS ?= 60
 
-.PHONY: build release static run test lint fmt token docker docker-smoke coverage bench fuzz soak clean
+.PHONY: build release static run test lint fmt token docker docker-smoke coverage bench fuzz soak vendor-check clean
 
 build:
 	$(CARGO) build --release
@@ -78,6 +78,10 @@ fuzz:
 soak:
 	$(CARGO) build --release
 	$(CARGO) run --release --example soak
+
+# vendor/tiny_http must be exactly the pristine release plus the patch series.
+vendor-check:
+	sh vendor/patches/apply check
 
 clean:
 	$(CARGO) clean

@@ -17,6 +17,9 @@ use crate::error::RelayError;
 
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
 pub const LEEWAY: f64 = 60.0;
+/// The shortest `SECRET_KEY` not warned about: HS256 wants a key at least
+/// as long as its hash (RFC 7518 §3.2).
+pub const MIN_SECRET_KEY_BYTES: usize = 32;
 
 /// Base64url that accepts segments with or without `=` padding.
 const B64_DECODE: GeneralPurpose = GeneralPurpose::new(

@@ -6,6 +6,7 @@
 //! might be a secret never appear in such a message.
 
 use std::fmt;
+use std::io::Read;
 use std::time::Duration;
 
 /// The default OTX base URL.
@@ -31,6 +32,8 @@ pub const MAX_CACHE_ENTRIES: u64 = 100_000_000;
 pub const MAX_OTX_BODY: u64 = 4_294_967_296;
 /// `OTX_MALICIOUS_PULSES`.
 pub const MAX_MALICIOUS_PULSES: u64 = 1_000_000;
+/// `SSL_CERT_FILE`: 4 MiB, ten times the Mozilla bundle.
+pub const MAX_CA_FILE: u64 = 4 * 1024 * 1024;
 /// `VERDICT_VALID_DAYS`: ten years.
 pub const MAX_VERDICT_VALID_DAYS: u64 = 3650;
 
@@ -59,7 +62,47 @@ pub struct Config {
     pub client_timeout: Duration,
     /// PEM bundle replacing the built-in roots (already read and checked).
     pub ca_pem: Option<Vec<u8>>,
+    /// The HTTP CONNECT proxy OTX calls go through, if any.
+    pub proxy: Option<Proxy>,
 }
+
+/// An egress proxy, from the first of `ALL_PROXY`, `HTTPS_PROXY`,
+/// `HTTP_PROXY` (or their lower-case forms) that is set, in that order (the
+/// order curl and ureq read them in), and the `NO_PROXY` entries that
+/// bypass it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Proxy {
+    pub host: String,
+    pub port: u16,
+    /// Percent-decoded user name and password, if the URL held them.
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// Host names (`example.com`, `.example.com`, `*`) reached directly.
+    pub no_proxy: Vec<String>,
+}
+
+impl fmt::Debug for Proxy {
+    // Hand-written: the password is a secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user.as_ref().map(|_| "<set>"))
+            .field("password", &self.password.as_ref().map(|_| "<set>"))
+            .field("no_proxy", &self.no_proxy)
+            .finish()
+    }
+}
+
+/// The proxy variables, in the order they are read.
+const PROXY_VARIABLES: [&str; 6] = [
+    "ALL_PROXY",
+    "all_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+];
 
 impl fmt::Debug for Config {
     // Hand-written so that the secret can never be printed by a `{:?}`.
@@ -164,8 +207,80 @@ impl Config {
                 MAX_SECONDS,
             )?),
             ca_pem,
+            proxy: proxy(&var)?,
         })
     }
+}
+
+/// The egress proxy. Only `http://` (or no scheme) works: the OTX client
+/// speaks HTTP CONNECT only, and a SOCKS or HTTPS proxy must stop start-up
+/// rather than be silently bypassed. The value is never echoed: it may
+/// hold a password.
+fn proxy(var: &impl Fn(&str) -> Option<String>) -> Result<Option<Proxy>, ConfigError> {
+    let Some((variable, url)) = PROXY_VARIABLES
+        .iter()
+        .find_map(|name| var(name).map(|url| (*name, url)))
+    else {
+        return Ok(None);
+    };
+    let bad = |reason: String| ConfigError { variable, reason };
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (scheme, rest),
+        None => ("http", url.as_str()),
+    };
+    if !scheme.eq_ignore_ascii_case("http") {
+        let shown = if scheme.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            format!("{scheme}://")
+        } else {
+            "this scheme".to_owned()
+        };
+        return Err(bad(format!(
+            "only http:// (HTTP CONNECT) proxies are supported, not {shown}"
+        )));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let (userinfo, host_port) = match authority.rsplit_once('@') {
+        Some((userinfo, host_port)) => (Some(userinfo), host_port),
+        None => (None, authority),
+    };
+    let (host, port) = split_host_port(host_port);
+    let port = match port {
+        None => 80,
+        Some(port) => match port.parse::<u16>() {
+            Ok(port) if port >= 1 => port,
+            _ => return Err(bad("must have a port number from 1 to 65535".to_owned())),
+        },
+    };
+    if !valid_host(host) {
+        return Err(bad("must be http://[user:password@]host[:port]".to_owned()));
+    }
+    let decode = |text: &str| {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let (user, password) = match userinfo.map(|u| u.split_once(':').unwrap_or((u, ""))) {
+        None => (None, None),
+        Some((user, "")) => (Some(decode(user)), None),
+        Some((user, password)) => (Some(decode(user)), Some(decode(password))),
+    };
+    let no_proxy = var("NO_PROXY")
+        .or_else(|| var("no_proxy"))
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|entry| !entry.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Some(Proxy {
+        host: host.to_owned(),
+        port,
+        user,
+        password,
+        no_proxy,
+    }))
 }
 
 /// `CTR_ENTITIES_LIMIT` rules (compatible): not a positive integer → 100,
@@ -312,7 +427,15 @@ fn read_ca_file(path: &str) -> Result<Vec<u8>, ConfigError> {
         variable: "SSL_CERT_FILE",
         reason,
     };
-    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read {path}: {e}")))?;
+    // Bounded: a path to something endless (`/dev/zero`) or huge must not
+    // take the memory; real bundles are a few hundred KiB.
+    let mut pem = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_CA_FILE + 1).read_to_end(&mut pem))
+        .map_err(|e| bad(format!("cannot read {path}: {e}")))?;
+    if pem.len() as u64 > MAX_CA_FILE {
+        return Err(bad(format!("{path} is larger than 4 MiB")));
+    }
     let has_cert = ureq::tls::parse_pem(&pem)
         .any(|item| matches!(item, Ok(ureq::tls::PemItem::Certificate(_))));
     if !has_cert {
@@ -550,6 +673,40 @@ mod tests {
         ] {
             assert_eq!(entities_limit(raw), want, "{raw:?}");
         }
+    }
+
+    #[test]
+    fn proxies() {
+        assert_eq!(config(&[]).map(|c| c.proxy), Ok(None));
+        let c = config(&[
+            ("HTTPS_PROXY", "http://us%40r:p%3Ass@proxy.example:3128/"),
+            ("NO_PROXY", "localhost, .internal,,"),
+        ])
+        .expect("an http proxy");
+        assert_eq!(
+            c.proxy,
+            Some(Proxy {
+                host: "proxy.example".to_owned(),
+                port: 3128,
+                user: Some("us@r".to_owned()),
+                password: Some("p:ss".to_owned()),
+                no_proxy: vec!["localhost".to_owned(), ".internal".to_owned()],
+            })
+        );
+        assert!(!format!("{c:?}").contains("p:ss"));
+        let c = config(&[("http_proxy", "10.0.0.1")]).expect("no scheme is http");
+        assert_eq!(c.proxy.map(|p| (p.host, p.port)), Some(("10.0.0.1".to_owned(), 80)));
+        // ALL_PROXY first, as curl and ureq read them.
+        let e = config(&[("ALL_PROXY", "socks5://127.0.0.1:1080"), ("HTTPS_PROXY", "http://p")])
+            .expect_err("socks is refused");
+        assert_eq!(e.variable, "ALL_PROXY");
+        assert!(e.reason.contains("socks5://"), "{e}");
+        for (value, secret) in [("https://u:secret@p", "secret"), ("socks5h://u:secret@p", "secret")] {
+            let e = config(&[("HTTPS_PROXY", value)]).expect_err("refused");
+            assert!(!e.to_string().contains(secret), "{e}");
+        }
+        assert!(config(&[("HTTPS_PROXY", "http://p:0")]).is_err());
+        assert!(config(&[("HTTPS_PROXY", "http://")]).is_err());
     }
 
     #[test]

@@ -49,6 +49,15 @@ pub enum RelayError {
     MethodNotAllowed,
     /// The request body is over the 1 MiB limit (HTTP 413).
     PayloadTooLarge,
+    /// The request is not valid HTTP/1.1, or is framed ambiguously (HTTP
+    /// 400); the text is a short fixed reason, never the client's bytes.
+    BadRequest(&'static str),
+    /// The request head is over 16 KiB or 128 lines (HTTP 431).
+    HeadTooLarge,
+    /// An `Expect` other than `100-continue` (HTTP 417).
+    ExpectationFailed,
+    /// An HTTP version other than 1.0 and 1.1 (HTTP 505).
+    VersionNotSupported,
     /// A handler panicked (HTTP 500).
     Internal,
 }
@@ -76,6 +85,10 @@ impl RelayError {
             NotFound => "not found",
             MethodNotAllowed => "method not allowed",
             PayloadTooLarge => "payload too large",
+            BadRequest(_) => "bad request",
+            HeadTooLarge => "request header fields too large",
+            ExpectationFailed => "expectation failed",
+            VersionNotSupported => "http version not supported",
             Internal => "internal error",
         }
     }
@@ -106,6 +119,10 @@ impl RelayError {
             NotFound => "Not found.".to_owned(),
             MethodNotAllowed => "Method not allowed.".to_owned(),
             PayloadTooLarge => "The request body is larger than 1 MiB.".to_owned(),
+            BadRequest(why) => format!("The request is not valid HTTP/1.1: {why}."),
+            HeadTooLarge => "The request head is larger than 16 KiB or 128 lines.".to_owned(),
+            ExpectationFailed => "Only \"Expect: 100-continue\" is understood.".to_owned(),
+            VersionNotSupported => "Only HTTP/1.0 and HTTP/1.1 are served.".to_owned(),
             Internal => "Internal error.".to_owned(),
         }
     }
@@ -117,6 +134,10 @@ impl RelayError {
             RelayError::NotFound => 404,
             RelayError::MethodNotAllowed => 405,
             RelayError::PayloadTooLarge => 413,
+            RelayError::BadRequest(_) => 400,
+            RelayError::HeadTooLarge => 431,
+            RelayError::ExpectationFailed => 417,
+            RelayError::VersionNotSupported => 505,
             RelayError::Internal => 500,
             _ => 200,
         }

@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use otx_relay::config::Config;
 use otx_relay::handlers::App;
 use otx_relay::server::Relay;
-use otx_relay::{auth, log};
+use otx_relay::auth::{self, MIN_SECRET_KEY_BYTES};
+use otx_relay::log;
 
 const HELP: &str = "\
 otx-relay — Threat Response relay module for AlienVault OTX
@@ -70,10 +71,16 @@ fn main() -> ExitCode {
 
 fn serve() -> Result<(), String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
-    if config.secret_key.is_none() {
-        log::warn(format_args!(
+    match &config.secret_key {
+        None => log::warn(format_args!(
             "SECRET_KEY is not set: every authenticated call will answer '<SECRET_KEY> is missing'"
-        ));
+        )),
+        // RFC 7518 §3.2: an HS256 key shorter than the hash is guessable.
+        Some(key) if key.len() < MIN_SECRET_KEY_BYTES => log::warn(format_args!(
+            "SECRET_KEY is {} bytes long: use at least {MIN_SECRET_KEY_BYTES} random bytes (RFC 7518 §3.2)",
+            key.len()
+        )),
+        Some(_) => {}
     }
     // Block SIGTERM/SIGINT before any thread starts, then wait for them on
     // this one.
@@ -150,9 +157,9 @@ fn token(args: &[String]) -> Result<(), String> {
             "SECRET_KEY is not set; set it to the relay's secret (32 bytes or more)".to_owned(),
         );
     }
-    if secret.len() < 32 {
+    if secret.len() < MIN_SECRET_KEY_BYTES {
         return Err(format!(
-            "SECRET_KEY is {} bytes long; use 32 bytes or more (e.g. `openssl rand -hex 32`)",
+            "SECRET_KEY is {} bytes long; use {MIN_SECRET_KEY_BYTES} bytes or more (e.g. `openssl rand -hex 32`)",
             secret.len()
         ));
     }

@@ -169,6 +169,8 @@ impl Otx {
             .max_idle_connections_per_host(idle)
             .max_idle_age(Duration::from_secs(50))
             .tls_config(tls.build())
+            // The proxy `config` read, never one ureq would find itself.
+            .proxy(config.proxy.as_ref().map(proxy).transpose()?)
             .build()
             .into();
         let pool = rayon::ThreadPoolBuilder::new()
@@ -576,6 +578,25 @@ pub fn warn_dropped_pulse_status(pulse_id: &str, status: u16) {
     log::warn(format_args!(
         "pulse {pulse_id} dropped: its indicators answered {status}{reason}"
     ));
+}
+
+/// The ureq form of the configured proxy.
+fn proxy(p: &crate::config::Proxy) -> Result<ureq::Proxy, String> {
+    let mut builder = ureq::Proxy::builder(ureq::ProxyProtocol::Http)
+        .host(&p.host)
+        .port(p.port);
+    if let Some(user) = &p.user {
+        builder = builder.username(user);
+    }
+    if let Some(password) = &p.password {
+        builder = builder.password(password);
+    }
+    for entry in &p.no_proxy {
+        builder = builder.no_proxy(entry);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot use the proxy {}:{}: {e}", p.host, p.port))
 }
 
 #[cfg(test)]

@@ -1,9 +1,13 @@
 //! The HTTP side: the only code that knows tiny_http.
 //!
-//! tiny_http reads each connection's request head on its own thread and
-//! queues the request only once the head has arrived, so a slow client never
-//! holds one of our `RELAY_THREADS` workers while it dawdles over its head.
-//! Each worker takes a request, reads its body (at most 1 MiB), routes it
+//! tiny_http (patched, see `vendor/patches/tiny_http/`) reads each
+//! connection's requests on that connection's own thread, head and body
+//! whole, strictly framed, each within `RELAY_CLIENT_TIMEOUT` as a total,
+//! and queues a request only once all of it has arrived: a slow client
+//! never holds one of our `RELAY_THREADS` workers. What it refuses (bad
+//! framing, a head over its limits, a body over 1 MiB) still comes to a
+//! worker, to be answered with a JSON error and logged; tiny_http closes
+//! the connection after that answer. Each worker takes a request, routes it
 //! under a panic guard, answers, and logs one access line.
 
 use std::net::SocketAddr;
@@ -13,7 +17,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tiny_http::{Header, Response, Server};
+use tiny_http::{Header, Limits, Refusal, Response, Server};
 
 use crate::error::RelayError;
 use crate::handlers::App;
@@ -48,9 +52,12 @@ impl Relay {
         let bind = format!("{}:{}", app.config.host, app.config.port);
         let listener = std::net::TcpListener::bind(&bind)
             .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
-        let server =
-            Server::from_listener_with_timeout(listener, None, Some(app.config.client_timeout))
-                .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+        let limits = Limits {
+            client_timeout: app.config.client_timeout,
+            max_body: MAX_BODY,
+        };
+        let server = Server::from_listener_with_limits(listener, None, limits)
+            .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
         let addr = server
             .server_addr()
             .to_ip()
@@ -126,13 +133,11 @@ fn handle(app: &Arc<App>, handler: Handler, mut request: tiny_http::Request) {
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
     let path = request.url().split('?').next().unwrap_or("").to_owned();
-    // The guard covers the whole handling, the body read included: a panic
-    // anywhere in it answers a JSON 500 and this worker serves on.
-    let reply = catch_unwind(AssertUnwindSafe(|| {
-        match read(&mut request, &method, &path, app.config.client_timeout) {
-            Ok(req) => handler(app, &req),
-            Err(e) => Reply::error(e),
-        }
+    // The guard covers the whole handling: a panic anywhere in it answers a
+    // JSON 500 and this worker serves on.
+    let reply = catch_unwind(AssertUnwindSafe(|| match read(&mut request, &method, &path) {
+        Ok(req) => handler(app, &req),
+        Err(e) => Reply::error(e),
     }))
     .unwrap_or_else(|_| {
         log::error(format_args!("a panic while handling {method} {path}"));
@@ -157,38 +162,25 @@ fn handle(app: &Arc<App>, handler: Handler, mut request: tiny_http::Request) {
     );
 }
 
-fn read(
-    request: &mut tiny_http::Request,
-    method: &str,
-    path: &str,
-    client_timeout: Duration,
-) -> Result<Request, RelayError> {
-    if request.body_length().is_some_and(|n| n > MAX_BODY) {
-        return Err(RelayError::PayloadTooLarge);
+/// The request as a value, or why tiny_http refused it. Its body has
+/// already been read whole (at most [`MAX_BODY`]), so nothing here waits
+/// on the client.
+fn read(request: &mut tiny_http::Request, method: &str, path: &str) -> Result<Request, RelayError> {
+    if let Some(refusal) = request.refusal() {
+        return Err(match refusal {
+            Refusal::BadRequest(why) => RelayError::BadRequest(why),
+            Refusal::HeadTooLarge => RelayError::HeadTooLarge,
+            Refusal::BodyTooLarge => RelayError::PayloadTooLarge,
+            Refusal::ExpectationFailed => RelayError::ExpectationFailed,
+            Refusal::VersionNotSupported => RelayError::VersionNotSupported,
+        });
     }
-    // Each read is bounded by the socket's timeout; the whole body by
-    // the client timeout, so a trickling client cannot hold this worker.
-    let unreadable =
-        || RelayError::InvalidPayload("The body could not be read in time.".to_owned());
-    // A timeout too large for `Instant` means no wall-clock bound (a
-    // deadline too far to matter); each read is still bounded by the socket.
-    let until = Instant::now().checked_add(client_timeout);
-    let mut body = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    let reader = request.as_reader();
-    loop {
-        let n = reader.read(&mut chunk).map_err(|_| unreadable())?;
-        if n == 0 {
-            break;
-        }
-        if body.len() + n > MAX_BODY {
-            return Err(RelayError::PayloadTooLarge);
-        }
-        body.extend_from_slice(&chunk[..n]);
-        if until.is_some_and(|until| Instant::now() > until) {
-            return Err(unreadable());
-        }
-    }
+    let mut body = Vec::with_capacity(request.body_length().unwrap_or(0));
+    // An in-memory read: it cannot block, and cannot fail.
+    request
+        .as_reader()
+        .read_to_end(&mut body)
+        .map_err(|_| RelayError::Internal)?;
     let headers = request
         .headers()
         .iter()

@@ -101,3 +101,36 @@ fn healthcheck_connects_to_the_address_host_names() {
     assert_eq!(run.code, Some(1), "{run:?}");
     assert!(!run.stderr.is_empty(), "{run:?}");
 }
+
+#[test]
+fn a_proxy_the_client_cannot_use_stops_start_up_without_echoing_it() {
+    let otx = FakeOtx::start();
+    for (variable, value) in [
+        ("HTTPS_PROXY", "socks5://user:hunter2@127.0.0.1:1080"),
+        ("ALL_PROXY", "socks5h://127.0.0.1:1080"),
+        ("https_proxy", "https://user:hunter2@proxy:3128"),
+        ("HTTP_PROXY", "http://proxy:99999"),
+    ] {
+        let exited = check_refused(&otx, variable, value);
+        assert!(!exited.stderr.contains("hunter2"), "{exited:?}");
+    }
+}
+
+#[test]
+fn an_endless_ssl_cert_file_stops_start_up() {
+    let otx = FakeOtx::start();
+    let exited = check_refused(&otx, "SSL_CERT_FILE", "/dev/zero");
+    assert!(exited.stderr.contains("larger than 4 MiB"), "{exited:?}");
+}
+
+#[test]
+fn a_short_secret_key_is_warned_about_at_start_up() {
+    let otx = FakeOtx::start();
+    let relay = Relay::start(&otx, &[("SECRET_KEY", "short-secret")]);
+    assert!(relay.wait_log("listening on"));
+    let warning = "WARN SECRET_KEY is 12 bytes long: use at least 32 random bytes";
+    assert!(relay.stderr().contains(warning), "{}", relay.stderr());
+    let relay = Relay::start(&otx, &[("SECRET_KEY", SECRET)]);
+    assert!(relay.wait_log("listening on"));
+    assert!(!relay.stderr().contains("SECRET_KEY"), "{}", relay.stderr());
+}

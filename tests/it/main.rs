@@ -16,3 +16,4 @@ mod smoke;
 mod support;
 mod tls;
 mod verdicts;
+mod wire;

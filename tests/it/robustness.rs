@@ -1,6 +1,7 @@
 //! Robustness fixes seen from outside: SIGTERM stops accepting while the
 //! request in flight finishes (SPEC §8), a pulse lookup answered 404 is
-//! logged (SPEC §4), and the record cache tells observable kinds apart.
+//! logged (SPEC §4) with what OTX sent escaped (SPEC §8), and the record
+//! cache tells observable kinds apart.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -226,4 +227,25 @@ fn the_record_cache_tells_observable_kinds_apart() {
     assert_eq!(sightings(&observe("md5")), 1);
     assert_eq!(sightings(&observe("url")), 0);
     assert_eq!(otx.requests_to(&pulse_path(pulse)).len(), 2);
+}
+
+#[test]
+fn a_pulse_id_from_otx_reaches_the_warning_escaped() {
+    let ip = "198.51.100.25";
+    // OTX is not trusted to send clean ids: this one would forge a line
+    // and clear an operator's terminal if it were printed raw.
+    let forged = "5f01\u{1b}[2J\r\n2026-01-01T00:00:00Z WARN forged\u{8}";
+    let otx = FakeOtx::start();
+    otx.on(
+        &general_path("IPv4", ip),
+        Reply::json(general("IPv4", &[forged], &["IPv4"])),
+    );
+    let relay = Relay::start(&otx, &[]);
+    let (status, _) = relay.post_auth(OBSERVE, &json!([{"type": "ip", "value": ip}]).to_string());
+    assert_eq!(status, 200);
+    assert!(relay.wait_log("5f01\\x1b[2J\\r\\n2026"), "{}", relay.logs());
+    let stderr = relay.stderr();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(!stderr.contains('\u{1b}') && !stderr.contains('\u{8}'), "{stderr:?}");
+    assert!(stderr.contains("5f01\\x1b[2J\\r\\n2026-01-01T00:00:00Z WARN forged\\x08"));
 }

@@ -1,74 +1,96 @@
-use ascii::AsciiString;
-
-use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
+use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 
 use std::net::SocketAddr;
-use std::str::FromStr;
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
 
 use crate::common::{HTTPVersion, Method};
 use crate::util::RefinedTcpStream;
-use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
-use crate::Request;
+use crate::util::SequentialWriterBuilder;
+use crate::wire::{self, Read1};
+use crate::{Limits, Request};
 
 /// A ClientConnection is an object that will store a socket to a client
 /// and return Request objects.
+///
+/// otx-relay patch: it reads each request whole, head and body, on the
+/// connection's own thread, strictly (see `wire`), each within
+/// `Limits::client_timeout` as a total, so that a request reaches a worker
+/// only once it has fully arrived and a slow client holds no worker.
 pub struct ClientConnection {
-    // address of the client
-    remote_addr: IoResult<Option<SocketAddr>>,
+    // address of the client (None if the client was gone before we asked)
+    remote_addr: Option<SocketAddr>,
 
-    // sequence of Readers to the stream, so that the data is not read in
-    //  the wrong order
-    source: SequentialReaderBuilder<BufReader<RefinedTcpStream>>,
+    // the stream, read whole requests at a time: no body is left to a
+    // worker, so no sequencing of readers is needed
+    source: BufReader<DeadlineReader>,
 
     // sequence of Writers to the stream, to avoid writing response #2 before
     //  response #1
     sink: SequentialWriterBuilder<BufWriter<RefinedTcpStream>>,
 
-    // Reader to read the next header from
-    next_header_source: SequentialReader<BufReader<RefinedTcpStream>>,
-
     // set to true if we know that the previous request is the last one
     no_more_requests: bool,
 
+    // set when the last request was refused before its body was read: told
+    // when its answer has been written, so the connection can be closed
+    refused_answered: Option<Receiver<()>>,
+
     // true if the connection goes through SSL
     secure: bool,
+
+    limits: Limits,
 }
 
-/// Error that can happen when reading a request.
-#[derive(Debug)]
-enum ReadError {
-    WrongRequestLine,
-    WrongHeader(HTTPVersion),
-    /// the client sent an unrecognized `Expect` header
-    ExpectationFailed(HTTPVersion),
-    ReadIoError(IoError),
+/// otx-relay patch: the read half of a connection, whose every read ends by
+/// a deadline: a total for a head or a body, however slowly bytes come.
+pub(crate) struct DeadlineReader {
+    inner: RefinedTcpStream,
+    deadline: Option<Instant>,
 }
 
-/// otx-relay patch: the longest head line and the most header lines read.
-const MAX_HEAD_LINE: usize = 16 * 1024;
-const MAX_HEADERS: usize = 128;
+impl Read for DeadlineReader {
+    fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ErrorKind::TimedOut.into());
+            }
+            self.inner.set_read_timeout(Some(left))?;
+        }
+        match self.inner.read(buf) {
+            // SO_RCVTIMEO expiring reads as EAGAIN on Unix.
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Err(ErrorKind::TimedOut.into()),
+            other => other,
+        }
+    }
+}
 
 impl ClientConnection {
     /// Creates a new `ClientConnection` that takes ownership of the `TcpStream`.
     pub fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        limits: Limits,
     ) -> ClientConnection {
-        let remote_addr = read_socket.peer_addr();
+        // otx-relay patch: a client that is already gone has no address;
+        // upstream unwrapped it later, a panic per such client.
+        let remote_addr = read_socket.peer_addr().ok().flatten();
         let secure = read_socket.secure();
-
-        let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
-        let first_header = source.next().unwrap();
+        let reader = DeadlineReader {
+            inner: read_socket,
+            deadline: None,
+        };
 
         ClientConnection {
-            source,
+            source: BufReader::with_capacity(4096, reader),
             sink: SequentialWriterBuilder::new(BufWriter::with_capacity(1024, write_socket)),
             remote_addr,
-            next_header_source: first_header,
             no_more_requests: false,
+            refused_answered: None,
             secure,
+            limits,
         }
     }
 
@@ -77,113 +99,127 @@ impl ClientConnection {
         self.secure
     }
 
-    /// Reads the next line from self.next_header_source.
-    ///
-    /// Reads until `CRLF` is reached. The next read will start
-    ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
-        let mut buf = Vec::new();
-        let mut prev_byte_was_cr = false;
+    fn set_deadline(&mut self) {
+        self.source.get_mut().deadline = Instant::now().checked_add(self.limits.client_timeout);
+    }
 
-        loop {
-            let byte = self.next_header_source.by_ref().bytes().next();
-
-            let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
-            };
-
-            if byte == b'\n' && prev_byte_was_cr {
-                buf.pop(); // removing the '\r'
-                return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
+    /// Writes a bodiless answer of tiny_http's own (`100 Continue`, `408`),
+    /// in its turn among the answers to requests already read.
+    fn write_interim(
+        sink: &mut SequentialWriterBuilder<BufWriter<RefinedTcpStream>>,
+        status_line: &[u8],
+    ) -> IoResult<()> {
+        match sink.next() {
+            Some(mut writer) => {
+                writer.write_all(status_line)?;
+                writer.flush()
             }
+            None => Err(ErrorKind::BrokenPipe.into()),
+        }
+    }
 
-            prev_byte_was_cr = byte == b'\r';
-
-            buf.push(byte);
-            // otx-relay patch: a head line is bounded (upstream buffered it
-            // whole, however long a client made it).
-            if buf.len() > MAX_HEAD_LINE {
-                return Err(IoError::new(ErrorKind::InvalidInput, "Header line too long"));
+    /// After a refused request: once its answer is out, ends our side and
+    /// reads (and drops) what the client still sends, for a short while, so
+    /// that closing does not reset the connection before the client has
+    /// read the answer ("lingering close", RFC 9112 §9.6).
+    fn linger(&mut self, answered: Receiver<()>) {
+        let _ = answered.recv_timeout(self.limits.client_timeout + Duration::from_secs(60));
+        let _ = self.source.get_mut().inner.shutdown_write();
+        self.source.get_mut().deadline = Some(Instant::now() + LINGER);
+        let mut sink = [0u8; 16 * 1024];
+        let mut budget = LINGER_BYTES;
+        while budget > 0 {
+            match self.source.read(&mut sink) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => budget = budget.saturating_sub(n),
             }
         }
     }
 
-    /// Reads a request from the stream.
-    /// Blocks until the header has been read.
-    fn read(&mut self) -> Result<Request, ReadError> {
-        let (method, path, version, headers) = {
-            // reading the request line
-            let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
-
-                parse_request_line(
-                    line.as_str().trim(), // TODO: remove this conversion
-                )?
-            };
-
-            // getting all headers
-            let headers = {
-                let mut headers = Vec::new();
-                loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
-
-                    if line.is_empty() {
-                        break;
-                    };
-                    // otx-relay patch: so is the number of header lines.
-                    if headers.len() >= MAX_HEADERS {
-                        return Err(ReadError::ReadIoError(IoError::new(
-                            ErrorKind::InvalidInput,
-                            "Too many headers",
-                        )));
-                    }
-                    headers.push(match FromStr::from_str(line.as_str().trim()) {
-                        // TODO: remove this conversion
-                        Ok(h) => h,
-                        _ => return Err(ReadError::WrongHeader(version)),
-                    });
-                }
-
-                headers
-            };
-
-            (method, path, version, headers)
-        };
-
-        // building the writer for the request
-        let writer = self.sink.next().unwrap();
-
-        // follow-up for next potential request
-        let mut data_source = self.source.next().unwrap();
-        std::mem::swap(&mut self.next_header_source, &mut data_source);
-
-        // building the next reader
-        let request = crate::request::new_request(
-            self.secure,
-            method,
-            path,
-            version.clone(),
-            headers,
-            *self.remote_addr.as_ref().unwrap(),
-            data_source,
-            writer,
-        )
-        .map_err(|e| {
-            use crate::request;
-            match e {
-                request::RequestCreationError::CreationIoError(e) => ReadError::ReadIoError(e),
-                request::RequestCreationError::ExpectationFailed => {
-                    ReadError::ExpectationFailed(version)
-                }
+    /// Reads the next request, whole.
+    fn read(&mut self) -> Option<Request> {
+        self.set_deadline();
+        let max_body = self.limits.max_body;
+        let (source, sink) = (&mut self.source, &mut self.sink);
+        let read = wire::read_request(source, max_body, |head| {
+            // The client waits for this before it sends the body (never
+            // sent to an HTTP/1.0 client, RFC 9110 §10.1.1).
+            if head.expects_continue && head.version == HTTPVersion(1, 1) {
+                Self::write_interim(sink, b"HTTP/1.1 100 Continue\r\n\r\n")?;
             }
-        })?;
-
-        // return the request
-        Ok(request)
+            Ok(())
+        });
+        let read = match read {
+            Ok(read) => read,
+            Err(e) => {
+                if e.kind() == ErrorKind::TimedOut {
+                    let _ = Self::write_interim(
+                        &mut self.sink,
+                        b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                }
+                return None;
+            }
+        };
+        match read {
+            Read1::Idle => None,
+            Read1::Request(head, body) => {
+                if head.close {
+                    self.no_more_requests = true;
+                }
+                let writer = self.sink.next()?;
+                Some(Request::whole(
+                    self.secure,
+                    head.method,
+                    head.target,
+                    head.version,
+                    head.headers,
+                    self.remote_addr,
+                    body,
+                    writer,
+                    None,
+                ))
+            }
+            Read1::Refused {
+                refusal,
+                method,
+                target,
+                head,
+            } => {
+                self.no_more_requests = true;
+                let (method, version, headers) = match head {
+                    Some(head) => (head.method, head.version, head.headers),
+                    None => (
+                        // A method that is not even ASCII: a placeholder.
+                        method.parse().or_else(|()| "-".parse()).unwrap_or(Method::Get),
+                        HTTPVersion(1, 1),
+                        Vec::new(),
+                    ),
+                };
+                let writer = self.sink.next()?;
+                let (sender, receiver) = mpsc::channel();
+                self.refused_answered = Some(receiver);
+                let request = Request::whole(
+                    self.secure,
+                    method,
+                    target,
+                    version,
+                    headers,
+                    self.remote_addr,
+                    Vec::new(),
+                    writer,
+                    Some(refusal),
+                );
+                Some(request.with_notify_sender(sender))
+            }
+        }
     }
 }
+
+/// How long, and for how many bytes, a refused request's connection is
+/// drained before it is closed.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1024 * 1024;
 
 impl Iterator for ClientConnection {
     type Item = Request;
@@ -191,135 +227,14 @@ impl Iterator for ClientConnection {
     /// Blocks until the next Request is available.
     /// Returns None when no new Requests will come from the client.
     fn next(&mut self) -> Option<Request> {
-        use crate::{Response, StatusCode};
-
+        if let Some(answered) = self.refused_answered.take() {
+            self.linger(answered);
+        }
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
         if self.no_more_requests {
             return None;
         }
-
-        loop {
-            let rq = match self.read() {
-                Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response.raw_print(writer, ver, &[], false, None).ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
-                    // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // closing the connection
-                }
-
-                Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417));
-                    response.raw_print(writer, ver, &[], true, None).ok();
-                    return None; // TODO: should be recoverable, but needs handling in case of body
-                }
-
-                Err(ReadError::ReadIoError(_)) => return None,
-
-                Ok(rq) => rq,
-            };
-
-            // checking HTTP version
-            if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
-                let response = Response::from_string(
-                    "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
-                )
-                .with_status_code(StatusCode(505));
-                response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                    .ok();
-                continue;
-            }
-
-            // updating the status of the connection
-            let connection_header = rq
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Connection"))
-                .map(|h| h.value.as_str());
-
-            let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
-
-            match lowercase {
-                Some(ref val) if val.contains("close") => self.no_more_requests = true,
-                Some(ref val) if val.contains("upgrade") => self.no_more_requests = true,
-                Some(ref val)
-                    if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
-                {
-                    self.no_more_requests = true
-                }
-                None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
-                _ => (),
-            };
-
-            // returning the request
-            return Some(rq);
-        }
-    }
-}
-
-/// Parses a "HTTP/1.1" string.
-fn parse_http_version(version: &str) -> Result<HTTPVersion, ReadError> {
-    let (major, minor) = match version {
-        "HTTP/0.9" => (0, 9),
-        "HTTP/1.0" => (1, 0),
-        "HTTP/1.1" => (1, 1),
-        "HTTP/2.0" => (2, 0),
-        "HTTP/3.0" => (3, 0),
-        _ => return Err(ReadError::WrongRequestLine),
-    };
-
-    Ok(HTTPVersion(major, minor))
-}
-
-/// Parses the request line of the request.
-/// eg. GET / HTTP/1.1
-fn parse_request_line(line: &str) -> Result<(Method, String, HTTPVersion), ReadError> {
-    let mut parts = line.split(' ');
-
-    let method = parts.next().and_then(|w| w.parse().ok());
-    let path = parts.next().map(ToOwned::to_owned);
-    let version = parts.next().and_then(|w| parse_http_version(w).ok());
-
-    method
-        .and_then(|method| Some((method, path?, version?)))
-        .ok_or(ReadError::WrongRequestLine)
-}
-
-#[cfg(test)]
-mod test {
-    #[test]
-    fn test_parse_request_line() {
-        let (method, path, ver) = super::parse_request_line("GET /hello HTTP/1.1").unwrap();
-
-        assert!(method == crate::Method::Get);
-        assert!(path == "/hello");
-        assert!(ver == crate::common::HTTPVersion(1, 1));
-
-        assert!(super::parse_request_line("GET /hello").is_err());
-        assert!(super::parse_request_line("qsd qsd qsd").is_err());
+        self.read()
     }
 }

@@ -99,11 +99,20 @@ impl Connection {
         }
     }
 
-    /// otx-relay patch: read and write timeouts on a TCP connection.
-    pub(crate) fn set_timeouts(&self, timeout: std::time::Duration) {
-        if let Self::Tcp(s) = self {
-            let _ = s.set_read_timeout(Some(timeout));
-            let _ = s.set_write_timeout(Some(timeout));
+    /// otx-relay patch: read and write timeouts (none on Unix sockets).
+    pub(crate) fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_read_timeout(timeout),
+            #[cfg(unix)]
+            Self::Unix(s) => s.set_read_timeout(timeout),
+        }
+    }
+
+    pub(crate) fn set_write_timeout(&self, timeout: Option<std::time::Duration>) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_write_timeout(timeout),
+            #[cfg(unix)]
+            Self::Unix(s) => s.set_write_timeout(timeout),
         }
     }
 

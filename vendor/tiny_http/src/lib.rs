@@ -116,6 +116,7 @@ pub use connection::{ConfigListenAddr, ListenAddr, Listener};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
+pub use wire::Refusal;
 
 mod client;
 mod common;
@@ -125,6 +126,29 @@ mod response;
 mod ssl;
 mod test;
 mod util;
+pub mod wire;
+
+/// otx-relay patch: what a client may send, and how long it may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A client must deliver a whole request head within this time, and
+    /// then its whole body within it again (each a total, however slowly
+    /// the bytes come; an idle keep-alive connection is closed after it).
+    /// Also the timeout of each write to the client.
+    pub client_timeout: Duration,
+    /// The largest request body read; a larger one is refused
+    /// (`Refusal::BodyTooLarge`) without being read.
+    pub max_body: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            client_timeout: Duration::from_secs(30),
+            max_body: 16 * 1024 * 1024,
+        }
+    }
+}
 
 /// The main class of this library.
 ///
@@ -244,16 +268,15 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        Self::from_listener_with_timeout(listener, ssl_config, None)
+        Self::from_listener_with_limits(listener, ssl_config, Limits::default())
     }
 
-    /// otx-relay patch: like `from_listener`, and every accepted TCP
-    /// connection gets `timeout` as its read and write timeout, so a client
-    /// that stalls is dropped instead of holding a thread forever.
-    pub fn from_listener_with_timeout<L: Into<Listener>>(
+    /// otx-relay patch: like `from_listener`, with `limits` on what a
+    /// client may send and how long it may take.
+    pub fn from_listener_with_limits<L: Into<Listener>>(
         listener: L,
         ssl_config: Option<SslConfig>,
-        timeout: Option<Duration>,
+        limits: Limits,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
@@ -306,11 +329,17 @@ impl Server {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
                         use util::RefinedTcpStream;
-                        if let Some(timeout) = timeout {
-                            sock.set_timeouts(timeout);
-                        }
+                        // otx-relay patch: a write blocked on a client that
+                        // reads nothing ends too.
+                        let _ = sock.set_write_timeout(Some(limits.client_timeout));
                         let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
+                            // otx-relay patch: no second handle (out of file
+                            // descriptors): this connection is dropped, the
+                            // server goes on.
+                            None => match RefinedTcpStream::new(sock) {
+                                Ok(halves) => halves,
+                                Err(_) => continue,
+                            },
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
                             Some(ref ssl) => {
                                 // trying to apply SSL over the connection
@@ -320,13 +349,16 @@ impl Server {
                                     Err(_) => continue,
                                 };
 
-                                RefinedTcpStream::new(sock)
+                                match RefinedTcpStream::new(sock) {
+                                    Ok(halves) => halves,
+                                    Err(_) => continue,
+                                }
                             }
                             #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        Ok(ClientConnection::new(write_closable, read_closable, limits))
                     }
                     Err(e) => Err(e),
                 };
@@ -342,7 +374,11 @@ impl Server {
                                     let (sender, receiver) = mpsc::channel();
                                     for rq in client {
                                         messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
+                                        // otx-relay patch: the request's
+                                        // sender dropped unanswered: stop.
+                                        if receiver.recv().is_err() {
+                                            break;
+                                        }
                                     }
                                 } else {
                                     for rq in client {

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::sync::mpsc::Sender;
 
 use crate::util::{EqualReader, FusedReader};
+use crate::wire::Refusal;
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
 use chunked_transfer::Decoder;
 
@@ -74,6 +75,10 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // otx-relay patch: why the request was refused before its body was
+    // read; its answer closes the connection
+    refusal: Option<Refusal>,
 }
 
 struct NotifyOnDrop<R> {
@@ -238,7 +243,52 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        refusal: None,
     })
+}
+
+impl Request {
+    /// otx-relay patch: a request read whole by the connection's thread
+    /// (see `wire`): its body is in memory, or it was refused.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn whole<W>(
+        secure: bool,
+        method: Method,
+        path: String,
+        version: HTTPVersion,
+        headers: Vec<Header>,
+        remote_addr: Option<SocketAddr>,
+        body: Vec<u8>,
+        writer: W,
+        refusal: Option<Refusal>,
+    ) -> Request
+    where
+        W: Write + Send + 'static,
+    {
+        Request {
+            body_length: Some(body.len()),
+            data_reader: Some(Box::new(Cursor::new(body))),
+            response_writer: Some(Box::new(writer)),
+            remote_addr,
+            secure,
+            method,
+            path,
+            http_version: version,
+            headers,
+            // Sent by the connection's thread before it read the body.
+            must_send_continue: false,
+            notify_when_responded: None,
+            refusal,
+        }
+    }
+
+    /// otx-relay patch: why tiny_http refused this request before reading
+    /// its body (whole): answer it with `Refusal::status`. Its method and
+    /// URL are what could be read of the request line (raw: escape them
+    /// before logging), and the connection is closed after the answer.
+    pub fn refusal(&self) -> Option<Refusal> {
+        self.refusal
+    }
 }
 
 impl Request {
@@ -435,7 +485,8 @@ impl Request {
     {
         let res = self.respond_impl(response);
         if let Some(sender) = self.notify_when_responded.take() {
-            sender.send(()).unwrap();
+            // otx-relay patch: whoever waited may be gone; no panic for that.
+            sender.send(()).ok();
         }
         res
     }
@@ -447,6 +498,12 @@ impl Request {
         let mut writer = self.extract_writer_impl();
 
         let do_not_send_body = self.method == Method::Head;
+
+        // otx-relay patch: the client is told that the connection ends.
+        let mut response = response;
+        if self.refusal.is_some() {
+            response.add_connection_close();
+        }
 
         Self::ignore_client_closing_errors(response.raw_print(
             writer.by_ref(),
@@ -491,7 +548,7 @@ impl Drop for Request {
             let response = Response::empty(500);
             let _ = self.respond_impl(response); // ignoring any potential error
             if let Some(sender) = self.notify_when_responded.take() {
-                sender.send(()).unwrap();
+                sender.send(()).ok(); // otx-relay patch: as in `respond`
             }
         }
     }

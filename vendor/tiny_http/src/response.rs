@@ -248,6 +248,13 @@ where
 
     /// Adds a header to the list.
     /// Does all the checks.
+    /// otx-relay patch: a `Connection: close` that `add_header` would drop.
+    pub(crate) fn add_connection_close(&mut self) {
+        if let Ok(close) = Header::from_bytes(&b"Connection"[..], &b"close"[..]) {
+            self.headers.push(close);
+        }
+    }
+
     pub fn add_header<H>(&mut self, header: H)
     where
         H: Into<Header>,
