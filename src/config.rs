@@ -695,13 +695,22 @@ mod tests {
         );
         assert!(!format!("{c:?}").contains("p:ss"));
         let c = config(&[("http_proxy", "10.0.0.1")]).expect("no scheme is http");
-        assert_eq!(c.proxy.map(|p| (p.host, p.port)), Some(("10.0.0.1".to_owned(), 80)));
+        assert_eq!(
+            c.proxy.map(|p| (p.host, p.port)),
+            Some(("10.0.0.1".to_owned(), 80))
+        );
         // ALL_PROXY first, as curl and ureq read them.
-        let e = config(&[("ALL_PROXY", "socks5://127.0.0.1:1080"), ("HTTPS_PROXY", "http://p")])
-            .expect_err("socks is refused");
+        let e = config(&[
+            ("ALL_PROXY", "socks5://127.0.0.1:1080"),
+            ("HTTPS_PROXY", "http://p"),
+        ])
+        .expect_err("socks is refused");
         assert_eq!(e.variable, "ALL_PROXY");
         assert!(e.reason.contains("socks5://"), "{e}");
-        for (value, secret) in [("https://u:secret@p", "secret"), ("socks5h://u:secret@p", "secret")] {
+        for (value, secret) in [
+            ("https://u:secret@p", "secret"),
+            ("socks5h://u:secret@p", "secret"),
+        ] {
             let e = config(&[("HTTPS_PROXY", value)]).expect_err("refused");
             assert!(!e.to_string().contains(secret), "{e}");
         }

@@ -4,11 +4,11 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use otx_relay::auth::{self, MIN_SECRET_KEY_BYTES};
 use otx_relay::config::Config;
 use otx_relay::handlers::App;
-use otx_relay::server::Relay;
-use otx_relay::auth::{self, MIN_SECRET_KEY_BYTES};
 use otx_relay::log;
+use otx_relay::server::Relay;
 
 const HELP: &str = "\
 otx-relay — Threat Response relay module for AlienVault OTX

@@ -135,9 +135,11 @@ fn handle(app: &Arc<App>, handler: Handler, mut request: tiny_http::Request) {
     let path = request.url().split('?').next().unwrap_or("").to_owned();
     // The guard covers the whole handling: a panic anywhere in it answers a
     // JSON 500 and this worker serves on.
-    let reply = catch_unwind(AssertUnwindSafe(|| match read(&mut request, &method, &path) {
-        Ok(req) => handler(app, &req),
-        Err(e) => Reply::error(e),
+    let reply = catch_unwind(AssertUnwindSafe(|| {
+        match read(&mut request, &method, &path) {
+            Ok(req) => handler(app, &req),
+            Err(e) => Reply::error(e),
+        }
     }))
     .unwrap_or_else(|_| {
         log::error(format_args!("a panic while handling {method} {path}"));

@@ -246,6 +246,9 @@ fn a_pulse_id_from_otx_reaches_the_warning_escaped() {
     assert!(relay.wait_log("5f01\\x1b[2J\\r\\n2026"), "{}", relay.logs());
     let stderr = relay.stderr();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(!stderr.contains('\u{1b}') && !stderr.contains('\u{8}'), "{stderr:?}");
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\u{8}'),
+        "{stderr:?}"
+    );
     assert!(stderr.contains("5f01\\x1b[2J\\r\\n2026-01-01T00:00:00Z WARN forged\\x08"));
 }

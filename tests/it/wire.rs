@@ -75,7 +75,10 @@ fn check_refused(relay: &Relay, bytes: &[u8], status: u16) {
         !answer.contains("\"version\""),
         "{shown:?}: the hidden request was served: {answer:?}"
     );
-    assert!(closed, "{shown:?}: the connection was kept open after {status}");
+    assert!(
+        closed,
+        "{shown:?}: the connection was kept open after {status}"
+    );
 }
 
 #[track_caller]
@@ -344,7 +347,8 @@ fn stalled_bodies_and_upgrades_never_delay_a_prompt_request() {
         } else {
             "POST /refer/observables HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n100\r\n[{"
         };
-        s.write_all(head.as_bytes()).expect("a head and part of a body");
+        s.write_all(head.as_bytes())
+            .expect("a head and part of a body");
         stalled.push(s);
     }
     for _ in 0..8 {
@@ -464,7 +468,10 @@ fn clients_that_reset_after_their_head_cause_no_panic_and_at_most_a_short_line()
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stderr.lines().count() <= 100, "{stderr}");
     for line in stderr.lines() {
-        assert!(line.len() < 200, "a long line for a vanished client: {line}");
+        assert!(
+            line.len() < 200,
+            "a long line for a vanished client: {line}"
+        );
     }
 }
 
