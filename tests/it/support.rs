@@ -30,9 +30,8 @@ pub const SECRET: &str = "test-secret-key-that-is-at-least-32-bytes-long";
 /// The OTX API key carried by `token()`.
 pub const KEY: &str = "otx-test-key-0123456789abcdef";
 
-/// The OTX sample answers, found beside the checkout so that a fresh clone
-/// placed next to `shared/` works too.
-pub const SAMPLES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/otx-samples");
+/// The recorded OTX sample answers, kept in the repository (see its README).
+pub const SAMPLES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/otx");
 
 /// A lock that survives a panicked holder: a failing test must not turn every
 /// later access (from the fake server's threads, or `Drop`) into a second panic.
@@ -167,7 +166,7 @@ impl Reply {
             .with_header("Content-Type", "application/json")
     }
 
-    /// 200 with the bytes of the sample `shared/otx-samples/<name>`.
+    /// 200 with the bytes of the sample `tests/data/otx/<name>`.
     pub fn file(name: &str) -> Reply {
         Reply::raw(200, &sample_bytes(name)).with_header("Content-Type", "application/json")
     }
@@ -204,13 +203,13 @@ impl Reply {
     }
 }
 
-/// The raw bytes of the sample `shared/otx-samples/<name>`.
+/// The raw bytes of the sample `tests/data/otx/<name>`.
 pub fn sample_bytes(name: &str) -> Vec<u8> {
     let path = format!("{SAMPLES_DIR}/{name}");
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read OTX sample {path}: {e}"))
 }
 
-/// The sample `shared/otx-samples/<name>` as JSON, to edit before serving it.
+/// The sample `tests/data/otx/<name>` as JSON, to edit before serving it.
 pub fn sample(name: &str) -> Value {
     serde_json::from_slice(&sample_bytes(name))
         .unwrap_or_else(|e| panic!("OTX sample {name} is not JSON: {e}"))
