@@ -283,6 +283,22 @@ fn proxy(var: &impl Fn(&str) -> Option<String>) -> Result<Option<Proxy>, ConfigE
     }))
 }
 
+/// What the `token` subcommand reads: `SECRET_KEY` only (empty: unset), so
+/// that an unrelated bad variable cannot stop it.
+pub fn secret_key_from_env() -> Option<Vec<u8>> {
+    std::env::var("SECRET_KEY")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(String::into_bytes)
+}
+
+/// What the `healthcheck` subcommand reads: `HOST` (as given; `None` when
+/// unset or empty) and `PORT`, with the server's rules and defaults.
+pub fn listen_address_from_env() -> Result<(Option<String>, u16), ConfigError> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    Ok((var("HOST"), port(var("PORT"))?))
+}
+
 /// `CTR_ENTITIES_LIMIT` rules (compatible): not a positive integer → 100,
 /// above 1000 → 1000 (however large: Python's `int()` has no overflow).
 /// Shared by the env variable and the JWT claim.

@@ -2,36 +2,48 @@
 //!
 //! Threat Response POSTs observables; the relay asks OTX which pulses hold
 //! them and answers in CTIM. The contract is `SPEC.md` (in the shared docs);
-//! this is the map of the code, in reading order:
+//! this is the map of the code, by layer: a module imports only from the
+//! layers below it (no import cycle; `main` on top).
 //!
-//! - [`config`]: every environment variable, read and validated once.
 //! - [`server`]: tiny_http, worker threads, panic guard, graceful stop.
-//! - [`routes`]: requests and replies as values; one `match` on the path.
+//! - [`routes`]: one `match` on (method, path).
 //! - [`handlers`]: one function per endpoint: body → auth → OTX → CTIM.
-//! - [`auth`]: the HS256 JWT, checked by hand (pure; `now` is an argument).
-//! - [`observable`]: supported types, body parsing, percent-encoding.
-//! - [`otx`]: the OTX client: URLs, headers, JSON, retries, status mapping.
-//! - [`cache`]: per-tenant TTL/LRU cache with single-flight.
+//! - [`fan_out`]: one request's OTX work on the OTX pool, until its deadline.
+//! - [`app`]: what every handler shares (config, OTX client).
 //! - [`ctim`] and [`verdict`]: the CTIM entities emitted.
-//! - [`error`]: the one error type and the answer envelope.
-//! - [`log`]: access lines and warnings.
+//! - [`otx`]: the OTX client: URLs, headers, retries, status mapping, pages.
+//! - [`auth`]: the HS256 JWT, checked by hand (pure; `now` is an argument).
+//! - [`http`]: requests and replies as values; [`log`]: one-line, escaped logs.
+//! - [`pulse`]: what is kept of OTX's answers (`General`, `Pulse`, `Record`).
+//! - [`observable`]: supported types, body parsing, percent-encoding.
+//! - [`cache`]: per-tenant TTL/LRU cache with single-flight.
+//! - [`config`], [`error`], [`time`]: the environment, the one error type,
+//!   calendar and formatting; they import nothing of the relay above them.
 //!
 //! Invariants:
-//! - Only `otx` knows OTX's URLs and JSON shapes; only `server` touches
-//!   tiny_http; only `config` reads the environment.
+//! - Only `otx` and `pulse` know OTX's URLs and JSON shapes; only `server`
+//!   touches tiny_http; only `config` reads the environment (the `token` and
+//!   `healthcheck` subcommands through it too); nothing below `main` ends
+//!   the process.
 //! - Secrets (the OTX key, the JWT, `SECRET_KEY`) never reach a log line,
-//!   an error message or a `Debug` output.
+//!   an error message or a `Debug` output; what clients and OTX send is
+//!   escaped before it reaches a log line.
 //! - A handler returns a value; only the server writes to the socket.
 
+pub mod app;
 pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod ctim;
 pub mod error;
+pub mod fan_out;
 pub mod handlers;
+pub mod http;
 pub mod log;
 pub mod observable;
 pub mod otx;
+pub mod pulse;
 pub mod routes;
 pub mod server;
+pub mod time;
 pub mod verdict;

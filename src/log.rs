@@ -11,7 +11,7 @@ use std::fmt;
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
-use crate::ctim::format_time;
+use crate::time::format_time;
 
 /// One access line: method, path (without query), status, bytes, duration,
 /// OTX retries.

@@ -2,13 +2,14 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use otx_relay::app::App;
 use otx_relay::auth::{self, MIN_SECRET_KEY_BYTES};
 use otx_relay::config::Config;
-use otx_relay::handlers::App;
 use otx_relay::log;
-use otx_relay::server::Relay;
+use otx_relay::server::{OnFailure, Relay};
 
 const HELP: &str = "\
 otx-relay — Threat Response relay module for AlienVault OTX
@@ -90,13 +91,33 @@ fn serve() -> Result<(), String> {
     ])
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let app = App::new(config)?;
-    let relay = Relay::start(app)?;
+    // A listener that fails for good ends the wait below as a signal would,
+    // and the process with an error.
+    let failure = Arc::new(Mutex::new(None::<String>));
+    let on_failure: OnFailure = {
+        let (failure, handle) = (failure.clone(), signals.handle());
+        Arc::new(move |why: String| {
+            failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert(why);
+            handle.close();
+        })
+    };
+    let relay = Relay::start(app, on_failure)?;
     log::info(format_args!(
         "otx-relay {} listening on http://{}",
         env!("CARGO_PKG_VERSION"),
         relay.addr()
     ));
     let signal = signals.forever().next();
+    if let Some(why) = failure
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+    {
+        return Err(why);
+    }
     log::info(format_args!(
         "signal {} received: finishing in-flight requests",
         signal.unwrap_or(0)
@@ -151,7 +172,7 @@ fn token(args: &[String]) -> Result<(), String> {
     if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err("--key must be a non-empty OTX API key of visible ASCII characters".to_owned());
     }
-    let secret = std::env::var("SECRET_KEY").unwrap_or_default();
+    let secret = otx_relay::config::secret_key_from_env().unwrap_or_default();
     if secret.is_empty() {
         return Err(
             "SECRET_KEY is not set; set it to the relay's secret (32 bytes or more)".to_owned(),
@@ -174,19 +195,14 @@ fn token(args: &[String]) -> Result<(), String> {
                 .ok_or_else(|| format!("--ttl {t} puts the expiry past the end of time"))?,
         ),
     };
-    println!("{}", auth::mint(secret.as_bytes(), &key, limit, expires_at));
+    println!("{}", auth::mint(&secret, &key, limit, expires_at));
     Ok(())
 }
 
 fn healthcheck() -> Result<(), String> {
     use std::io::{Read, Write};
-    let port = match std::env::var("PORT") {
-        Ok(p) if !p.is_empty() => p
-            .parse::<u16>()
-            .map_err(|_| format!("invalid PORT '{p}'"))?,
-        _ => 9090,
-    };
-    let addr = healthcheck_addr(std::env::var("HOST").ok().as_deref(), port)?;
+    let (host, port) = otx_relay::config::listen_address_from_env().map_err(|e| e.to_string())?;
+    let addr = healthcheck_addr(host.as_deref(), port)?;
     let timeout = Duration::from_secs(3);
     let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)
         .map_err(|e| format!("healthcheck: cannot connect to {addr}: {e}"))?;

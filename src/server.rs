@@ -19,10 +19,11 @@ use std::time::{Duration, Instant};
 
 use tiny_http::{Header, Limits, Refusal, Response, Server};
 
+use crate::app::App;
 use crate::error::RelayError;
-use crate::handlers::App;
+use crate::http::{Reply, Request};
 use crate::log;
-use crate::routes::{route, Reply, Request};
+use crate::routes::route;
 
 /// The largest request body read.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -31,6 +32,11 @@ pub const DRAIN: Duration = Duration::from_secs(10);
 
 /// What answers a request: [`route`] in the relay; tests may pass another.
 pub type Handler = fn(&Arc<App>, &Request) -> Reply;
+
+/// Told, once per worker, that the listener failed for good and no request
+/// will come any more: `main` ends the process with an error, so that a
+/// supervisor restarts it (no `process::exit` below `main`).
+pub type OnFailure = Arc<dyn Fn(String) + Send + Sync>;
 
 /// A running relay.
 pub struct Relay {
@@ -42,13 +48,13 @@ pub struct Relay {
 
 impl Relay {
     /// Binds `HOST:PORT` and starts the workers.
-    pub fn start(app: App) -> Result<Relay, String> {
-        Relay::start_with(app, route)
+    pub fn start(app: App, on_failure: OnFailure) -> Result<Relay, String> {
+        Relay::start_with(app, route, on_failure)
     }
 
     /// [`Relay::start`] with another handler (the panic-guard test uses one
     /// that panics).
-    pub fn start_with(app: App, handler: Handler) -> Result<Relay, String> {
+    pub fn start_with(app: App, handler: Handler, on_failure: OnFailure) -> Result<Relay, String> {
         let bind = format!("{}:{}", app.config.host, app.config.port);
         let listener = std::net::TcpListener::bind(&bind)
             .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
@@ -68,9 +74,10 @@ impl Relay {
         let workers = (0..app.config.threads)
             .map(|i| {
                 let (server, app, stopping) = (server.clone(), app.clone(), stopping.clone());
+                let on_failure = on_failure.clone();
                 std::thread::Builder::new()
                     .name(format!("http-{i}"))
-                    .spawn(move || serve(&server, &app, handler, &stopping))
+                    .spawn(move || serve(&server, &app, handler, &stopping, &on_failure))
                     .map_err(|e| format!("cannot start a worker thread: {e}"))
             })
             .collect::<Result<Vec<_>, String>>()?;
@@ -114,16 +121,21 @@ impl Relay {
     }
 }
 
-fn serve(server: &Server, app: &Arc<App>, handler: Handler, stopping: &AtomicBool) {
+fn serve(
+    server: &Server,
+    app: &Arc<App>,
+    handler: Handler,
+    stopping: &AtomicBool,
+    on_failure: &OnFailure,
+) {
     loop {
         match server.recv() {
             Ok(request) => handle(app, handler, request),
             Err(_) if stopping.load(Ordering::SeqCst) => return,
             Err(e) => {
                 // tiny_http's accept loop has ended: nothing more will come.
-                // Exit, so that the container's supervisor restarts us.
-                log::error(format_args!("the listener failed: {e}"));
-                std::process::exit(1);
+                on_failure(format!("the listener failed: {e}"));
+                return;
             }
         }
     }

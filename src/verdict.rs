@@ -15,9 +15,10 @@ use std::time::{Duration, SystemTime};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::ctim::{format_time, refer_url, SCHEMA_VERSION, SOURCE};
+use crate::ctim::{refer_url, SCHEMA_VERSION, SOURCE};
 use crate::observable::Observable;
-use crate::otx::General;
+use crate::pulse::General;
+use crate::time::format_time;
 
 /// A CTIM disposition the relay can give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +158,7 @@ pub fn verdict(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::otx::{general_from_json, Pulse};
+    use crate::pulse::{general_from_json, Pulse};
 
     fn general(pulses: usize, validation: &[&str], false_positive: bool) -> General {
         General {

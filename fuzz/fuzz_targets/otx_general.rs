@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use otx_relay::observable::Observable;
-use otx_relay::otx::{general_from_json, Record};
+use otx_relay::pulse::{general_from_json, Record};
 use otx_relay::{ctim, verdict};
 use serde_json::Value;
 

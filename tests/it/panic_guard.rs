@@ -6,9 +6,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use otx_relay::app::App;
 use otx_relay::config::Config;
-use otx_relay::handlers::App;
-use otx_relay::routes::{route, Reply, Request};
+use otx_relay::http::{Reply, Request};
+use otx_relay::routes::route;
 use otx_relay::server::Relay;
 use serde_json::json;
 
@@ -30,7 +31,12 @@ fn a_handler_panic_is_a_json_500_and_the_worker_survives() {
         ("RELAY_THREADS", "1".to_owned()),
     ]);
     let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("valid config");
-    let relay = Relay::start_with(App::new(config).expect("app"), panicking).expect("relay starts");
+    let relay = Relay::start_with(
+        App::new(config).expect("app"),
+        panicking,
+        std::sync::Arc::new(|_| {}),
+    )
+    .expect("relay starts");
     let url = format!("http://{}", relay.addr());
     let agent = http_agent();
 
