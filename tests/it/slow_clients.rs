@@ -12,9 +12,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 
-use serde_json::json;
-
-use crate::support::{check_json, FakeOtx, Relay};
+use crate::support::{check_version_answers, FakeOtx, Relay};
 
 const ONE_WORKER: [(&str, &str); 2] = [("RELAY_THREADS", "1"), ("RELAY_CLIENT_TIMEOUT", "1")];
 
@@ -37,13 +35,6 @@ fn read_until_closed(stream: &mut TcpStream) -> String {
         Err(e) => panic!("the relay kept a stalled connection open: {e}"),
     }
     String::from_utf8_lossy(&answer).into_owned()
-}
-
-#[track_caller]
-fn check_version_answers(relay: &Relay) {
-    let (status, body) = relay.post("/version", None, "");
-    assert_eq!(status, 200);
-    check_json(&body, &json!({"version": env!("CARGO_PKG_VERSION")}));
 }
 
 #[test]

@@ -1744,6 +1744,14 @@ fn match_node(
     }
 }
 
+/// `POST /version` answers 200 with the crate version: the relay serves.
+#[track_caller]
+pub fn check_version_answers(relay: &Relay) {
+    let (status, body) = relay.post("/version", None, "");
+    assert_eq!(status, 200);
+    check_json(&body, &json!({"version": env!("CARGO_PKG_VERSION")}));
+}
+
 /// The relay refuses `variable=value` at start-up: a non-zero exit, one
 /// line on stderr that names the variable (`invalid VAR: …`), no panic.
 #[track_caller]

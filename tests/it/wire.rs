@@ -13,10 +13,9 @@ use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use socket2::SockRef;
 
-use crate::support::{check_json, FakeOtx, Relay};
+use crate::support::{check_version_answers, FakeOtx, Relay};
 
 /// A complete request for `/version`, as a smuggler would hide it.
 const SMUGGLED: &str = "POST /version HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
@@ -79,13 +78,6 @@ fn check_refused(relay: &Relay, bytes: &[u8], status: u16) {
         closed,
         "{shown:?}: the connection was kept open after {status}"
     );
-}
-
-#[track_caller]
-fn check_version_answers(relay: &Relay) {
-    let (status, body) = relay.post("/version", None, "");
-    assert_eq!(status, 200);
-    check_json(&body, &json!({"version": env!("CARGO_PKG_VERSION")}));
 }
 
 #[test]
@@ -373,22 +365,26 @@ fn stalled_bodies_and_upgrades_never_delay_a_prompt_request() {
     drop(stalled);
 }
 
-#[test]
-fn a_head_trickled_byte_by_byte_is_cut_off_at_the_client_timeout() {
+/// Sends `first` at once, then `trickle` one byte every 250 ms (each read
+/// well within the 2 s client timeout, the whole far beyond it; bounded: it
+/// stops once the relay closes), and checks that the relay cuts the
+/// connection off near the 2 s timeout without serving anything.
+#[track_caller]
+fn check_trickle_cut_off(first: &str, trickle: String) {
     let otx = FakeOtx::start();
     let relay = Relay::start(&otx, &[("RELAY_CLIENT_TIMEOUT", "2")]);
-    let mut trickle = connect(&relay);
-    trickle
+    let mut stream = connect(&relay);
+    stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .expect("read timeout");
+    stream
+        .write_all(first.as_bytes())
+        .expect("what comes at once");
     let writer = {
-        let mut trickle = trickle.try_clone().expect("clone");
-        // One byte every 250 ms (each read well within the 2 s timeout) of a
-        // head that would take 25 s: bounded, it stops once the relay closes.
+        let mut stream = stream.try_clone().expect("clone");
         thread::spawn(move || {
-            let head = format!("POST /version HTTP/1.1\r\nX-Pad: {}", "p".repeat(100));
-            for byte in head.bytes() {
-                if trickle.write_all(&[byte]).is_err() {
+            for byte in trickle.bytes() {
+                if stream.write_all(&[byte]).is_err() {
                     return;
                 }
                 thread::sleep(Duration::from_millis(250));
@@ -396,52 +392,34 @@ fn a_head_trickled_byte_by_byte_is_cut_off_at_the_client_timeout() {
         })
     };
     let started = Instant::now();
-    let (answer, closed) = read_all(&mut trickle);
+    let (answer, closed) = read_all(&mut stream);
     let took = started.elapsed();
-    assert!(closed, "the trickling head was never cut off");
+    assert!(closed, "the trickling client was never cut off");
     assert!(
         took >= Duration::from_millis(1500) && took < Duration::from_secs(6),
         "cut off after {took:?}, not near the 2 s client timeout"
     );
     assert!(!answer.contains("\"version\""), "{answer}");
-    let _ = trickle.shutdown(Shutdown::Both);
+    assert!(!answer.contains("ref-avotx"), "{answer}");
+    let _ = stream.shutdown(Shutdown::Both);
     let _ = writer.join();
     check_version_answers(&relay);
 }
 
 #[test]
-fn a_body_trickled_byte_by_byte_is_cut_off_at_the_client_timeout() {
-    let otx = FakeOtx::start();
-    let relay = Relay::start(&otx, &[("RELAY_CLIENT_TIMEOUT", "2")]);
-    let mut trickle = connect(&relay);
-    trickle
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("read timeout");
-    trickle
-        .write_all(b"POST /refer/observables HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
-        .expect("a head");
-    let writer = {
-        let mut trickle = trickle.try_clone().expect("clone");
-        thread::spawn(move || {
-            for _ in 0..100 {
-                if trickle.write_all(b" ").is_err() {
-                    return;
-                }
-                thread::sleep(Duration::from_millis(250));
-            }
-        })
-    };
-    let started = Instant::now();
-    let (answer, closed) = read_all(&mut trickle);
-    let took = started.elapsed();
-    assert!(closed, "the trickling body was never cut off");
-    assert!(
-        took >= Duration::from_millis(1500) && took < Duration::from_secs(6),
-        "cut off after {took:?}, not near the 2 s client timeout"
+fn a_head_trickled_byte_by_byte_is_cut_off_at_the_client_timeout() {
+    check_trickle_cut_off(
+        "",
+        format!("POST /version HTTP/1.1\r\nX-Pad: {}", "p".repeat(100)),
     );
-    assert!(!answer.contains("ref-avotx"), "{answer}");
-    let _ = trickle.shutdown(Shutdown::Both);
-    let _ = writer.join();
+}
+
+#[test]
+fn a_body_trickled_byte_by_byte_is_cut_off_at_the_client_timeout() {
+    check_trickle_cut_off(
+        "POST /refer/observables HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n",
+        " ".repeat(100),
+    );
 }
 
 #[test]
@@ -487,20 +465,21 @@ fn control_characters_never_reach_a_log_line_raw() {
         let (answer, _) = exchange(&relay, request.as_bytes());
         assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
     }
+    // Each refused request is logged, escaped, on a line of its own (its
+    // line is written once its answer is out: wait for it).
+    for line in [
+        "POST /ver\\x1b[31msion\\rFAKE 200\\x08\\x08 400",
+        "P\\x1bOST /version 400",
+    ] {
+        assert!(relay.wait_log(line), "no line {line:?}: {}", relay.stdout());
+    }
     check_version_answers(&relay);
     assert!(relay.wait_log("POST /version 200"));
-    let stdout = relay.stdout();
-    for line in stdout.lines() {
+    for line in relay.stdout().lines() {
         assert!(
             !line.bytes().any(|b| b.is_ascii_control()),
             "a raw control character in {line:?}"
         );
         assert!(!line.contains("/forged"), "a forged line: {line:?}");
     }
-    // Each refused request is logged, escaped, on a line of its own.
-    assert!(
-        stdout.contains("POST /ver\\x1b[31msion\\rFAKE 200\\x08\\x08 400"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("P\\x1bOST /version 400"), "{stdout}");
 }
