@@ -3,7 +3,7 @@
 //! Each function here is pure: the same input gives the same document,
 //! except for the random (uuid4) ids and the `now` the caller passes.
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 use uuid::Uuid;
 
 use crate::observable::{quote_all, quote_url, Observable};
@@ -51,11 +51,80 @@ pub fn pulse_uri(base: &str, pulse_id: &str) -> String {
     format!("{base}/pulse/{}", quote_url(pulse_id))
 }
 
+// The entities below are written straight to the answer by serde: their
+// fields are exactly the fields CTIM gets (SPEC §6, §7), and they are
+// declared in alphabetical order, so the bytes are those a sorted JSON
+// object would give.
+
+/// `{"start_time", "end_time"}` of a CTIM time span.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimeSpan {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<String>,
+    pub start_time: String,
+}
+
+/// The pulse as a feed (SPEC §6).
+#[derive(Debug, Clone, Serialize)]
+pub struct Indicator {
+    pub confidence: &'static str,
+    pub external_ids: [String; 1],
+    pub id: String,
+    pub producer: String,
+    pub schema_version: &'static str,
+    pub short_description: String,
+    pub source: &'static str,
+    pub source_uri: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tlp: Option<String>,
+    #[serde(rename = "type")]
+    pub type_: &'static str,
+    pub valid_time: TimeSpan,
+}
+
+/// The observable seen in the pulse (SPEC §6).
+#[derive(Debug, Clone, Serialize)]
+pub struct Sighting {
+    pub confidence: &'static str,
+    pub count: u32,
+    pub description: String,
+    pub external_ids: [String; 1],
+    pub id: String,
+    pub internal: bool,
+    pub observables: [Observable; 1],
+    pub observed_time: TimeSpan,
+    pub schema_version: &'static str,
+    pub source: &'static str,
+    pub source_uri: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tlp: Option<String>,
+    #[serde(rename = "type")]
+    pub type_: &'static str,
+}
+
+/// Ties a sighting to its indicator (SPEC §6).
+#[derive(Debug, Clone, Serialize)]
+pub struct Relationship {
+    pub id: String,
+    pub relationship_type: &'static str,
+    pub schema_version: &'static str,
+    pub source_ref: String,
+    pub target_ref: String,
+    #[serde(rename = "type")]
+    pub type_: &'static str,
+}
+
 /// The three entities one (pulse, record) pair gives.
 pub struct Entities {
-    pub indicator: Value,
-    pub sighting: Value,
-    pub relationship: Value,
+    pub indicator: Indicator,
+    pub sighting: Sighting,
+    pub relationship: Relationship,
 }
 
 /// Maps one pulse containing `observable` to CTIM.
@@ -64,107 +133,134 @@ pub fn entities(base: &str, observable: &Observable, pulse: &Pulse, record: &Rec
     let created = utc(&record.created);
     let source_uri = pulse_uri(base, &pulse.id);
     let indicator_id = indicator_id(&pulse.id);
-
-    // Fields shared by indicator and sighting.
-    let mut common = Map::new();
-    common.insert("schema_version".into(), json!(SCHEMA_VERSION));
-    common.insert("confidence".into(), json!("High"));
-    common.insert("source".into(), json!(SOURCE));
-    common.insert("external_ids".into(), json!([pulse.id]));
-    common.insert("source_uri".into(), json!(source_uri));
-    if let Some(name) = &pulse.name {
-        common.insert("title".into(), json!(cap(name, TITLE_MAX)));
-    }
-    if let Some(tlp) = &pulse.tlp {
-        common.insert("tlp".into(), json!(tlp));
-    }
-
-    let mut indicator = common.clone();
-    indicator.insert("type".into(), json!("indicator"));
-    indicator.insert("id".into(), json!(indicator_id));
-    indicator.insert(
-        "producer".into(),
-        json!(pulse.author.as_deref().unwrap_or(SOURCE)),
-    );
-    indicator.insert(
-        "short_description".into(),
-        json!(cap(description, SHORT_DESCRIPTION_MAX)),
-    );
-    if let Some(tags) = &pulse.tags {
-        let tags: Vec<String> = tags.iter().map(|t| cap(t, TAG_MAX)).collect();
-        indicator.insert("tags".into(), json!(tags));
-    }
-    let mut valid_time = Map::new();
-    valid_time.insert("start_time".into(), json!(created));
-    if let Some(end) = &record.expiration {
-        valid_time.insert("end_time".into(), json!(utc(end)));
-    }
-    indicator.insert("valid_time".into(), Value::Object(valid_time));
-
+    let title = pulse.name.as_deref().map(|name| cap(name, TITLE_MAX));
     let sighting_id = transient("sighting");
-    let mut sighting = common;
-    sighting.insert("type".into(), json!("sighting"));
-    sighting.insert("id".into(), json!(sighting_id));
-    sighting.insert("count".into(), json!(1));
-    sighting.insert("internal".into(), json!(false));
-    sighting.insert("observables".into(), json!([observable.to_json()]));
-    sighting.insert(
-        "description".into(),
-        json!(cap(description, DESCRIPTION_MAX)),
-    );
-    sighting.insert(
-        "observed_time".into(),
-        json!({"start_time": created, "end_time": created}),
-    );
-
-    let relationship = json!({
-        "type": "relationship",
-        "schema_version": SCHEMA_VERSION,
-        "id": transient("relationship"),
-        "relationship_type": "member-of",
-        "source_ref": sighting_id,
-        "target_ref": indicator_id,
-    });
+    let relationship = Relationship {
+        id: transient("relationship"),
+        relationship_type: "member-of",
+        schema_version: SCHEMA_VERSION,
+        source_ref: sighting_id.clone(),
+        target_ref: indicator_id.clone(),
+        type_: "relationship",
+    };
+    let sighting = Sighting {
+        confidence: "High",
+        count: 1,
+        description: cap(description, DESCRIPTION_MAX),
+        external_ids: [pulse.id.clone()],
+        id: sighting_id,
+        internal: false,
+        observables: [observable.clone()],
+        observed_time: TimeSpan {
+            end_time: Some(created.clone()),
+            start_time: created.clone(),
+        },
+        schema_version: SCHEMA_VERSION,
+        source: SOURCE,
+        source_uri: source_uri.clone(),
+        title: title.clone(),
+        tlp: pulse.tlp.clone(),
+        type_: "sighting",
+    };
+    let indicator = Indicator {
+        confidence: "High",
+        external_ids: [pulse.id.clone()],
+        id: indicator_id,
+        producer: pulse.author.as_deref().unwrap_or(SOURCE).to_owned(),
+        schema_version: SCHEMA_VERSION,
+        short_description: cap(description, SHORT_DESCRIPTION_MAX),
+        source: SOURCE,
+        source_uri,
+        tags: pulse
+            .tags
+            .as_ref()
+            .map(|tags| tags.iter().map(|t| cap(t, TAG_MAX)).collect()),
+        title,
+        tlp: pulse.tlp.clone(),
+        type_: "indicator",
+        valid_time: TimeSpan {
+            end_time: record.expiration.as_deref().map(utc),
+            start_time: created,
+        },
+    };
     Entities {
-        indicator: Value::Object(indicator),
-        sighting: Value::Object(sighting),
+        indicator,
+        sighting,
         relationship,
     }
 }
 
+/// A "Search for this …" link (SPEC §5).
+#[derive(Debug, Clone, Serialize)]
+pub struct ReferLink {
+    pub categories: [&'static str; 2],
+    pub description: String,
+    pub id: String,
+    pub title: String,
+    pub url: String,
+}
+
 /// The refer link of one observable (SPEC 5).
-pub fn refer_link(base: &str, observable: &Observable) -> Option<Value> {
-    let kind = observable.kind()?;
-    let name = kind.display_name();
-    Some(json!({
-        "id": format!("ref-avotx-search-{}-{}", observable.type_, quote_all(&observable.value)),
-        "title": format!("Search for this {name}"),
-        "description": format!("Lookup this {name} on AlienVault OTX"),
-        "url": refer_url(base, observable)?,
-        "categories": ["Search", "AlienVault OTX"],
-    }))
+pub fn refer_link(base: &str, observable: &Observable) -> ReferLink {
+    let name = observable.kind.display_name();
+    ReferLink {
+        categories: ["Search", "AlienVault OTX"],
+        description: format!("Lookup this {name} on AlienVault OTX"),
+        id: format!(
+            "ref-avotx-search-{}-{}",
+            observable.kind.type_name(),
+            quote_all(&observable.value)
+        ),
+        title: format!("Search for this {name}"),
+        url: refer_url(base, observable),
+    }
 }
 
 /// `{AVOTX_URL}/indicator/{category}/{value}`, the value quoted exactly as
 /// Python's `quote(value, safe='@:')` (SPEC §5, compatible): the dot rule of
 /// the OTX API paths does not apply to links.
-pub fn refer_url(base: &str, observable: &Observable) -> Option<String> {
-    let kind = observable.kind()?;
-    Some(format!(
+pub fn refer_url(base: &str, observable: &Observable) -> String {
+    format!(
         "{base}/indicator/{}/{}",
-        kind.refer_category(),
+        observable.kind.refer_category(),
         quote_url(&observable.value)
-    ))
+    )
 }
 
-/// `{"count": n, "docs": [...]}`.
-pub fn bundle(docs: Vec<Value>) -> Value {
-    json!({"count": docs.len(), "docs": docs})
+/// `{"count": n, "docs": [...]}`: the count is the docs' number, always.
+#[derive(Debug, Clone)]
+pub struct Bundle<T> {
+    pub docs: Vec<T>,
+}
+
+impl<T> Bundle<T> {
+    /// For `skip_serializing_if`: a kind without docs is left out.
+    pub fn is_empty(&self) -> bool {
+        self.docs.is_empty()
+    }
+}
+
+impl<T> Default for Bundle<T> {
+    fn default() -> Bundle<T> {
+        Bundle { docs: Vec::new() }
+    }
+}
+
+impl<T: Serialize> Serialize for Bundle<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut bundle = serializer.serialize_struct("Bundle", 2)?;
+        bundle.serialize_field("count", &self.docs.len())?;
+        bundle.serialize_field("docs", &self.docs)?;
+        bundle.end()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::observable::Kind;
+    use serde_json::{json, Value};
 
     #[test]
     fn caps_on_char_boundaries() {
@@ -186,11 +282,8 @@ mod tests {
 
     #[test]
     fn refer_links_quote_like_python() {
-        let o = |t: &str, v: &str| Observable {
-            type_: t.into(),
-            value: v.into(),
-        };
-        let url = |t: &str, v: &str| refer_url("https://otx", &o(t, v)).unwrap();
+        let o = |t: &str, v: &str| Observable::new(Kind::from_type(t).expect("a kind"), v);
+        let url = |t: &str, v: &str| refer_url("https://otx", &o(t, v));
         // `quote('..', safe='@:')` is `..`: no dot rule in links.
         assert_eq!(url("domain", ".."), "https://otx/indicator/domain/..");
         assert_eq!(url("domain", "."), "https://otx/indicator/domain/.");
@@ -199,18 +292,14 @@ mod tests {
             "https://otx/indicator/url/http:%2F%2Fa.b%2Fc%3Fd%23e%20f"
         );
         assert_eq!(url("email", "a@b.c"), "https://otx/indicator/email/a@b.c");
-        let link = refer_link("https://otx", &o("domain", "..")).unwrap();
-        assert_eq!(link["id"], "ref-avotx-search-domain-..");
-        assert_eq!(link["url"], "https://otx/indicator/domain/..");
-        assert_eq!(refer_url("https://otx", &o("nope", "x")), None);
+        let link = refer_link("https://otx", &o("domain", ".."));
+        assert_eq!(link.id, "ref-avotx-search-domain-..");
+        assert_eq!(link.url, "https://otx/indicator/domain/..");
     }
 
     #[test]
     fn mapping_fields() {
-        let o = Observable {
-            type_: "ip".into(),
-            value: "1.2.3.4".into(),
-        };
+        let o = Observable::new(Kind::Ip, "1.2.3.4");
         let p = Pulse {
             id: "p1".into(),
             name: Some("N".into()),
@@ -224,25 +313,64 @@ mod tests {
             expiration: None,
         };
         let e = entities("http://otx", &o, &p, &r);
-        let keys = |v: &Value| {
-            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
-            k.sort();
-            k.join(",")
+        let as_value = |doc: &dyn erased_serialize::Doc| doc.value();
+        let (indicator, sighting, relationship) = (
+            as_value(&e.indicator),
+            as_value(&e.sighting),
+            as_value(&e.relationship),
+        );
+        // The bytes list the keys in order: those of a sorted JSON object.
+        let keys = |doc: &dyn erased_serialize::Doc| {
+            let text = doc.text();
+            let v: Value = serde_json::from_str(&text).expect("JSON");
+            let mut sorted: Vec<&String> = v.as_object().expect("an object").keys().collect();
+            sorted.sort();
+            // Each key is found after the one before it.
+            let mut from = 0;
+            for k in &sorted {
+                let at = text[from..].find(&format!("\"{k}\":"));
+                from += at.unwrap_or_else(|| panic!("{k} out of order in {text}")) + 1;
+            }
+            sorted
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
         };
         assert_eq!(
             keys(&e.indicator),
             "confidence,external_ids,id,producer,schema_version,short_description,source,source_uri,title,type,valid_time"
         );
-        assert_eq!(e.indicator["producer"], "AlienVault OTX");
+        assert_eq!(indicator["producer"], "AlienVault OTX");
         assert_eq!(
-            e.indicator["valid_time"],
+            indicator["valid_time"],
             json!({"start_time": "2020-01-01T00:00:00Z"})
         );
         assert_eq!(
             keys(&e.sighting),
             "confidence,count,description,external_ids,id,internal,observables,observed_time,schema_version,source,source_uri,title,type"
         );
-        assert_eq!(e.relationship["source_ref"], e.sighting["id"]);
-        assert_eq!(e.relationship["target_ref"], e.indicator["id"]);
+        assert_eq!(
+            sighting["observables"],
+            json!([{"type": "ip", "value": "1.2.3.4"}])
+        );
+        assert_eq!(relationship["source_ref"], sighting["id"]);
+        assert_eq!(relationship["target_ref"], indicator["id"]);
+    }
+
+    /// Any entity as a JSON value and as the text the answer carries.
+    mod erased_serialize {
+        pub trait Doc {
+            fn value(&self) -> serde_json::Value;
+            fn text(&self) -> String;
+        }
+        impl<T: serde::Serialize> Doc for T {
+            fn value(&self) -> serde_json::Value {
+                serde_json::to_value(self).expect("serializable")
+            }
+            fn text(&self) -> String {
+                serde_json::to_string(self).expect("serializable")
+            }
+        }
     }
 }

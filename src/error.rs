@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use serde_json::{json, Value};
+use serde::Serialize;
 
 /// A failure the relay reports to its client.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -142,11 +142,6 @@ impl RelayError {
             _ => 200,
         }
     }
-
-    /// `{"code", "message", "type": "fatal"}`.
-    pub fn to_json(&self) -> Value {
-        json!({"code": self.code(), "message": self.message(), "type": "fatal"})
-    }
 }
 
 impl fmt::Display for RelayError {
@@ -157,45 +152,58 @@ impl fmt::Display for RelayError {
 
 impl std::error::Error for RelayError {}
 
-/// The answer envelope: `{"data": …, "errors": […]}` with each part only when
-/// present. Errors are de-duplicated on (code, message), first one first.
-pub fn envelope(data: Option<Value>, errors: &[RelayError]) -> Value {
-    let mut body = serde_json::Map::new();
-    if let Some(data) = data {
-        body.insert("data".to_owned(), data);
-    }
-    if !errors.is_empty() {
-        let mut seen: Vec<&RelayError> = Vec::new();
-        for e in errors {
-            if !seen
-                .iter()
-                .any(|s| s.code() == e.code() && s.message() == e.message())
-            {
-                seen.push(e);
-            }
+/// One error as the answer carries it: `{"code", "message", "type": "fatal"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorDoc {
+    pub code: &'static str,
+    pub message: String,
+    #[serde(rename = "type")]
+    pub type_: &'static str,
+}
+
+/// The answer envelope: `{"data": …, "errors": […]}`, each part only when
+/// present, written straight to the answer by serde.
+#[derive(Debug, Clone, Serialize)]
+pub struct Envelope<T> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<T>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ErrorDoc>,
+}
+
+/// The envelope of `data` and `errors`, the errors de-duplicated on (code,
+/// message), first one first. The one place errors become JSON.
+pub fn envelope<T>(data: Option<T>, errors: &[RelayError]) -> Envelope<T> {
+    let mut docs: Vec<ErrorDoc> = Vec::new();
+    for e in errors {
+        let doc = ErrorDoc {
+            code: e.code(),
+            message: e.message(),
+            type_: "fatal",
+        };
+        if !docs.contains(&doc) {
+            docs.push(doc);
         }
-        body.insert(
-            "errors".to_owned(),
-            Value::Array(seen.iter().map(|e| e.to_json()).collect()),
-        );
     }
-    Value::Object(body)
+    Envelope { data, errors: docs }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn envelope_dedups_errors_and_keeps_data() {
-        let v = envelope(
+        let v = serde_json::to_value(envelope(
             Some(json!({})),
             &[
                 RelayError::Timeout,
                 RelayError::Timeout,
                 RelayError::TooManyRequests,
             ],
-        );
+        ))
+        .expect("JSON");
         assert_eq!(v["errors"].as_array().map(Vec::len), Some(2));
         assert_eq!(v["data"], json!({}));
         assert_eq!(v["errors"][0]["type"], "fatal");

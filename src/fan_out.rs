@@ -95,7 +95,8 @@ pub fn fan_out(
                     if g.skipped > 0 {
                         crate::log::warn(format_args!(
                             "{} pulse(s) without an id skipped for one {} observable",
-                            g.skipped, observables[i].type_
+                            g.skipped,
+                            observables[i].kind.type_name()
                         ));
                     }
                 }

@@ -10,10 +10,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 
 use crate::app::App;
-use crate::ctim;
+use crate::ctim::{self, Bundle};
 use crate::error::{envelope, RelayError};
 use crate::fan_out::{fan_out, Mode};
 use crate::http::{Reply, Request};
@@ -23,13 +23,19 @@ use crate::verdict;
 
 /// `POST /version`.
 pub fn version() -> Reply {
-    Reply::ok(json!({"version": env!("CARGO_PKG_VERSION")}))
+    #[derive(Serialize)]
+    struct Version {
+        version: &'static str,
+    }
+    Reply::ok(&Version {
+        version: env!("CARGO_PKG_VERSION"),
+    })
 }
 
 /// `GET /watchdog`: echoes `Health-Check`.
 pub fn watchdog(request: &Request) -> Reply {
     match request.header("Health-Check") {
-        Some(value) => Reply::data(json!(value)),
+        Some(value) => Reply::data(value),
         None => Reply::error(RelayError::HealthCheckFailed),
     }
 }
@@ -37,12 +43,12 @@ pub fn watchdog(request: &Request) -> Reply {
 /// `POST /refer/observables`: no auth, no OTX.
 pub fn refer(app: &App, request: &Request) -> Reply {
     match parse_body(&request.body) {
-        Ok(observables) => Reply::ok(json!({
-            "data": observables
+        Ok(observables) => Reply::data(
+            observables
                 .iter()
-                .filter_map(|o| ctim::refer_link(&app.config.otx_url, o))
-                .collect::<Vec<_>>()
-        })),
+                .map(|o| ctim::refer_link(&app.config.otx_url, o))
+                .collect::<Vec<_>>(),
+        ),
         Err(e) => Reply::error(e),
     }
 }
@@ -60,7 +66,13 @@ pub fn health(app: &App, request: &Request) -> Reply {
     // On the OTX pool, so AVOTX_CONCURRENCY bounds these calls too.
     let result = app.otx.pool().install(|| app.otx.check_key(&session));
     let mut reply = match result {
-        Ok(()) => Reply::data(json!({"status": "ok"})),
+        Ok(()) => {
+            #[derive(Serialize)]
+            struct Status {
+                status: &'static str,
+            }
+            Reply::data(Status { status: "ok" })
+        }
         Err(e) => Reply::error(e),
     };
     reply.retries = session.retries();
@@ -98,15 +110,14 @@ fn lookup(app: &Arc<App>, request: &Request, mode: Mode) -> Reply {
     let mut seen = HashSet::new();
     let distinct: Vec<Observable> = observables
         .into_iter()
-        .filter(|o| o.kind().and_then(|k| k.otx_section()).is_some())
+        .filter(|o| o.kind.otx_section().is_some())
         .filter(|o| seen.insert(o.clone()))
         .collect();
 
     let results = fan_out(app, &session, &distinct, mode, limit, answer_by);
 
     let mut errors = Vec::new();
-    let mut kinds: [Vec<Value>; 5] = Default::default();
-    let [sightings, indicators, relationships, judgements, verdicts] = &mut kinds;
+    let mut data = LookupData::default();
     let mut any_ok = distinct.is_empty();
     let now = SystemTime::now();
     for (observable, result) in distinct.iter().zip(results) {
@@ -127,9 +138,9 @@ fn lookup(app: &Arc<App>, request: &Request, mode: Mode) -> Reply {
         }
         for (pulse, record) in &found.pairs {
             let e = ctim::entities(&app.config.otx_url, observable, pulse, record);
-            sightings.push(e.sighting);
-            indicators.push(e.indicator);
-            relationships.push(e.relationship);
+            data.sightings.docs.push(e.sighting);
+            data.indicators.docs.push(e.indicator);
+            data.relationships.docs.push(e.relationship);
         }
         if let Some(general) = found.general.as_ref() {
             if let Some(assessment) = verdict::assess(general, app.config.malicious_pulses) {
@@ -140,30 +151,28 @@ fn lookup(app: &Arc<App>, request: &Request, mode: Mode) -> Reply {
                     now,
                     app.config.verdict_valid_days,
                 );
-                judgements.push(v.judgement);
-                verdicts.push(v.verdict);
+                data.judgements.docs.push(v.judgement);
+                data.verdicts.docs.push(v.verdict);
             }
         }
     }
+    let mut reply = Reply::ok(&envelope(any_ok.then_some(data), &errors));
+    reply.retries = session.retries();
+    reply
+}
 
-    let names = [
-        "sightings",
-        "indicators",
-        "relationships",
-        "judgements",
-        "verdicts",
-    ];
-    let mut data = Map::new();
-    for (name, docs) in names.into_iter().zip(kinds) {
-        if !docs.is_empty() {
-            data.insert(name.to_owned(), ctim::bundle(docs));
-        }
-    }
-    let data = any_ok.then_some(Value::Object(data));
-    let body = envelope(data, &errors);
-    Reply {
-        status: 200,
-        body,
-        retries: session.retries(),
-    }
+/// What `/observe` and `/deliberate` answer: each kind of entity only when
+/// it has docs (`{"data": {}}` when none); keys in alphabetical order.
+#[derive(Default, Serialize)]
+struct LookupData {
+    #[serde(skip_serializing_if = "Bundle::is_empty")]
+    indicators: Bundle<ctim::Indicator>,
+    #[serde(skip_serializing_if = "Bundle::is_empty")]
+    judgements: Bundle<verdict::Judgement>,
+    #[serde(skip_serializing_if = "Bundle::is_empty")]
+    relationships: Bundle<ctim::Relationship>,
+    #[serde(skip_serializing_if = "Bundle::is_empty")]
+    sightings: Bundle<ctim::Sighting>,
+    #[serde(skip_serializing_if = "Bundle::is_empty")]
+    verdicts: Bundle<verdict::CtimVerdict>,
 }

@@ -1,7 +1,7 @@
 //! Requests and replies as plain values. Nothing here knows tiny_http
 //! (`server.rs` converts) or any endpoint (`routes.rs` dispatches).
 
-use serde_json::Value;
+use serde::Serialize;
 
 use crate::error::{envelope, RelayError};
 
@@ -39,34 +39,44 @@ impl std::fmt::Debug for Request {
     }
 }
 
-/// An answer: an HTTP status and a JSON body.
+/// An answer: an HTTP status and a JSON body, already serialized (the
+/// CTIM entities are written straight to it; no JSON tree is built).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
     pub status: u16,
-    pub body: Value,
+    pub body: Vec<u8>,
     /// OTX retries it took (for the access log).
     pub retries: u32,
 }
 
 impl Reply {
-    pub fn ok(body: Value) -> Reply {
-        Reply {
-            status: 200,
-            body,
-            retries: 0,
-        }
+    /// `body` as JSON, HTTP 200.
+    pub fn ok(body: &impl Serialize) -> Reply {
+        Reply::json(200, body)
     }
 
     /// `{"data": data}`.
-    pub fn data(data: Value) -> Reply {
-        Reply::ok(envelope(Some(data), &[]))
+    pub fn data(data: impl Serialize) -> Reply {
+        Reply::ok(&envelope(Some(data), &[]))
     }
 
     /// A lone error, with its HTTP status.
     pub fn error(error: RelayError) -> Reply {
+        Reply::json(error.http_status(), &envelope::<()>(None, &[error]))
+    }
+
+    /// `body` as JSON with `status`.
+    pub fn json(status: u16, body: &impl Serialize) -> Reply {
+        // The relay's documents hold only strings, numbers and string-keyed
+        // structs: serializing them cannot fail. Should it, the client gets
+        // an internal error rather than a half-written answer.
+        let body = serde_json::to_vec(body).unwrap_or_else(|_| {
+            br#"{"errors":[{"code":"internal error","message":"Internal error.","type":"fatal"}]}"#
+                .to_vec()
+        });
         Reply {
-            status: error.http_status(),
-            body: envelope(None, &[error]),
+            status,
+            body,
             retries: 0,
         }
     }

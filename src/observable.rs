@@ -2,6 +2,7 @@
 //! percent-encoding that puts a value into a URL path.
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde::ser::{Serialize, SerializeStruct, Serializer};
 use serde_json::Value;
 
 use crate::error::RelayError;
@@ -52,7 +53,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// The CTIM type name, as Threat Response sends it.
+    /// The CTIM type name, as Threat Response sends it; `None` for the
+    /// types the relay does not support.
     pub fn from_type(name: &str) -> Option<Kind> {
         Some(match name {
             "domain" => Kind::Domain,
@@ -65,6 +67,20 @@ impl Kind {
             "url" => Kind::Url,
             _ => return None,
         })
+    }
+
+    /// The CTIM type name (`ip`, `sha256`…): what `from_type` reads.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Kind::Domain => "domain",
+            Kind::Email => "email",
+            Kind::Md5 => "md5",
+            Kind::Sha1 => "sha1",
+            Kind::Sha256 => "sha256",
+            Kind::Ip => "ip",
+            Kind::Ipv6 => "ipv6",
+            Kind::Url => "url",
+        }
     }
 
     /// The name in refer titles ("Search for this IP").
@@ -111,43 +127,54 @@ impl Kind {
     }
 }
 
-/// One `{type, value}` of the request, as received.
+/// One supported `{type, value}` of the request: its kind parsed once, its
+/// value as received. Serializes as CTIM's `{"type", "value"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Observable {
-    pub type_: String,
+    pub kind: Kind,
     pub value: String,
 }
 
+impl Serialize for Observable {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_struct("Observable", 2)?;
+        map.serialize_field("type", self.kind.type_name())?;
+        map.serialize_field("value", &self.value)?;
+        map.end()
+    }
+}
+
 impl Observable {
-    pub fn kind(&self) -> Option<Kind> {
-        Kind::from_type(&self.type_)
+    pub fn new(kind: Kind, value: impl Into<String>) -> Observable {
+        Observable {
+            kind,
+            value: value.into(),
+        }
     }
 
     /// The value as OTX is asked about it and as records are matched:
     /// ASCII lower case for case-insensitive kinds, as received otherwise.
     pub fn otx_value(&self) -> String {
-        match self.kind() {
-            Some(kind) if kind.is_case_insensitive() => self.value.to_ascii_lowercase(),
-            _ => self.value.clone(),
+        if self.kind.is_case_insensitive() {
+            self.value.to_ascii_lowercase()
+        } else {
+            self.value.clone()
         }
     }
 
     /// Whether a pulse record's `indicator` is this observable.
     pub fn matches(&self, indicator: &str) -> bool {
-        match self.kind() {
-            Some(kind) if kind.is_case_insensitive() => indicator.eq_ignore_ascii_case(&self.value),
-            _ => indicator == self.value,
+        if self.kind.is_case_insensitive() {
+            indicator.eq_ignore_ascii_case(&self.value)
+        } else {
+            indicator == self.value
         }
-    }
-
-    /// `{"type", "value"}` for CTIM.
-    pub fn to_json(&self) -> Value {
-        serde_json::json!({"type": self.type_, "value": self.value})
     }
 }
 
 /// Parses a request body: a JSON list of `{"type", "value"}`, both
-/// non-empty strings, other keys ignored.
+/// non-empty strings, other keys ignored. Every item is checked; those of
+/// an unsupported type are then dropped (SPEC §3).
 pub fn parse_body(body: &[u8]) -> Result<Vec<Observable>, RelayError> {
     let invalid = |why: String| RelayError::InvalidPayload(why);
     let value: Value = serde_json::from_slice(body)
@@ -155,25 +182,24 @@ pub fn parse_body(body: &[u8]) -> Result<Vec<Observable>, RelayError> {
     let Value::Array(items) = value else {
         return Err(invalid("Expected a list of observables.".to_owned()));
     };
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let Value::Object(mut map) = item else {
-                return Err(invalid(format!("Item {i} is not an object.")));
-            };
-            let mut field = |name: &str| match map.remove(name) {
-                Some(Value::String(s)) if !s.is_empty() => Ok(s),
-                Some(Value::String(_)) => Err(invalid(format!("Item {i}: '{name}' is empty."))),
-                Some(_) => Err(invalid(format!("Item {i}: '{name}' is not a string."))),
-                None => Err(invalid(format!("Item {i}: '{name}' is missing."))),
-            };
-            Ok(Observable {
-                type_: field("type")?,
-                value: field("value")?,
-            })
-        })
-        .collect()
+    let mut observables = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let Value::Object(mut map) = item else {
+            return Err(invalid(format!("Item {i} is not an object.")));
+        };
+        let mut field = |name: &str| match map.remove(name) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s),
+            Some(Value::String(_)) => Err(invalid(format!("Item {i}: '{name}' is empty."))),
+            Some(_) => Err(invalid(format!("Item {i}: '{name}' is not a string."))),
+            None => Err(invalid(format!("Item {i}: '{name}' is missing."))),
+        };
+        let type_ = field("type")?;
+        let value = field("value")?;
+        if let Some(kind) = Kind::from_type(&type_) {
+            observables.push(Observable { kind, value });
+        }
+    }
+    Ok(observables)
 }
 
 #[cfg(test)]
@@ -203,19 +229,7 @@ mod tests {
     fn body_parsing() {
         let ok =
             parse_body(br#"[{"type":"ip","value":"1.2.3.4","extra":1},{"type":"x","value":"y"}]"#);
-        assert_eq!(
-            ok,
-            Ok(vec![
-                Observable {
-                    type_: "ip".into(),
-                    value: "1.2.3.4".into()
-                },
-                Observable {
-                    type_: "x".into(),
-                    value: "y".into()
-                },
-            ])
-        );
+        assert_eq!(ok, Ok(vec![Observable::new(Kind::Ip, "1.2.3.4")]));
         assert_eq!(parse_body(b"[]"), Ok(vec![]));
         for bad in [
             &b"nope"[..],
@@ -225,6 +239,8 @@ mod tests {
             br#"[{"value":"x"}]"#,
             br#"[{"type":"","value":"x"}]"#,
             br#"[{"type":"ip","value":5}]"#,
+            // An unsupported type is checked like any other before it is dropped.
+            br#"[{"type":"x","value":""}]"#,
         ] {
             let err = parse_body(bad).expect_err(std::str::from_utf8(bad).unwrap());
             assert_eq!(err.code(), "invalid payload received");
@@ -234,10 +250,7 @@ mod tests {
 
     #[test]
     fn case_rules() {
-        let o = |t: &str, v: &str| Observable {
-            type_: t.into(),
-            value: v.into(),
-        };
+        let o = |t: &str, v: &str| Observable::new(Kind::from_type(t).expect("a kind"), v);
         assert_eq!(o("md5", "ABCdef").otx_value(), "abcdef");
         assert_eq!(o("domain", "Example.COM").otx_value(), "example.com");
         assert_eq!(o("url", "http://A/B").otx_value(), "http://A/B");

@@ -163,7 +163,7 @@ impl Otx {
                 // though only the status tells whether the key is good.
                 let body = self.read_body(session, response)?;
                 serde_json::from_str::<IgnoredAny>(&String::from_utf8_lossy(&body))
-                    .map_err(|e| RelayError::Oops(format!("the answer is not valid JSON ({e})")))?;
+                    .map_err(not_json)?;
                 Ok(())
             }
             status => Err(status_error(status)),
@@ -177,7 +177,7 @@ impl Otx {
         session: &Session,
         observable: &Observable,
     ) -> Result<Arc<Option<General>>, RelayError> {
-        let Some(section) = observable.kind().and_then(|k| k.otx_section()) else {
+        let Some(section) = observable.kind.otx_section() else {
             return Ok(Arc::new(None));
         };
         let url = format!(
@@ -191,9 +191,7 @@ impl Otx {
                 200 => {
                     let body = self.read_body(session, response)?;
                     let text = String::from_utf8_lossy(&body);
-                    let value: Value = serde_json::from_str(&text).map_err(|e| {
-                        RelayError::Oops(format!("the answer is not valid JSON ({e})"))
-                    })?;
+                    let value: Value = serde_json::from_str(&text).map_err(not_json)?;
                     Ok(Arc::new(Some(general_from_json(&value))))
                 }
                 400 | 404 => Ok(Arc::new(None)),
@@ -220,7 +218,7 @@ impl Otx {
         // kinds may find different records.
         let key = session.cache_key(&format!(
             "{path}#{}#{}",
-            observable.type_,
+            observable.kind.type_name(),
             observable.otx_value()
         ));
         shared(&self.records, session, key, || {
@@ -244,7 +242,7 @@ impl Otx {
                     .limit(self.max_body)
                     .reader();
                 let outcome = scan_page(BufReader::with_capacity(64 * 1024, reader), observable)
-                    .map_err(|e| self.body_error(session, ureq::Error::from(e)))?;
+                    .map_err(|e| self.transport_error(session, ureq::Error::from(e)))?;
                 match outcome {
                     Scan::Found(record) => return Ok(record),
                     Scan::NotHere { more: true } => continue,
@@ -308,21 +306,8 @@ impl Otx {
             .limit(self.max_body)
             .reader()
             .read_to_end(&mut body)
-            .map_err(|e| self.body_error(session, ureq::Error::from(e)))?;
+            .map_err(|e| self.transport_error(session, ureq::Error::from(e)))?;
         Ok(body)
-    }
-
-    fn body_error(&self, session: &Session, e: ureq::Error) -> RelayError {
-        match e {
-            ureq::Error::Io(io) => match io
-                .get_ref()
-                .and_then(|i| i.downcast_ref::<serde_json::Error>())
-            {
-                Some(json) => RelayError::Oops(format!("the answer is not valid JSON ({json})")),
-                None => self.transport_error(session, ureq::Error::Io(io)),
-            },
-            other => self.transport_error(session, other),
-        }
     }
 
     fn transport_error(&self, session: &Session, e: ureq::Error) -> RelayError {
@@ -343,9 +328,17 @@ impl Otx {
             E::Tls(why) => RelayError::Ssl(why.to_owned()),
             E::Rustls(why) => RelayError::Ssl(why.to_string()),
             E::Io(io) => {
-                let text = io.to_string();
-                if let Some(cert) = text.strip_prefix("invalid peer certificate: ") {
-                    return RelayError::Ssl(cert.to_owned());
+                // What an I/O error carries tells what it is: a TLS
+                // failure or unreadable JSON, by type, never by its text.
+                let inner = io.get_ref();
+                if let Some(tls) = inner.and_then(|e| e.downcast_ref::<rustls::Error>()) {
+                    return match tls {
+                        rustls::Error::InvalidCertificate(why) => RelayError::Ssl(why.to_string()),
+                        other => RelayError::Ssl(other.to_string()),
+                    };
+                }
+                if let Some(json) = inner.and_then(|e| e.downcast_ref::<serde_json::Error>()) {
+                    return not_json(json);
                 }
                 match io.kind() {
                     std::io::ErrorKind::ConnectionRefused => {
@@ -356,14 +349,9 @@ impl Otx {
                     {
                         RelayError::Timeout
                     }
-                    std::io::ErrorKind::InvalidData
-                        if text.contains("JSON") || text.contains("expected") =>
-                    {
-                        RelayError::Oops(format!("the answer is not valid JSON ({text})"))
+                    _ => {
+                        RelayError::Oops(format!("the exchange with AlienVault OTX failed ({io})"))
                     }
-                    _ => RelayError::Oops(format!(
-                        "the exchange with AlienVault OTX failed ({text})"
-                    )),
                 }
             }
             other => RelayError::Oops(other.to_string()),
@@ -388,6 +376,12 @@ fn shared<V: Clone + Send + Sync + 'static>(
 }
 
 /// The SPEC's mapping of an OTX status that is not a success.
+/// An OTX answer that is not JSON (of the expected shape): the one place
+/// this message is written.
+fn not_json(why: impl std::fmt::Display) -> RelayError {
+    RelayError::Oops(format!("the answer is not valid JSON ({why})"))
+}
+
 pub fn status_error(status: u16) -> RelayError {
     match status {
         403 => RelayError::OtxAuth,

@@ -157,11 +157,11 @@ fn handle(app: &Arc<App>, handler: Handler, mut request: tiny_http::Request) {
         log::error(format_args!("a panic while handling {method} {path}"));
         Reply::error(RelayError::Internal)
     });
-    let body = reply.body.to_string();
+    let body = reply.body;
     let bytes = body.len();
     let content_type = Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
         .expect("a static header is valid");
-    let response = Response::from_string(body)
+    let response = Response::from_data(body)
         .with_status_code(reply.status)
         .with_header(content_type);
     // The client may have gone: nothing to do about it.

@@ -11,11 +11,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     for o in &observables {
-        assert!(!o.type_.is_empty(), "empty type accepted");
         assert!(!o.value.is_empty(), "empty value accepted");
         // What the relay does next with a value: none of it may panic, and
         // a quoted value never leaves its path segment.
-        let _ = o.kind();
         let _ = o.otx_value();
         assert!(o.matches(&o.value));
         let path = quote_path(&o.value);

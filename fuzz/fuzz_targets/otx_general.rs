@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use otx_relay::observable::Observable;
+use otx_relay::observable::{Kind, Observable};
 use otx_relay::pulse::{general_from_json, Record};
 use otx_relay::{ctim, verdict};
 use serde_json::Value;
@@ -31,30 +31,30 @@ fuzz_target!(|data: &[u8]| {
         created: text("created").unwrap_or_else(|| "2020-07-01T12:00:00".to_owned()),
         expiration: text("expiration"),
     };
-    let observable = Observable {
-        type_: "ip".to_owned(),
-        value: "1.2.3.4".to_owned(),
-    };
+    let observable = Observable::new(Kind::Ip, "1.2.3.4");
     for pulse in &general.pulses {
         assert!(!pulse.id.is_empty(), "a pulse without an id was kept");
         let e = ctim::entities(BASE, &observable, pulse, &record);
-        for doc in [&e.indicator, &e.sighting] {
+        // What the server does with them last.
+        let indicator = serde_json::to_value(&e.indicator).expect("serialises");
+        let sighting = serde_json::to_value(&e.sighting).expect("serialises");
+        let relationship = serde_json::to_value(&e.relationship).expect("serialises");
+        for doc in [&indicator, &sighting] {
             assert!(chars(doc, "title") <= 1024, "title over the cap");
         }
-        assert!(chars(&e.indicator, "short_description") <= 2048);
-        assert!(chars(&e.sighting, "description") <= 5000);
-        if let Some(tags) = e.indicator.get("tags").and_then(Value::as_array) {
+        assert!(chars(&indicator, "short_description") <= 2048);
+        assert!(chars(&sighting, "description") <= 5000);
+        if let Some(tags) = indicator.get("tags").and_then(Value::as_array) {
             for tag in tags {
                 assert!(tag.as_str().is_some_and(|t| t.chars().count() <= 1024));
             }
         }
-        assert_eq!(e.relationship["source_ref"], e.sighting["id"]);
-        assert_eq!(e.relationship["target_ref"], e.indicator["id"]);
-        // What the server does with it last.
-        let _ = serde_json::to_vec(&e.indicator).expect("serialises");
+        assert_eq!(relationship["source_ref"], sighting["id"]);
+        assert_eq!(relationship["target_ref"], indicator["id"]);
     }
     if let Some(assessment) = verdict::assess(&general, 2) {
         let v = verdict::verdict(BASE, &observable, &assessment, std::time::UNIX_EPOCH, 7);
-        assert_eq!(v.verdict["judgement_id"], v.judgement["id"]);
+        assert_eq!(v.verdict.judgement_id, v.judgement.id);
+        let _ = serde_json::to_vec(&v.judgement).expect("serialises");
     }
 });

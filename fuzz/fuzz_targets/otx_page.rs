@@ -4,16 +4,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use otx_relay::observable::Observable;
+use otx_relay::observable::{Kind, Observable};
 use otx_relay::otx::scan_page_for_fuzz;
 
 fuzz_target!(|data: &[u8]| {
     // A case-insensitive kind (found in the sample pages) and an exact one.
-    for (type_, value) in [("domain", "webserver.servehttp.com"), ("ip", "1.1.1.1")] {
-        let observable = Observable {
-            type_: type_.to_owned(),
-            value: value.to_owned(),
-        };
+    for (kind, value) in [(Kind::Domain, "webserver.servehttp.com"), (Kind::Ip, "1.1.1.1")] {
+        let observable = Observable::new(kind, value);
         let _ = scan_page_for_fuzz(data, &observable);
     }
 });

@@ -34,7 +34,7 @@ pub(super) enum Scan {
 /// `InvalidData` error wrapping a `serde_json::Error`.
 pub(super) fn scan_page(mut page: impl BufRead, observable: &Observable) -> io::Result<Scan> {
     let needle = observable.otx_value().into_bytes();
-    let case_insensitive = observable.kind().is_some_and(|k| k.is_case_insensitive());
+    let case_insensitive = observable.kind.is_case_insensitive();
     let mut element = Vec::new();
     let mut more = false;
     let mut results_seen = false;
@@ -472,10 +472,7 @@ mod tests {
     use super::*;
 
     fn obs(t: &str, v: &str) -> Observable {
-        Observable {
-            type_: t.into(),
-            value: v.into(),
-        }
+        Observable::new(crate::observable::Kind::from_type(t).expect("a kind"), v)
     }
 
     fn scan(body: &str, o: &Observable) -> Result<Scan, String> {
