@@ -6,18 +6,22 @@ use crate::auth::{self, Claims};
 use crate::config::Config;
 use crate::error::RelayError;
 use crate::http::Request;
+use crate::jwks::Jwks;
 use crate::otx::Otx;
 
-/// What every handler shares: the configuration and the OTX client.
+/// What every handler shares: the configuration, the OTX client and the
+/// keys of XDR's tokens.
 pub struct App {
     pub config: Config,
     pub otx: Otx,
+    pub jwks: Jwks,
 }
 
 impl App {
     pub fn new(config: Config) -> Result<App, String> {
         let otx = Otx::new(&config)?;
-        Ok(App { config, otx })
+        let jwks = Jwks::new(&config)?;
+        Ok(App { config, otx, jwks })
     }
 
     /// The claims of the request's Bearer JWT, checked against `SECRET_KEY` now.
@@ -26,10 +30,11 @@ impl App {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs_f64();
-        auth::verify(
-            request.header("Authorization"),
-            self.config.secret_key.as_deref(),
-            now,
-        )
+        let verifier = auth::Verifier {
+            secret: self.config.secret_key.as_deref(),
+            audiences: &self.config.audiences,
+            keys: Some(&self.jwks),
+        };
+        auth::verify_with(request.header("Authorization"), &verifier, now)
     }
 }

@@ -1,10 +1,13 @@
-//! The Bearer JWT, HS256, checked by hand.
+//! The Bearer JWT, checked by hand: HS256 with `SECRET_KEY` (SPEC §2), and
+//! XDR's RS256 configuration tokens when `RELAY_AUDIENCE` is set (SPEC §9).
 //!
-//! [`verify`] is pure: it takes the header value, the secret and the current
-//! time, and either returns the claims or the SPEC's authorization error.
-//! The signature is compared with `Mac::verify_slice`, which is constant
-//! time; `alg` is pinned to `HS256`, so `none` and algorithm confusion
-//! (`RS256` with the secret as a "public key") both fail as a bad signature.
+//! [`verify_with`] is pure: it takes the header value, the secret, the
+//! audiences, a [`KeySource`] for RS256 keys and the current time, and
+//! either returns the claims or the SPEC's authorization error. The HS256
+//! signature is compared with `Mac::verify_slice`, which is constant time;
+//! RS256 is verified by ring. `alg` picks the path and nothing else is
+//! accepted, so `none` and algorithm confusion (an RS256 header over an
+//! HMAC made with the secret) both fail as a bad signature.
 
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, Engine, GeneralPurpose, GeneralPurposeConfig};
@@ -14,6 +17,7 @@ use sha2::Sha256;
 
 use crate::config;
 use crate::error::RelayError;
+use crate::jwks::RsaKey;
 
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
 pub const LEEWAY: f64 = 60.0;
@@ -48,15 +52,51 @@ impl std::fmt::Debug for Claims {
     }
 }
 
-/// Checks an `Authorization` header value; `now` is seconds since the epoch.
+/// Where the keys of RS256 tokens come from: the JWKS store in the relay,
+/// anything in tests. `kid` is `None` when the token's header has none.
+pub trait KeySource {
+    fn key(&self, jwks_host: &str, kid: Option<&str>) -> Result<RsaKey, RelayError>;
+}
+
+/// What a token is checked against.
+pub struct Verifier<'a> {
+    /// `SECRET_KEY`, for HS256 tokens.
+    pub secret: Option<&'a [u8]>,
+    /// `RELAY_AUDIENCE`; empty: only HS256 tokens, exactly as SPEC §2 says.
+    pub audiences: &'a [String],
+    /// The keys of RS256 tokens (used only when `audiences` is not empty).
+    pub keys: Option<&'a dyn KeySource>,
+}
+
+/// Checks an `Authorization` header value with HS256 only (SPEC §2);
+/// `now` is seconds since the epoch.
 pub fn verify(header: Option<&str>, secret: Option<&[u8]>, now: f64) -> Result<Claims, RelayError> {
+    let verifier = Verifier {
+        secret,
+        audiences: &[],
+        keys: None,
+    };
+    verify_with(header, &verifier, now)
+}
+
+/// Checks an `Authorization` header value: HS256 (SPEC §2) or, when
+/// `RELAY_AUDIENCE` is set, XDR's RS256 configuration tokens (SPEC §9), the
+/// checks in the SPEC's order, the first failure answering.
+pub fn verify_with(
+    header: Option<&str>,
+    verifier: &Verifier,
+    now: f64,
+) -> Result<Claims, RelayError> {
     let header = header.ok_or(RelayError::AuthHeaderMissing)?;
     let mut words = header.split_whitespace();
     let token = match (words.next(), words.next(), words.next()) {
         (Some(scheme), Some(token), None) if scheme.eq_ignore_ascii_case("bearer") => token,
         _ => return Err(RelayError::WrongAuthType),
     };
-    let secret = secret.ok_or(RelayError::SecretKeyMissing)?;
+    let xdr = !verifier.audiences.is_empty();
+    if !xdr {
+        verifier.secret.ok_or(RelayError::SecretKeyMissing)?;
+    }
 
     let segments: Vec<&str> = token.split('.').collect();
     let [head_b64, payload_b64, signature_b64] = segments[..] else {
@@ -67,17 +107,60 @@ pub fn verify(header: Option<&str>, secret: Option<&[u8]>, now: f64) -> Result<C
     let signature = B64_DECODE
         .decode(signature_b64)
         .map_err(|_| RelayError::WrongJwtStructure)?;
+    let signing_input = &token[..head_b64.len() + 1 + payload_b64.len()];
 
-    if head.get("alg").and_then(Value::as_str) != Some("HS256") {
-        return Err(RelayError::BadSignature);
+    match (head.get("alg").and_then(Value::as_str), verifier.keys) {
+        (Some("HS256"), _) => {
+            let secret = verifier.secret.ok_or(RelayError::SecretKeyMissing)?;
+            let mut mac = hmac_sha256(secret);
+            mac.update(signing_input.as_bytes());
+            mac.verify_slice(&signature)
+                .map_err(|_| RelayError::BadSignature)?;
+        }
+        (Some("RS256"), Some(keys)) if xdr => {
+            let jwks_host = payload
+                .get("jwks_host")
+                .and_then(Value::as_str)
+                .ok_or(RelayError::JwksHostMissing)?;
+            let kid = head.get("kid").and_then(Value::as_str);
+            let key = keys.key(jwks_host, kid)?;
+            verify_rs256(&key, signing_input.as_bytes(), &signature)?;
+            check_audience(payload.get("aud"), verifier.audiences)?;
+        }
+        _ => return Err(RelayError::BadSignature),
     }
-    let mut mac = hmac_sha256(secret);
-    mac.update(head_b64.as_bytes());
-    mac.update(b".");
-    mac.update(payload_b64.as_bytes());
-    mac.verify_slice(&signature)
-        .map_err(|_| RelayError::BadSignature)?;
+    claims(&payload, now)
+}
 
+/// RSASSA-PKCS1-v1_5 with SHA-256 (ring; keys of 2048 to 8192 bits).
+fn verify_rs256(key: &RsaKey, message: &[u8], signature: &[u8]) -> Result<(), RelayError> {
+    use ring::signature::{RsaPublicKeyComponents, RSA_PKCS1_2048_8192_SHA256};
+    RsaPublicKeyComponents {
+        n: &key.n,
+        e: &key.e,
+    }
+    .verify(&RSA_PKCS1_2048_8192_SHA256, message, signature)
+    .map_err(|_| RelayError::BadRsaSignature)
+}
+
+/// `aud`, a string or a list of strings, must name one of `audiences`
+/// (a trailing `/` ignored on both sides).
+fn check_audience(aud: Option<&Value>, audiences: &[String]) -> Result<(), RelayError> {
+    let ours = |a: &str| audiences.iter().any(|ours| ours == a.trim_end_matches('/'));
+    let matched = match aud {
+        Some(Value::String(a)) => ours(a),
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).any(ours),
+        _ => false,
+    };
+    if matched {
+        Ok(())
+    } else {
+        Err(RelayError::WrongAudience)
+    }
+}
+
+/// The payload's claims, once the signature holds.
+fn claims(payload: &Map<String, Value>, now: f64) -> Result<Claims, RelayError> {
     let key = match payload.get("key") {
         Some(Value::String(key)) if !key.is_empty() => key.clone(),
         _ => return Err(RelayError::WrongPayloadStructure),

@@ -64,7 +64,22 @@ pub struct Config {
     pub ca_pem: Option<Vec<u8>>,
     /// The HTTP CONNECT proxy OTX calls go through, if any.
     pub proxy: Option<Proxy>,
+    /// `RELAY_AUDIENCE`: this relay's public base URLs, without a trailing
+    /// `/`. Not empty: RS256 configuration tokens are accepted (SPEC §9).
+    pub audiences: Vec<String>,
+    /// `JWKS_HOSTS`: the `host[:port]`s a token's `jwks_host` may name,
+    /// lower-cased.
+    pub jwks_hosts: Vec<String>,
+    /// `JWKS_TTL`: how long fetched keys are trusted.
+    pub jwks_ttl: Duration,
 }
+
+/// The default `JWKS_HOSTS`: Cisco's three visibility hosts (SPEC §9).
+pub const DEFAULT_JWKS_HOSTS: [&str; 3] = [
+    "visibility.amp.cisco.com",
+    "visibility.eu.amp.cisco.com",
+    "visibility.apjc.amp.cisco.com",
+];
 
 /// An egress proxy, from the first of `ALL_PROXY`, `HTTPS_PROXY`,
 /// `HTTP_PROXY` (or their lower-case forms) that is set, in that order (the
@@ -208,6 +223,14 @@ impl Config {
             )?),
             ca_pem,
             proxy: proxy(&var)?,
+            audiences: audiences(var("RELAY_AUDIENCE"))?,
+            jwks_hosts: jwks_hosts(var("JWKS_HOSTS"))?,
+            jwks_ttl: Duration::from_secs(positive(
+                "JWKS_TTL",
+                var("JWKS_TTL"),
+                3600,
+                MAX_SECONDS,
+            )?),
         })
     }
 }
@@ -281,6 +304,60 @@ fn proxy(var: &impl Fn(&str) -> Option<String>) -> Result<Option<Proxy>, ConfigE
         password,
         no_proxy,
     }))
+}
+
+/// `RELAY_AUDIENCE`: comma-separated `http(s)://` base URLs; a trailing
+/// `/` is ignored (tokens' `aud` is compared the same way).
+fn audiences(raw: Option<String>) -> Result<Vec<String>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    let bad = |reason: &str| ConfigError {
+        variable: "RELAY_AUDIENCE",
+        reason: reason.to_owned(),
+    };
+    let urls: Vec<String> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .collect();
+    if urls.is_empty() {
+        return Err(bad("must list this relay's public base URLs"));
+    }
+    for url in &urls {
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .ok_or_else(|| bad("each URL must start with https:// or http://"))?;
+        if rest.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad("each URL must name a host"));
+        }
+    }
+    Ok(urls)
+}
+
+/// `JWKS_HOSTS`: comma-separated `host[:port]`, compared case-insensitively.
+fn jwks_hosts(raw: Option<String>) -> Result<Vec<String>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(DEFAULT_JWKS_HOSTS.iter().map(|h| (*h).to_owned()).collect());
+    };
+    let hosts: Vec<String> = raw
+        .split(',')
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty())
+        .collect();
+    let valid = |h: &String| {
+        let (host, port) = split_host_port(h);
+        valid_host(host) && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p >= 1))
+    };
+    if hosts.is_empty() || !hosts.iter().all(valid) {
+        return Err(ConfigError {
+            variable: "JWKS_HOSTS",
+            reason: "must be a comma-separated list of host[:port]".to_owned(),
+        });
+    }
+    Ok(hosts)
 }
 
 /// What the `token` subcommand reads: `SECRET_KEY` only (empty: unset), so
@@ -688,6 +765,39 @@ mod tests {
             ),
         ] {
             assert_eq!(entities_limit(raw), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn xdr_tokens() {
+        let c = config(&[]).expect("defaults");
+        assert!(c.audiences.is_empty());
+        assert_eq!(c.jwks_hosts, DEFAULT_JWKS_HOSTS);
+        assert_eq!(c.jwks_ttl, Duration::from_secs(3600));
+        let c = config(&[
+            (
+                "RELAY_AUDIENCE",
+                "https://relay.example/, http://127.0.0.1:9090",
+            ),
+            ("JWKS_HOSTS", "Visibility.AMP.cisco.com, 127.0.0.1:8443"),
+            ("JWKS_TTL", "60"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.audiences,
+            ["https://relay.example", "http://127.0.0.1:9090"]
+        );
+        assert_eq!(c.jwks_hosts, ["visibility.amp.cisco.com", "127.0.0.1:8443"]);
+        for (variable, value) in [
+            ("RELAY_AUDIENCE", "relay.example"),
+            ("RELAY_AUDIENCE", ","),
+            ("JWKS_HOSTS", "a b"),
+            ("JWKS_HOSTS", "host:0"),
+            ("JWKS_HOSTS", "https://host"),
+            ("JWKS_TTL", "0"),
+        ] {
+            let e = config(&[(variable, value)]).expect_err(value);
+            assert_eq!(e.variable, variable);
         }
     }
 

@@ -23,8 +23,20 @@ pub enum RelayError {
     WrongJwtStructure,
     /// The payload has no non-empty string `key`, or a non-numeric `exp`/`nbf`.
     WrongPayloadStructure,
-    /// Bad signature or an `alg` other than HS256.
+    /// Bad signature or an `alg` other than HS256 (or RS256 with
+    /// `RELAY_AUDIENCE` set).
     BadSignature,
+    /// An RS256 token without a string `jwks_host` claim.
+    JwksHostMissing,
+    /// `jwks_host` not allowed by `JWKS_HOSTS`, or its keys unreadable.
+    JwksHostWrong,
+    /// The header's `kid` is missing, or not among the host's keys even
+    /// after a refetch.
+    KidNotFound,
+    /// The RS256 signature does not verify with the key of `kid`.
+    BadRsaSignature,
+    /// `aud` names none of `RELAY_AUDIENCE`.
+    WrongAudience,
     /// `exp` has passed (after leeway).
     TokenExpired,
     /// `nbf` is still ahead (after leeway).
@@ -73,6 +85,11 @@ impl RelayError {
             | WrongJwtStructure
             | WrongPayloadStructure
             | BadSignature
+            | JwksHostMissing
+            | JwksHostWrong
+            | KidNotFound
+            | BadRsaSignature
+            | WrongAudience
             | TokenExpired
             | TokenNotYetValid
             | OtxAuth => "authorization error",
@@ -104,6 +121,17 @@ impl RelayError {
             WrongJwtStructure => auth("Wrong JWT structure"),
             WrongPayloadStructure => auth("Wrong JWT payload structure"),
             BadSignature => auth("Failed to decode JWT with provided key"),
+            JwksHostMissing => auth(
+                "jwks_host is missing in JWT payload. Make sure custom_jwks_host field is present in module_type",
+            ),
+            JwksHostWrong => auth(
+                "Wrong jwks_host in JWT payload. Make sure domain follows the visibility.<region>.cisco.com structure",
+            ),
+            KidNotFound => auth("kid from JWT header not found in API response"),
+            BadRsaSignature => auth(
+                "Failed to decode JWT with provided key. Make sure domain in custom_jwks_host corresponds to your SecureX instance region.",
+            ),
+            WrongAudience => auth("Wrong configuration-token-audience"),
             TokenExpired => auth("Token expired"),
             TokenNotYetValid => auth("Token not yet valid"),
             OtxAuth => auth("Authorization failed on AlienVault OTX side"),

@@ -20,6 +20,10 @@ USAGE:
                               print a JWT for Threat Response, signed with $SECRET_KEY
     otx-relay healthcheck     GET /watchdog on $HOST:$PORT (127.0.0.1 or ::1 when HOST is
                               unset or 0.0.0.0 or ::); exit 0 if it answers, 1 if not
+    otx-relay module-type --url URL [--jwks-host HOST]
+                              print the module type to register the relay in Cisco XDR
+                              (URL: its public https:// base URL; HOST: your XDR region's
+                              visibility host [visibility.amp.cisco.com])
     otx-relay --help | --version
 
 ENVIRONMENT (empty counts as unset):
@@ -38,7 +42,10 @@ ENVIRONMENT (empty counts as unset):
     VERDICT_VALID_DAYS  lifetime of a verdict, days         [7]
     RELAY_CLIENT_TIMEOUT  seconds a silent client is kept     [10]
     SSL_CERT_FILE       PEM bundle replacing the built-in roots
-    HTTPS_PROXY, NO_PROXY  egress proxy for OTX calls
+    HTTPS_PROXY, NO_PROXY  egress proxy (http:// CONNECT proxies only)
+    RELAY_AUDIENCE      this relay's public base URLs; set: accept XDR's RS256 tokens
+    JWKS_HOSTS          hosts XDR tokens may name for their keys [the 3 Cisco visibility hosts]
+    JWKS_TTL            seconds fetched keys are trusted    [3600]
 ";
 
 /// The longest `token --ttl`: 100 years, in seconds.
@@ -59,6 +66,17 @@ fn main() -> ExitCode {
         }
         Some("token") => token(&args[1..]),
         Some("healthcheck") => healthcheck(),
+        Some("module-type") => match module_type(&args[1..]) {
+            Ok(document) => {
+                println!("{document}");
+                Ok(())
+            }
+            // A usage error: exit 2, as `--url` validation promises.
+            Err(message) => {
+                eprintln!("otx-relay: {message}");
+                return ExitCode::from(2);
+            }
+        },
         Some(other) => Err(format!("unknown argument '{other}'; see otx-relay --help")),
     };
     match result {
@@ -197,6 +215,30 @@ fn token(args: &[String]) -> Result<(), String> {
     };
     println!("{}", auth::mint(&secret, &key, limit, expires_at));
     Ok(())
+}
+
+/// `module-type --url URL [--jwks-host HOST]`: the document to print.
+fn module_type(args: &[String]) -> Result<String, String> {
+    use otx_relay::module_type::{check_url, document, DEFAULT_JWKS_HOST};
+    let (mut url, mut jwks_host) = (None, None);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--url" => url = Some(check_url(value?)?),
+            "--jwks-host" => {
+                let host = value?.trim().to_ascii_lowercase();
+                if host.is_empty() || host.contains(['/', ' ', '@']) {
+                    return Err(format!("--jwks-host must be a host name, not '{host}'"));
+                }
+                jwks_host = Some(host);
+            }
+            other => return Err(format!("unknown argument '{other}'; see otx-relay --help")),
+        }
+    }
+    let url = url.ok_or("module-type needs --url <the relay's public https:// base URL>")?;
+    let document = document(&url, jwks_host.as_deref().unwrap_or(DEFAULT_JWKS_HOST));
+    serde_json::to_string_pretty(&document).map_err(|e| e.to_string())
 }
 
 fn healthcheck() -> Result<(), String> {

@@ -25,6 +25,7 @@ use ureq::Body;
 
 use crate::cache::{Key, Memo};
 use crate::config::Config;
+use crate::egress;
 use crate::error::RelayError;
 use crate::log;
 use crate::observable::{quote_path, Observable};
@@ -33,9 +34,6 @@ use crate::pulse::{general_from_json, General, Record};
 mod page;
 use page::{scan_page, Scan};
 
-/// The `User-Agent` OTX sees (compatible).
-pub const USER_AGENT: &str =
-    "SecureX Threat Response Integrations <tr-integrations-support@cisco.com>";
 /// Retries after the first attempt.
 pub const MAX_RETRIES: u32 = 2;
 /// Records per pulse-indicator page. Pages are streamed, so memory does not
@@ -102,32 +100,8 @@ pub struct Otx {
 
 impl Otx {
     pub fn new(config: &Config) -> Result<Otx, String> {
-        let mut tls = ureq::tls::TlsConfig::builder();
-        if let Some(pem) = &config.ca_pem {
-            let certs: Vec<_> = ureq::tls::parse_pem(pem)
-                .filter_map(|item| match item {
-                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                    _ => None,
-                })
-                .collect();
-            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
-        }
         let idle = config.otx_concurrency.max(4) * 2;
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .user_agent(USER_AGENT)
-            // The key travels in a header: never follow OTX elsewhere.
-            .max_redirects(0)
-            .max_redirects_will_error(false)
-            .timeout_connect(Some(config.otx_timeout))
-            .max_idle_connections(idle)
-            .max_idle_connections_per_host(idle)
-            .max_idle_age(Duration::from_secs(50))
-            .tls_config(tls.build())
-            // The proxy `config` read, never one ureq would find itself.
-            .proxy(config.proxy.as_ref().map(proxy).transpose()?)
-            .build()
-            .into();
+        let agent = egress::agent(config, idle)?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.otx_concurrency)
             .thread_name(|i| format!("otx-{i}"))
@@ -450,25 +424,6 @@ pub fn warn_dropped_pulse_status(pulse_id: &str, status: u16) {
     log::warn(format_args!(
         "pulse {pulse_id} dropped: its indicators answered {status}{reason}"
     ));
-}
-
-/// The ureq form of the configured proxy.
-fn proxy(p: &crate::config::Proxy) -> Result<ureq::Proxy, String> {
-    let mut builder = ureq::Proxy::builder(ureq::ProxyProtocol::Http)
-        .host(&p.host)
-        .port(p.port);
-    if let Some(user) = &p.user {
-        builder = builder.username(user);
-    }
-    if let Some(password) = &p.password {
-        builder = builder.password(password);
-    }
-    for entry in &p.no_proxy {
-        builder = builder.no_proxy(entry);
-    }
-    builder
-        .build()
-        .map_err(|e| format!("cannot use the proxy {}:{}: {e}", p.host, p.port))
 }
 
 #[cfg(test)]

@@ -17,3 +17,4 @@ mod support;
 mod tls;
 mod verdicts;
 mod wire;
+mod xdr;

@@ -1,0 +1,60 @@
+//! The outbound HTTPS client every call to the outside world shares (OTX,
+//! and the JWKS hosts of XDR tokens): one keep-alive pool, the configured
+//! roots (`SSL_CERT_FILE` or the built-in Mozilla ones) and proxy, no
+//! redirects followed, statuses returned rather than raised.
+
+use std::time::Duration;
+
+use crate::config::{Config, Proxy};
+
+/// Every request names the relay (SPEC §4).
+pub const USER_AGENT: &str =
+    "SecureX Threat Response Integrations <tr-integrations-support@cisco.com>";
+
+/// The agent, keeping up to `idle` connections alive.
+pub fn agent(config: &Config, idle: usize) -> Result<ureq::Agent, String> {
+    let mut tls = ureq::tls::TlsConfig::builder();
+    if let Some(pem) = &config.ca_pem {
+        let certs: Vec<_> = ureq::tls::parse_pem(pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+    }
+    Ok(ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .user_agent(USER_AGENT)
+        // A key travels in a header: never follow a server elsewhere.
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .timeout_connect(Some(config.otx_timeout))
+        .max_idle_connections(idle)
+        .max_idle_connections_per_host(idle)
+        .max_idle_age(Duration::from_secs(50))
+        .tls_config(tls.build())
+        // The proxy `config` read, never one ureq would find itself.
+        .proxy(config.proxy.as_ref().map(proxy).transpose()?)
+        .build()
+        .into())
+}
+
+/// The ureq form of the configured proxy.
+fn proxy(p: &Proxy) -> Result<ureq::Proxy, String> {
+    let mut builder = ureq::Proxy::builder(ureq::ProxyProtocol::Http)
+        .host(&p.host)
+        .port(p.port);
+    if let Some(user) = &p.user {
+        builder = builder.username(user);
+    }
+    if let Some(password) = &p.password {
+        builder = builder.password(password);
+    }
+    for entry in &p.no_proxy {
+        builder = builder.no_proxy(entry);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot use the proxy {}:{}: {e}", p.host, p.port))
+}
