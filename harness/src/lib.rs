@@ -1,0 +1,55 @@
+//! The dev-only harness of otx-relay, shared by the integration tests
+//! (`tests/it`), the bench (`benches/relay.rs`), the soak (`examples/soak.rs`)
+//! and `.ci/docker-smoke` (through the `fake-otx` binary).
+//!
+//! - `token`: HS256 JWTs minted by hand, independent of the relay's code.
+//! - `FakeOtx`: a raw HTTP/1.1 server standing in for OTX, programmable per
+//!   test, counting requests and connections, with latency and faults.
+//! - `Relay`: the relay binary run as a child process on a free port; on
+//!   `Drop` it checks that no secret reached its output.
+//! - `Client`: a small keep-alive HTTP/1.1 client written by hand, so that
+//!   nothing is added or hidden and a load costs less than the relay.
+//! - `check_json`: whole-document comparison with `<<...>>` placeholders.
+//! - `procfs`: CPU time, memory and descriptors of a process.
+
+mod fake;
+mod http1;
+mod json;
+pub mod procfs;
+mod relay;
+mod token;
+
+use std::sync::{Mutex, MutexGuard};
+
+pub use fake::{
+    percent_decode, reason_phrase, sample, sample_bytes, FakeOtx, Fault, Recorded, Reply,
+    SAMPLES_DIR,
+};
+pub use http1::{Client, Headers, Response};
+pub use json::{check_json, is_time, is_uuid, regex_full_match};
+pub use relay::{find_secret, free_port, join_readers, run_cli, Exited, Relay, RelayCommand, Run};
+pub use token::{
+    b64url, bearer, hs256, jwt, jwt_raw, jwt_unsigned, jwt_with_header, token, KEY, SECRET,
+};
+
+/// A lock that survives a panicked holder: a failing test must not turn every
+/// later access (from the fake server's threads, or `Drop`) into a second panic.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `s` in lower-case hex, two digits a byte.
+pub fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The text whose `hex` is `s`, if any.
+pub fn unhex(s: &str) -> Option<String> {
+    let bytes: Option<Vec<u8>> = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}

@@ -1,0 +1,66 @@
+//! Bearer tokens: HS256 JWTs minted by hand, independent of the relay's code.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+/// The `SECRET_KEY` every relay started by `RelayCommand` gets.
+pub const SECRET: &str = "test-secret-key-that-is-at-least-32-bytes-long";
+/// The OTX API key carried by `token()`.
+pub const KEY: &str = "otx-test-key-0123456789abcdef";
+
+/// Base64url without padding, as JWT segments are written.
+pub fn b64url(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// An HS256 JWT over `payload`, signed with `secret`.
+pub fn jwt(secret: &str, payload: &Value) -> String {
+    jwt_with_header(secret, &json!({"alg": "HS256", "typ": "JWT"}), payload)
+}
+
+/// A JWT with an arbitrary header, always signed with HMAC-SHA256 whatever
+/// the header's `alg` claims (to test `none`, `RS256`, `HS512`…).
+pub fn jwt_with_header(secret: &str, header: &Value, payload: &Value) -> String {
+    jwt_raw(secret, &header.to_string(), &payload.to_string())
+}
+
+/// A JWT over raw header and payload text, which need not be JSON at all.
+pub fn jwt_raw(secret: &str, header: &str, payload: &str) -> String {
+    let signing_input = format!(
+        "{}.{}",
+        b64url(header.as_bytes()),
+        b64url(payload.as_bytes())
+    );
+    format!("{signing_input}.{}", hs256(secret, &signing_input))
+}
+
+/// The base64url HMAC-SHA256 of `signing_input`: a JWT's third segment.
+pub fn hs256(secret: &str, signing_input: &str) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
+    mac.update(signing_input.as_bytes());
+    b64url(&mac.finalize().into_bytes())
+}
+
+/// An unsigned JWT (`header.payload.`, empty signature), as `alg: none` makes.
+pub fn jwt_unsigned(header: &Value, payload: &Value) -> String {
+    let (header, payload) = (header.to_string(), payload.to_string());
+    format!(
+        "{}.{}.",
+        b64url(header.as_bytes()),
+        b64url(payload.as_bytes())
+    )
+}
+
+/// `jwt(SECRET, {"key": KEY})`: the token of a well-configured tenant.
+pub fn token() -> String {
+    jwt(SECRET, &json!({"key": KEY}))
+}
+
+/// `Bearer <token>`, an `Authorization` header value.
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
