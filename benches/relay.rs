@@ -1,5 +1,5 @@
-//! `make bench`: the release relay, run as a child process against an
-//! in-process fake OTX with a fixed network latency, driven over HTTP.
+//! `make bench`: the release relay, run as a child process against the
+//! harness's fake OTX with a fixed network latency, driven over HTTP.
 //! Prints one table: latency (cold, warm, a popular observable), OTX calls
 //! and connections, relay CPU and memory, throughput, start-up time.
 //!
@@ -9,27 +9,23 @@
 //! Environment: `BENCH_LATENCY_MS` (default 50) is the fake OTX's delay
 //! before each answer; `BENCH_RELAY_BIN` replaces the relay binary (to
 //! compare builds); `BENCH_ONLY=popular,cold` runs only those phases
-//! (`startup`, `cold`, `warm`, `popular`, `cheap`).
+//! (`startup`, `cold`, `warm`, `popular`, `cheap`); `AVOTX_CONCURRENCY`
+//! passes to the relay, whose environment is otherwise the harness's.
 //!
 //! Every phase is bounded in time; the whole run takes about 25 s.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use otx_relay_harness::procfs::{cpu_time, status_kib};
+use otx_relay_harness::{bearer, hex, percent_decode, token, unhex};
+use otx_relay_harness::{Client, FakeOtx, Recorded, Relay, RelayCommand, Reply};
+use serde_json::{json, Value};
 
-const SECRET: &str = "bench-secret-key-that-is-at-least-32-bytes-long";
-const OTX_KEY: &str = "bench-otx-key-0123456789abcdef";
 /// The observable with many big pulses.
 const POPULAR: &str = "popular.example.com";
 const POPULAR_PULSES: usize = 50;
@@ -50,12 +46,19 @@ fn main() {
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let runs = |phase: &str| only.is_empty() || only.split(',').any(|p| p.trim() == phase);
     let started = Instant::now();
-    let otx = FakeOtx::start(latency, full && runs("popular"));
+    let otx = FakeOtx::start();
+    otx.set_latency(latency);
+    let popular = if full && runs("popular") {
+        popular_records()
+    } else {
+        Vec::new()
+    };
+    let pages = Mutex::new(HashMap::new());
+    otx.fallback(move |request| answer(request, &popular, &pages));
     let bench = Bench {
         otx,
         latency,
         relay_bin,
-        token: jwt(SECRET, OTX_KEY),
         rows: Mutex::new(Vec::new()),
     };
     if !full {
@@ -93,7 +96,6 @@ struct Bench {
     otx: FakeOtx,
     latency: Duration,
     relay_bin: String,
-    token: String,
     rows: Mutex<Vec<Row>>,
 }
 
@@ -103,6 +105,9 @@ struct Row {
     goal: String,
     holds: Option<bool>,
 }
+
+/// The `/observe` and `/refer` path.
+const OBSERVE: &str = "/observe/observables";
 
 impl Bench {
     fn row(&self, metric: &str, value: String, goal: &str, holds: Option<bool>) {
@@ -114,12 +119,18 @@ impl Bench {
         });
     }
 
-    fn relay(&self, env: &[(&str, &str)]) -> RelayProcess {
-        RelayProcess::start(&self.relay_bin, &self.otx.url(), env)
+    /// A relay against the fake; its access log is dropped, not kept.
+    fn relay(&self, env: &[(&str, &str)]) -> Relay {
+        let concurrency = std::env::var("AVOTX_CONCURRENCY").ok();
+        let inherited = concurrency.as_deref().map(|c| ("AVOTX_CONCURRENCY", c));
+        let env: Vec<(&str, &str)> = env.iter().copied().chain(inherited).collect();
+        let command = RelayCommand::new(&self.relay_bin, &self.otx.url());
+        (command.env(&env).quiet().start()).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn client(&self, relay: &RelayProcess) -> Client {
-        Client::connect(relay.addr).with_token(&self.token)
+    /// A keep-alive client of `relay`, with the tenant's token.
+    fn client(&self, relay: &Relay) -> Client {
+        Client::new(relay.addr()).header("Authorization", &bearer(&token()))
     }
 
     /// One cold and one warm `/observe`, `/refer`, `/version`: proves the
@@ -128,18 +139,32 @@ impl Bench {
         let relay = self.relay(&[("CACHE_TTL", "300")]);
         let mut client = self.client(&relay);
         let body = observe_body(&observables(Some(1)));
-        let answer = client.post("/observe/observables", &body);
+        let answer = post(&mut client, OBSERVE, &body);
         assert!(answer.contains("\"sightings\""), "{answer}");
-        let calls = self.otx.requests();
-        client.post("/observe/observables", &body);
-        assert_eq!(self.otx.requests(), calls, "the warm call asked OTX");
-        assert!(client.post("/version", "").contains("version"));
+        let calls = self.otx.request_count();
+        post(&mut client, OBSERVE, &body);
+        assert_eq!(self.otx.request_count(), calls, "the warm call asked OTX");
+        assert!(post(&mut client, "/version", "").contains("version"));
         let refer = observe_body(&observables(None));
-        Client::connect(relay.addr).post("/refer/observables", &refer);
+        post(&mut Client::new(relay.addr()), "/refer/observables", &refer);
     }
 
     fn startup(&self) {
-        let mut times: Vec<Duration> = (0..5).map(|_| self.relay(&[]).startup).collect::<Vec<_>>();
+        let mut times: Vec<Duration> = (0..5)
+            .map(|_| {
+                let relay = self.relay(&[]);
+                let mut client = Client::new(relay.addr());
+                let until = Instant::now() + Duration::from_secs(5);
+                while !client
+                    .post_json("/version", "")
+                    .is_ok_and(|r| r.status == 200)
+                {
+                    assert!(Instant::now() < until, "no 200 on /version within 5 s");
+                    thread::sleep(Duration::from_micros(500));
+                }
+                relay.spawned().elapsed()
+            })
+            .collect();
         times.sort();
         let median = times[times.len() / 2];
         self.row(
@@ -155,23 +180,23 @@ impl Bench {
         let mut client = self.client(&relay);
         let floor = self.latency * 2;
         // Warm the connection pool once (the first call also connects).
-        client.post("/observe/observables", &observe_body(&observables(Some(0))));
+        post(&mut client, OBSERVE, &observe_body(&observables(Some(0))));
 
         let otx_before = self.otx.connections();
-        let requests_before = self.otx.requests();
+        let requests_before = self.otx.request_count();
         let cpu_before = cpu_time(relay.pid());
         let mut times = Vec::new();
         let until = Instant::now() + Duration::from_secs(4);
         while times.len() < 40 && Instant::now() < until {
             let body = observe_body(&observables(Some(next_round())));
             let t = Instant::now();
-            let answer = client.post("/observe/observables", &body);
+            let answer = post(&mut client, OBSERVE, &body);
             times.push(t.elapsed());
             assert!(!answer.contains("\"errors\""), "{answer}");
         }
         let cpu = cpu_time(relay.pid()) - cpu_before;
         let calls = times.len();
-        let otx_calls = self.otx.requests() - requests_before;
+        let otx_calls = self.otx.request_count() - requests_before;
         times.sort();
         let (p50, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
         let ratio = p50.as_secs_f64() / floor.as_secs_f64();
@@ -204,7 +229,7 @@ impl Bench {
         let mut rss = 0;
         let mut throughput = |clients| {
             let body = || observe_body(&observables(Some(next_round())));
-            let run = self.load(&relay, clients, Duration::from_secs(2), body);
+            let run = self.load(&relay, clients, Duration::from_secs(2), OBSERVE, true, body);
             rss = rss.max(run.max_rss);
             self.row(
                 &format!("cold /observe throughput, c={clients}"),
@@ -251,16 +276,16 @@ impl Bench {
         let relay = self.relay(&[("CACHE_TTL", "300")]);
         let mut client = self.client(&relay);
         let body = observe_body(&observables(Some(7)));
-        client.post("/observe/observables", &body);
-        let before = self.otx.requests();
+        post(&mut client, OBSERVE, &body);
+        let before = self.otx.request_count();
         let mut times = Vec::new();
         let until = Instant::now() + Duration::from_secs(3);
         while times.len() < 500 && Instant::now() < until {
             let t = Instant::now();
-            client.post("/observe/observables", &body);
+            post(&mut client, OBSERVE, &body);
             times.push(t.elapsed());
         }
-        let otx_calls = self.otx.requests() - before;
+        let otx_calls = self.otx.request_count() - before;
         times.sort();
         let p50 = percentile(&times, 0.5);
         self.row(
@@ -277,11 +302,10 @@ impl Bench {
         let mut rss = 0;
         let mut otx_load_calls = 0;
         for clients in [16, 64] {
-            let before = self.otx.requests();
-            let run = self.load(&relay, clients, Duration::from_millis(1500), || {
-                body.clone()
-            });
-            otx_load_calls += self.otx.requests() - before;
+            let before = self.otx.request_count();
+            let length = Duration::from_millis(1500);
+            let run = self.load(&relay, clients, length, OBSERVE, true, || body.clone());
+            otx_load_calls += self.otx.request_count() - before;
             rss = rss.max(run.max_rss);
             self.row(
                 &format!("warm /observe throughput, c={clients}"),
@@ -313,7 +337,7 @@ impl Bench {
         let until = Instant::now() + Duration::from_secs(6);
         while times.len() < 12 && Instant::now() < until {
             let t = Instant::now();
-            let answer = client.post("/observe/observables", &body);
+            let answer = post(&mut client, OBSERVE, &body);
             times.push(t.elapsed());
             let found = answer.matches("\"type\":\"sighting\"").count();
             assert_eq!(
@@ -335,7 +359,7 @@ impl Bench {
             "<= 250 ms",
             Some(p50 <= Duration::from_millis(250)),
         );
-        let peak = status_kib(relay.pid(), "VmHWM") * 1024;
+        let peak = rss_bytes(relay.pid(), "VmHWM");
         self.row(
             "relay peak RSS after popular (VmHWM)",
             mib(peak),
@@ -349,7 +373,8 @@ impl Bench {
         let refer = observe_body(&observables(None));
         for (path, body) in [("/refer/observables", refer.as_str()), ("/version", "")] {
             let cpu_before = cpu_time(relay.pid());
-            let run = raw_load(relay.addr, 64, Duration::from_secs(2), path, body);
+            let length = Duration::from_secs(2);
+            let run = self.load(&relay, 64, length, path, false, || body.to_owned());
             let cpu = cpu_time(relay.pid()) - cpu_before;
             let rps = run.per_second();
             let goal = if path == "/version" {
@@ -369,13 +394,16 @@ impl Bench {
         }
     }
 
-    /// `clients` threads, each with its own keep-alive client, posting
-    /// `/observe` bodies for `length`; VmRSS sampled meanwhile.
+    /// `clients` threads, each with its own keep-alive client (with the
+    /// token when `auth`), posting `body()` to `path` for `length`; the
+    /// relay's VmRSS sampled meanwhile.
     fn load(
         &self,
-        relay: &RelayProcess,
+        relay: &Relay,
         clients: usize,
         length: Duration,
+        path: &str,
+        auth: bool,
         body: impl Fn() -> String + Sync,
     ) -> Run {
         let stop = AtomicBool::new(false);
@@ -384,17 +412,23 @@ impl Bench {
         let max_rss = thread::scope(|s| {
             for _ in 0..clients {
                 s.spawn(|| {
-                    let mut client = self.client(relay);
+                    let mut client = if auth {
+                        self.client(relay)
+                    } else {
+                        Client::new(relay.addr())
+                    };
+                    let mut mine = 0;
                     while !stop.load(Ordering::Relaxed) {
-                        client.post("/observe/observables", &body());
-                        calls.fetch_add(1, Ordering::Relaxed);
+                        post(&mut client, path, &body());
+                        mine += 1;
                     }
+                    calls.fetch_add(mine, Ordering::Relaxed);
                 });
             }
             let mut max_rss = 0;
             while started.elapsed() < length {
                 thread::sleep(Duration::from_millis(50));
-                max_rss = max_rss.max(status_kib(relay.pid(), "VmRSS") * 1024);
+                max_rss = max_rss.max(rss_bytes(relay.pid(), "VmRSS"));
             }
             stop.store(true, Ordering::Relaxed);
             max_rss
@@ -463,6 +497,18 @@ impl Run {
     }
 }
 
+/// POSTs `body`; panics unless the relay answers 200.
+fn post(client: &mut Client, path: &str, body: &str) -> String {
+    let answer = (client.post_json(path, body)).unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    assert_eq!(answer.status, 200, "POST {path}: {}", answer.text());
+    answer.text()
+}
+
+/// A `kB` line of `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in bytes.
+fn rss_bytes(pid: u32, name: &str) -> usize {
+    status_kib(pid, name).unwrap_or(0) as usize * 1024
+}
+
 /// Distinct values for each round, so that no cache or single-flight merges
 /// the calls of two rounds.
 fn next_round() -> u64 {
@@ -527,364 +573,59 @@ fn mib(bytes: usize) -> String {
     format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
 }
 
-fn jwt(secret: &str, key: &str) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let payload = URL_SAFE_NO_PAD.encode(serde_json::json!({ "key": key }).to_string());
-    let input = format!("{header}.{payload}");
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(input.as_bytes());
-    format!(
-        "{input}.{}",
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-    )
-}
-
 // ---------------------------------------------------------------------------
-// /proc
+// The fake OTX's answers: any `/general` (a few pulses each, whose page 1
+// holds the record) and the popular observable's big pages, sliced by
+// `limit` and `page`.
 
-/// CPU time of `pid` in seconds: the sum of its threads' run times from
-/// `/proc/<pid>/task/*/schedstat` (nanoseconds; the relay's threads live as
-/// long as it does), else utime + stime from `/proc/<pid>/stat` (ticks of
-/// 1/100 s, the Linux USER_HZ, too coarse for short phases).
-fn cpu_time(pid: u32) -> f64 {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
-    let from_schedstat: Option<u64> = tasks.ok().and_then(|tasks| {
-        tasks
-            .map(|task| {
-                let path = task.ok()?.path().join("schedstat");
-                let text = std::fs::read_to_string(path).ok()?;
-                text.split_whitespace().next()?.parse::<u64>().ok()
-            })
-            .sum()
-    });
-    if let Some(ns) = from_schedstat {
-        return ns as f64 / 1e9;
+/// An answer body, built once and shared by the connections that serve it.
+type Body = Arc<[u8]>;
+
+fn answer(
+    request: &Recorded,
+    popular: &[Vec<u8>],
+    pages: &Mutex<HashMap<(usize, usize), Body>>,
+) -> Reply {
+    let path = request.path.as_str();
+    let general = path
+        .strip_prefix("/api/v1/indicators/")
+        .and_then(|r| r.strip_suffix("/general"))
+        .and_then(|r| r.split_once('/'));
+    if let Some((_, value)) = general {
+        return Reply::json(general_answer(&percent_decode(value)));
     }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
+    let pulse = path
+        .strip_prefix("/api/v1/pulses/")
+        .and_then(|r| r.strip_suffix("/indicators"));
+    let param = |name: &str| {
+        request
+            .query_param(name)
+            .and_then(|v| v.parse::<usize>().ok())
     };
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after ')'.
-    (ticks(11) + ticks(12)) as f64 / 100.0
-}
-
-/// A `kB` line of `/proc/<pid>/status` (`VmRSS`, `VmHWM`).
-fn status_kib(pid: u32, name: &str) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-// ---------------------------------------------------------------------------
-// The relay under test
-
-struct RelayProcess {
-    child: Child,
-    addr: SocketAddr,
-    /// From spawn to the first 200 on `/version`.
-    startup: Duration,
-}
-
-impl RelayProcess {
-    fn start(bin: &str, otx_url: &str, env: &[(&str, &str)]) -> RelayProcess {
-        for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port();
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            let mut command = Command::new(bin);
-            for (name, _) in std::env::vars() {
-                let upper = name.to_ascii_uppercase();
-                if upper.ends_with("_PROXY") || upper.starts_with("CACHE_") || upper == "PORT" {
-                    command.env_remove(name);
-                }
+    let (limit, page) = (param("limit").unwrap_or(10), param("page").unwrap_or(1));
+    match pulse {
+        Some(id) if id.starts_with("b0b0") => {
+            let body = popular_page(popular, pages, limit.max(1), page.max(1));
+            Reply {
+                body,
+                ..Reply::raw(200, b"")
             }
-            command
-                .env("HOST", "127.0.0.1")
-                .env("PORT", port.to_string())
-                .env("SECRET_KEY", SECRET)
-                .env("AVOTX_URL", otx_url)
-                .envs(env.iter().copied())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            let started = Instant::now();
-            let mut child = command
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"));
-            while started.elapsed() < Duration::from_secs(5) {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // The port was taken meanwhile: try another.
-                }
-                if version_ok(addr) {
-                    return RelayProcess {
-                        child,
-                        addr,
-                        startup: started.elapsed(),
-                    };
-                }
-                thread::sleep(Duration::from_micros(500));
+            .with_header("Content-Type", "application/json")
+        }
+        // `<pulse number, 2 hex digits><the value in hex>`.
+        Some(id) => match (id.get(..2), id.get(2..).and_then(unhex)) {
+            (Some(n), Some(value)) => {
+                let n = usize::from_str_radix(n, 16).unwrap_or(0);
+                Reply::json(small_page(&value, n))
             }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("{bin} did not answer /version within 5 s");
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
+            _ => Reply::status(404),
+        },
+        None => Reply::status(404),
     }
 }
 
-impl Drop for RelayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn version_ok(addr: SocketAddr) -> bool {
-    let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(100)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-    let mut client = Client::from_stream(addr, stream);
-    client
-        .send("/version", "")
-        .is_ok_and(|(status, _)| status == 200)
-}
-
-/// A minimal keep-alive HTTP/1.1 client of the relay (`Content-Length` or
-/// chunked answers), written by hand so that the load generator costs less
-/// CPU than the relay it measures and the bench links no TLS stack.
-struct Client {
-    addr: SocketAddr,
-    auth: Option<String>,
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-    request: Vec<u8>,
-    line: String,
-    body: Vec<u8>,
-}
-
-impl Client {
-    fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .unwrap_or_else(|e| panic!("cannot connect to the relay at {addr}: {e}"));
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-        Client::from_stream(addr, stream)
-    }
-
-    fn from_stream(addr: SocketAddr, stream: TcpStream) -> Client {
-        let _ = stream.set_nodelay(true);
-        let writer = stream.try_clone().expect("clone a TCP stream");
-        Client {
-            addr,
-            auth: None,
-            reader: BufReader::new(stream),
-            writer,
-            request: Vec::new(),
-            line: String::new(),
-            body: Vec::new(),
-        }
-    }
-
-    fn with_token(mut self, token: &str) -> Client {
-        self.auth = Some(format!("Bearer {token}"));
-        self
-    }
-
-    /// POSTs `body`; panics unless the relay answers 200. A connection the
-    /// relay closed is opened again once.
-    fn post(&mut self, path: &str, body: &str) -> String {
-        let (status, answer) = self
-            .send(path, body)
-            .or_else(|_| {
-                let auth = self.auth.take();
-                *self = Client::connect(self.addr);
-                self.auth = auth;
-                self.send(path, body)
-            })
-            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
-        assert_eq!(status, 200, "POST {path}: {answer}");
-        answer
-    }
-
-    fn send(&mut self, path: &str, body: &str) -> std::io::Result<(u16, String)> {
-        self.request.clear();
-        let _ = write!(
-            self.request,
-            "POST {path} HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        if let Some(auth) = &self.auth {
-            let _ = write!(self.request, "Authorization: {auth}\r\n");
-        }
-        let _ = write!(self.request, "\r\n{body}");
-        self.writer.write_all(&self.request)?;
-        let (mut length, mut chunked, mut status) = (0, false, 0);
-        loop {
-            let line = self.read_line()?;
-            if line.is_empty() {
-                break;
-            }
-            if status == 0 {
-                status = line
-                    .split(' ')
-                    .nth(1)
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
-            } else if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
-                } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                    chunked = value.to_ascii_lowercase().contains("chunked");
-                }
-            }
-        }
-        self.body.clear();
-        if chunked {
-            loop {
-                let size = self.read_line()?;
-                let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
-                    .map_err(|_| std::io::Error::other("bad chunk size"))?;
-                if size == 0 {
-                    // Trailers, up to the empty line.
-                    while !self.read_line()?.is_empty() {}
-                    break;
-                }
-                let start = self.body.len();
-                self.body.resize(start + size, 0);
-                self.reader.read_exact(&mut self.body[start..])?;
-                self.read_line()?;
-            }
-        } else {
-            self.body.resize(length, 0);
-            self.reader.read_exact(&mut self.body)?;
-        }
-        Ok((status, String::from_utf8_lossy(&self.body).into_owned()))
-    }
-
-    /// One line without its CRLF; EOF is an error.
-    fn read_line(&mut self) -> std::io::Result<String> {
-        self.line.clear();
-        if self.reader.read_line(&mut self.line)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        Ok(self.line.trim_end().to_owned())
-    }
-}
-
-/// `clients` raw keep-alive clients posting `body` to `path` for `length`.
-fn raw_load(addr: SocketAddr, clients: usize, length: Duration, path: &str, body: &str) -> Run {
-    let stop = AtomicBool::new(false);
-    let calls = AtomicUsize::new(0);
-    let started = Instant::now();
-    thread::scope(|s| {
-        for _ in 0..clients {
-            s.spawn(|| {
-                let mut client = Client::connect(addr);
-                let mut mine = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    client.post(path, body);
-                    mine += 1;
-                }
-                calls.fetch_add(mine, Ordering::Relaxed);
-            });
-        }
-        thread::sleep(length);
-        stop.store(true, Ordering::Relaxed);
-    });
-    Run {
-        calls: calls.into_inner(),
-        elapsed: started.elapsed(),
-        max_rss: 0,
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The fake OTX
-
-/// An HTTP/1.1 OTX stand-in: thread per connection, keep-alive,
-/// `Content-Length`, a fixed delay before each answer. It answers any
-/// `/general` (a few pulses each, whose page 1 holds the record) and
-/// the popular observable's big pages, sliced by `limit` and `page`.
-struct FakeOtx {
-    addr: SocketAddr,
-    state: Arc<OtxState>,
-}
-
-/// An answer body, shared between the connections that serve it.
-type Body = Arc<Vec<u8>>;
-
-struct OtxState {
-    latency: Duration,
-    connections: AtomicUsize,
-    requests: AtomicUsize,
-    bytes: AtomicU64,
-    /// The popular pulses' records, each serialized, newest first; the
-    /// popular observable's own record is the last (the slowest to find).
-    popular: Vec<Vec<u8>>,
-    /// Popular pages already built, by (limit, page).
-    pages: Mutex<HashMap<(usize, usize), Body>>,
-}
-
-impl FakeOtx {
-    fn start(latency: Duration, popular: bool) -> FakeOtx {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake OTX");
-        let addr = listener.local_addr().expect("the fake OTX's address");
-        let records = if popular {
-            popular_records()
-        } else {
-            Vec::new()
-        };
-        let state = Arc::new(OtxState {
-            latency,
-            connections: AtomicUsize::new(0),
-            requests: AtomicUsize::new(0),
-            bytes: AtomicU64::new(0),
-            popular: records,
-            pages: Mutex::new(HashMap::new()),
-        });
-        let shared = state.clone();
-        // The accept loop ends with the process.
-        thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                shared.connections.fetch_add(1, Ordering::SeqCst);
-                let state = shared.clone();
-                thread::spawn(move || serve(stream, &state));
-            }
-        });
-        FakeOtx { addr, state }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn connections(&self) -> usize {
-        self.state.connections.load(Ordering::SeqCst)
-    }
-
-    fn requests(&self) -> usize {
-        self.state.requests.load(Ordering::SeqCst)
-    }
-
-    fn bytes(&self) -> u64 {
-        self.state.bytes.load(Ordering::SeqCst)
-    }
-}
-
+/// The popular pulses' records, each serialized, newest first; the popular
+/// observable's own record is the last (the slowest to find).
 fn popular_records() -> Vec<Vec<u8>> {
     (0..POPULAR_RECORDS)
         .map(|i| {
@@ -906,89 +647,7 @@ fn popular_records() -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn serve(stream: TcpStream, state: &OtxState) {
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
-    let Ok(mut writer) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match reader.read_line(&mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let target = line.split(' ').nth(1).unwrap_or("").to_owned();
-        // Skip the headers (a GET has no body).
-        loop {
-            line.clear();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) if line.trim_end().is_empty() => break,
-                Ok(_) => {}
-            }
-        }
-        state.requests.fetch_add(1, Ordering::SeqCst);
-        let (status, body) = answer(state, &target);
-        thread::sleep(state.latency);
-        let head = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        state
-            .bytes
-            .fetch_add((head.len() + body.len()) as u64, Ordering::Relaxed);
-        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(&body).is_err() {
-            return;
-        }
-    }
-}
-
-fn answer(state: &OtxState, target: &str) -> (&'static str, Body) {
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let not_found = || {
-        (
-            "404 Not Found",
-            Arc::new(br#"{"detail": "Not found."}"#.to_vec()),
-        )
-    };
-    if let Some(rest) = path
-        .strip_prefix("/api/v1/indicators/")
-        .and_then(|r| r.strip_suffix("/general"))
-    {
-        let Some((_, value)) = rest.split_once('/') else {
-            return not_found();
-        };
-        return ("200 OK", Arc::new(general(&percent_decode(value))));
-    }
-    if let Some(id) = path
-        .strip_prefix("/api/v1/pulses/")
-        .and_then(|r| r.strip_suffix("/indicators"))
-    {
-        let param = |name: &str| {
-            query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-                .and_then(|v| v.parse::<usize>().ok())
-        };
-        let (limit, page) = (param("limit").unwrap_or(10), param("page").unwrap_or(1));
-        if id.starts_with("b0b0") {
-            return ("200 OK", popular_page(state, limit.max(1), page.max(1)));
-        }
-        // `<pulse number, 2 hex digits><the value in hex>`.
-        let value = unhex(id.get(2..).unwrap_or(""));
-        let Some(value) = value else {
-            return not_found();
-        };
-        let n = usize::from_str_radix(&id[..2], 16).unwrap_or(0);
-        return ("200 OK", Arc::new(small_page(&value, n)));
-    }
-    not_found()
-}
-
-fn general(value: &str) -> Vec<u8> {
+fn general_answer(value: &str) -> Value {
     let ids: Vec<String> = if value == POPULAR {
         (0..POPULAR_PULSES)
             .map(|n| format!("b0b0{n:020x}"))
@@ -998,11 +657,11 @@ fn general(value: &str) -> Vec<u8> {
             .map(|n| format!("{n:02x}{}", hex(value)))
             .collect()
     };
-    let pulses: Vec<serde_json::Value> = ids
+    let pulses: Vec<Value> = ids
         .iter()
         .enumerate()
         .map(|(n, id)| {
-            serde_json::json!({
+            json!({
                 "id": id,
                 "name": format!("Campaign {n} infrastructure"),
                 "description": "Indicators observed in a phishing and malware campaign.",
@@ -1021,7 +680,7 @@ fn general(value: &str) -> Vec<u8> {
             })
         })
         .collect();
-    serde_json::json!({
+    json!({
         "indicator": value,
         "type": "X",
         "base_indicator": {"indicator": value, "type": "X", "id": 1, "access_type": "public"},
@@ -1030,20 +689,18 @@ fn general(value: &str) -> Vec<u8> {
         "false_positive": [],
         "sections": ["general", "geo", "malware", "url_list", "passive_dns"]
     })
-    .to_string()
-    .into_bytes()
 }
 
 /// Page 1 of pulse `n` of `value`: ten records, the value's at position `n`.
-fn small_page(value: &str, n: usize) -> Vec<u8> {
-    let results: Vec<serde_json::Value> = (0..10)
+fn small_page(value: &str, n: usize) -> Value {
+    let results: Vec<Value> = (0..10)
         .map(|i| {
             let indicator = if i == n {
                 value.to_owned()
             } else {
                 format!("other-{i}.example.org")
             };
-            serde_json::json!({
+            json!({
                 "id": 2_000_000 + i, "indicator": indicator, "type": "X",
                 "created": format!("2024-02-{:02}T08:00:00", 20 - i - n),
                 "content": "", "title": "", "description": "", "expiration": null,
@@ -1051,26 +708,25 @@ fn small_page(value: &str, n: usize) -> Vec<u8> {
             })
         })
         .collect();
-    serde_json::json!({"results": results, "count": 10, "previous": null, "next": null})
-        .to_string()
-        .into_bytes()
+    json!({"results": results, "count": 10, "previous": null, "next": null})
 }
 
-fn popular_page(state: &OtxState, limit: usize, page: usize) -> Body {
-    if let Some(body) = state.pages.lock().unwrap().get(&(limit, page)) {
+/// The popular pulses' page `page` of `limit` records.
+fn popular_page(
+    records: &[Vec<u8>],
+    pages: &Mutex<HashMap<(usize, usize), Body>>,
+    limit: usize,
+    page: usize,
+) -> Body {
+    if let Some(body) = pages.lock().unwrap().get(&(limit, page)) {
         return body.clone();
     }
-    let start = (page - 1).saturating_mul(limit).min(state.popular.len());
-    let end = start.saturating_add(limit).min(state.popular.len());
+    let start = (page - 1).saturating_mul(limit).min(records.len());
+    let end = start.saturating_add(limit).min(records.len());
     let mut body = Vec::with_capacity((end - start) * 300 + 200);
     body.extend_from_slice(br#"{"results": ["#);
-    for (i, record) in state.popular[start..end].iter().enumerate() {
-        if i > 0 {
-            body.extend_from_slice(b", ");
-        }
-        body.extend_from_slice(record);
-    }
-    let next = if end < state.popular.len() {
+    body.extend_from_slice(&records[start..end].join(&b", "[..]));
+    let next = if end < records.len() {
         format!(
             "\"https://otx.alienvault.com/api/v1/pulses/x/indicators?limit={limit}&page={}\"",
             page + 1
@@ -1078,54 +734,12 @@ fn popular_page(state: &OtxState, limit: usize, page: usize) -> Body {
     } else {
         "null".to_owned()
     };
-    let _ = write!(
-        body,
+    let tail = format!(
         r#"], "count": {}, "previous": null, "next": {next}}}"#,
-        state.popular.len()
+        records.len()
     );
-    let body = Arc::new(body);
-    state
-        .pages
-        .lock()
-        .unwrap()
-        .insert((limit, page), body.clone());
+    body.extend_from_slice(tail.as_bytes());
+    let body: Body = body.into();
+    pages.lock().unwrap().insert((limit, page), body.clone());
     body
-}
-
-fn hex(s: &str) -> String {
-    s.bytes().fold(String::new(), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
-}
-
-fn unhex(s: &str) -> Option<String> {
-    let bytes: Option<Vec<u8>> = (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect();
-    String::from_utf8(bytes?).ok()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok())
-            .flatten()
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match escaped {
-            Some(b) => {
-                out.push(b);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
