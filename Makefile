@@ -36,13 +36,14 @@ run:
 	$(CARGO) run --release
 
 # Unit tests, the integration suite (tests/it) and a short smoke run of the
-# benchmark; examples are only compiled (by lint), they hold no tests.
+# benchmark, for the relay and the test harness (harness/, a workspace
+# member); examples are only compiled (by lint), they hold no tests.
 test:
-	$(CARGO) test --lib --bins --tests --benches
+	$(CARGO) test --workspace --lib --bins --tests --benches
 
 lint:
 	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt
@@ -63,7 +64,7 @@ docker-smoke: static
 coverage:
 	@command -v cargo-tarpaulin >/dev/null || $(CARGO) install --locked cargo-tarpaulin
 	$(CARGO) tarpaulin --engine llvm --target-dir target/coverage --skip-clean --timeout 900 --out Stdout \
-	  --lib --bins --tests --exclude-files 'tests/*' 'benches/*' 'examples/*' 'fuzz/*' 'vendor/*'
+	  --lib --bins --tests --exclude-files 'tests/*' 'harness/*' 'benches/*' 'examples/*' 'fuzz/*' 'vendor/*'
 
 bench:
 	$(CARGO) bench --bench relay
