@@ -1,7 +1,7 @@
 //! Soak: the release relay under sustained load against a flaky fake OTX.
 //!
 //! `make soak` builds the relay and runs this (`cargo run --release
-//! --example soak`). Self-contained: it starts an in-process fake OTX on
+//! --example soak`). Self-contained: it starts the harness's fake OTX on
 //! 127.0.0.1 (a thread per connection, keep-alive, 50 ms of latency, 5 % of
 //! answers faulty: 500, 503, 429, a reset before the head, a head slower
 //! than `AVOTX_TIMEOUT`, a truncated body), starts `target/release/otx-relay`
@@ -25,19 +25,18 @@
 //! `otx-relay` beside this example's directory, i.e. `target/release/`).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use otx_relay_harness::procfs::{fd_count, reset_peak, status_kib};
+use otx_relay_harness::{bearer, hex, jwt, percent_decode, unhex, KEY, SECRET};
+use otx_relay_harness::{FakeOtx, Fault, Recorded, Relay, RelayCommand, Reply};
 use serde_json::{json, Value};
 
-const SECRET: &str = "soak-secret-0123456789abcdef0123";
-const OTX_KEY: &str = "soak-otx-key";
 /// The relay's `AVOTX_TIMEOUT` (seconds): short, so that slow heads time out.
 const OTX_TIMEOUT_SECS: u64 = 1;
 /// The relay's `AVOTX_CONCURRENCY`, which the fake checks during the big
@@ -83,6 +82,21 @@ fn env_number(name: &str, default: u64) -> Result<u64, String> {
     }
 }
 
+/// A relay against `fake`, its access log dropped: `AVOTX_TIMEOUT`,
+/// `AVOTX_CONCURRENCY` and `env` on top of the harness's environment.
+fn start_relay(binary: &PathBuf, fake: &FakeOtx, env: &[(&str, &str)]) -> Result<Relay, String> {
+    let (timeout, concurrency) = (OTX_TIMEOUT_SECS.to_string(), OTX_CONCURRENCY.to_string());
+    let defaults = [
+        ("AVOTX_TIMEOUT", timeout.as_str()),
+        ("AVOTX_CONCURRENCY", &concurrency),
+    ];
+    RelayCommand::new(binary, &fake.url())
+        .env(&defaults)
+        .env(env)
+        .quiet()
+        .start()
+}
+
 fn run() -> Result<bool, String> {
     let seconds = env_number("SOAK_SECONDS", 60)?.clamp(1, 3600);
     let concurrency = env_number("SOAK_CONCURRENCY", 200)?.clamp(1, 2000) as usize;
@@ -90,53 +104,66 @@ fn run() -> Result<bool, String> {
     let big = env_number("SOAK_BIG", 10_000)?.min(20_000) as usize;
     let binary = relay_binary()?;
 
-    let fake = FakeOtx::start()?;
-    println!("soak: fake OTX on {}", fake.url);
+    let fake = FakeOtx::start_on("127.0.0.1:0").map_err(|e| format!("fake OTX: {e}"))?;
+    let faults = program(&fake);
+    println!("soak: fake OTX on {}", fake.url());
 
     // Phase 1: the load, on a relay with the default RELAY_DEADLINE.
-    let mut relay = RelayProcess::start(&binary, &fake.url, &[])?;
+    let mut relay = start_relay(&binary, &fake, &[])?;
+    let pid = relay.pid();
     println!(
-        "soak: relay pid {} on {} ({} s, {} clients, at most {} requests)",
-        relay.pid, relay.url, seconds, concurrency, max_requests
+        "soak: relay pid {pid} on {} ({} s, {} clients, at most {} requests)",
+        relay.url(),
+        seconds,
+        concurrency,
+        max_requests
     );
-    let monitor = Monitor::start(relay.pid);
+    let monitor = Monitor::start(pid);
     thread::sleep(Duration::from_millis(500));
-    let fds_before = fd_count(relay.pid).unwrap_or(0);
-    let otx_conns_before = fake.stats.open_connections();
-    let load = Load::run(&relay.url, seconds, concurrency, max_requests);
-    let load_peak_rss = monitor.take_peak(relay.pid);
-    let load_max_in_flight = fake.stats.take_max_in_flight();
+    let fds_before = fd_count(pid).unwrap_or(0);
+    let otx_conns_before = fake.open_connections();
+    let load = Tally::run(&relay.url(), seconds, concurrency, max_requests);
+    let load_peak_rss = monitor.take_peak(pid);
+    let load_max_in_flight = fake.take_max_in_flight();
     // Idle: whatever the load opened must be closed again by now.
     thread::sleep(Duration::from_secs(5));
-    let fds_after = fd_count(relay.pid).unwrap_or(0);
-    let otx_conns_after = fake.stats.open_connections();
-    let final_rss = rss_kb(relay.pid).unwrap_or(0);
+    let fds_after = fd_count(pid).unwrap_or(0);
+    let otx_conns_after = fake.open_connections();
+    let final_rss = status_kib(pid, "VmRSS").unwrap_or(0);
     let alive = relay.alive();
     let peak_source = monitor.source();
     monitor.stop();
-    let exit = relay.stop();
-    let mut panics = relay.panics();
+    let exit = relay.stop().map(|status| status.to_string());
+    let mut panics = panic_lines(&relay);
 
     // Phase 2: one big /observe, alone, on a fresh relay whose deadline is
     // long enough for the whole answer to be built (the worst case for
     // memory): some 17 500 OTX calls of 50 ms, AVOTX_CONCURRENCY at a time.
     let big_phase = if big > 0 {
         let deadline = BIG_DEADLINE_SECS.to_string();
-        let mut relay = RelayProcess::start(&binary, &fake.url, &[("RELAY_DEADLINE", &deadline)])?;
-        let monitor = Monitor::start(relay.pid);
-        let _ = fake.stats.take_max_in_flight();
-        let result = big_request(&relay.url, big);
-        let peak = monitor.take_peak(relay.pid);
-        let max_in_flight = fake.stats.take_max_in_flight();
+        let mut relay = start_relay(&binary, &fake, &[("RELAY_DEADLINE", &deadline)])?;
+        let monitor = Monitor::start(relay.pid());
+        let _ = fake.take_max_in_flight();
+        let result = big_request(&relay.url(), big);
+        let peak = monitor.take_peak(relay.pid());
+        let max_in_flight = fake.take_max_in_flight();
         monitor.stop();
-        let exit = relay.stop();
-        panics += relay.panics();
+        let exit = relay.stop().map(|status| status.to_string());
+        panics += panic_lines(&relay);
         Some((result, peak, max_in_flight, exit))
     } else {
         None
     };
-    let fake_totals = fake.stats.summary();
-    fake.stop();
+    let faults: Vec<String> = (FAULT_NAMES.iter().zip(faults.iter()))
+        .map(|(name, n)| format!("{name} {}", n.load(Ordering::Relaxed)))
+        .collect();
+    let fake_totals = format!(
+        "{} requests on {} connections; faults: {}",
+        fake.request_count(),
+        fake.connections(),
+        faults.join(", ")
+    );
+    drop(fake);
 
     // The report.
     let answered: u64 = load.statuses.values().sum();
@@ -290,6 +317,21 @@ fn relay_binary() -> Result<PathBuf, String> {
     }
 }
 
+/// Prints how much the relay wrote on stderr; returns its panic lines.
+fn panic_lines(relay: &Relay) -> u64 {
+    let stderr = relay.stderr();
+    let first = stderr.lines().next().unwrap_or("-");
+    println!(
+        "relay stderr        {} lines; first: {first}",
+        stderr.lines().count()
+    );
+    let panics: Vec<&str> = stderr.lines().filter(|l| l.contains("panicked")).collect();
+    for line in &panics {
+        eprintln!("relay: {line}");
+    }
+    panics.len() as u64
+}
+
 // ---------------------------------------------------------------------------
 // A small random source (no dependency): xorshift64*, seeded per thread.
 
@@ -327,313 +369,48 @@ fn fnv(text: &str) -> u64 {
 }
 
 // ---------------------------------------------------------------------------
-// The fake OTX.
-
-/// What the fake counts.
-#[derive(Default)]
-struct OtxStats {
-    requests: AtomicU64,
-    faults: [AtomicU64; 6],
-    opened: AtomicU64,
-    closed: AtomicU64,
-    in_flight: AtomicUsize,
-    max_in_flight: AtomicUsize,
-}
+// The fake OTX: the harness's, with 50 ms of latency, the answers of
+// `answer_for` and one fault in `FAULT_ONE_IN`.
 
 const FAULT_NAMES: [&str; 6] = ["500", "503", "429", "reset", "slow head", "truncated"];
 
-impl OtxStats {
-    fn open_connections(&self) -> usize {
-        let opened = self.opened.load(Ordering::SeqCst);
-        opened.saturating_sub(self.closed.load(Ordering::SeqCst)) as usize
-    }
-
-    /// The highest number of requests in flight since the last call.
-    fn take_max_in_flight(&self) -> usize {
-        let now = self.in_flight.load(Ordering::SeqCst);
-        self.max_in_flight.swap(now, Ordering::SeqCst)
-    }
-
-    fn begin(&self) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        let n = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max_in_flight.fetch_max(n, Ordering::SeqCst);
-    }
-
-    fn end(&self) {
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-    }
-
-    fn summary(&self) -> String {
-        let faults: Vec<String> = FAULT_NAMES
-            .iter()
-            .zip(&self.faults)
-            .map(|(name, n)| format!("{name} {}", n.load(Ordering::Relaxed)))
-            .collect();
-        format!(
-            "{} requests on {} connections; faults: {}",
-            self.requests.load(Ordering::Relaxed),
-            self.opened.load(Ordering::Relaxed),
-            faults.join(", ")
-        )
-    }
-}
-
-struct FakeOtx {
-    url: String,
-    stats: Arc<OtxStats>,
-    stop: Arc<AtomicBool>,
-    acceptor: JoinHandle<()>,
-}
-
-impl FakeOtx {
-    fn start() -> Result<FakeOtx, String> {
-        let listener =
-            TcpListener::bind("127.0.0.1:0").map_err(|e| format!("fake OTX: bind: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let stats = Arc::new(OtxStats::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let acceptor = {
-            let (stats, stop) = (Arc::clone(&stats), Arc::clone(&stop));
-            thread::spawn(move || accept_loop(&listener, &stats, &stop))
+/// Programs `fake`; returns the count of each fault, by `FAULT_NAMES`.
+fn program(fake: &FakeOtx) -> Arc<[AtomicU64; 6]> {
+    let faults = Arc::new([(); 6].map(|()| AtomicU64::new(0)));
+    let counts = Arc::clone(&faults);
+    let rng = Mutex::new(Rng::new(0));
+    fake.set_latency(LATENCY);
+    fake.fallback(move |request| {
+        let answer = answer_for(request);
+        let fault = {
+            let mut rng = rng.lock().unwrap();
+            (rng.below(FAULT_ONE_IN) == 0).then(|| rng.below(6) as usize)
         };
-        Ok(FakeOtx {
-            url: format!("http://{addr}"),
-            stats,
-            stop,
-            acceptor,
-        })
-    }
-
-    fn stop(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept.
-        let _ = TcpStream::connect(self.url.trim_start_matches("http://"));
-        let _ = self.acceptor.join();
-    }
-}
-
-fn accept_loop(listener: &TcpListener, stats: &Arc<OtxStats>, stop: &AtomicBool) {
-    for (n, stream) in listener.incoming().enumerate() {
-        if stop.load(Ordering::SeqCst) {
-            return;
-        }
-        let Ok(stream) = stream else {
-            thread::sleep(Duration::from_millis(10));
-            continue;
+        let Some(kind) = fault else {
+            return answer;
         };
-        stats.opened.fetch_add(1, Ordering::SeqCst);
-        let shared = Arc::clone(stats);
-        let spawned = thread::Builder::new()
-            .name(format!("fake-otx-{n}"))
-            .stack_size(128 * 1024)
-            .spawn(move || {
-                serve_connection(stream, &shared, Rng::new(n as u64));
-                shared.closed.fetch_add(1, Ordering::SeqCst);
-            });
-        if spawned.is_err() {
-            // The stream was moved into the closure and dropped with it.
-            stats.closed.fetch_add(1, Ordering::SeqCst);
+        counts[kind].fetch_add(1, Ordering::Relaxed);
+        match kind {
+            0 => Reply::status(500),
+            1 => Reply::status(503),
+            2 => Reply::status(429),
+            // RST instead of FIN: the relay sees a reset before the head.
+            3 => answer.with_fault(Fault::ResetBeforeHead),
+            // Hold the head past the relay's timeout (a close ends the
+            // wait). The relay gives up AVOTX_TIMEOUT after it sent the
+            // request: a little before that, the request stops counting as
+            // in flight, so that the count never depends on how soon the
+            // relay's close wakes the fake.
+            4 => Reply {
+                in_flight_for: Some(Duration::from_millis(OTX_TIMEOUT_SECS * 1000 - 150)),
+                ..answer.with_head_delay(Duration::from_millis(OTX_TIMEOUT_SECS * 1000 + 450))
+            },
+            _ => answer
+                .with_fault(Fault::TruncateBody)
+                .with_header("Connection", "close"),
         }
-    }
-}
-
-/// One OTX answer.
-struct Answer {
-    status: u16,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(status: u16, value: &Value) -> Answer {
-        Answer {
-            status,
-            body: value.to_string().into_bytes(),
-        }
-    }
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Unknown",
-    }
-}
-
-/// Serves one keep-alive connection until the relay closes it (or 120 s of
-/// silence, which only bounds a thread that something forgot).
-fn serve_connection(stream: TcpStream, stats: &OtxStats, mut rng: Rng) {
-    let _ = stream.set_nodelay(true);
-    let idle = Duration::from_secs(120);
-    let _ = stream.set_read_timeout(Some(idle));
-    let Ok(read_half) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(read_half);
-    let mut writer = stream;
-    // Bounded: a connection serves at most this many requests.
-    for _ in 0..1_000_000 {
-        let Some(target) = read_request(&mut reader) else {
-            return;
-        };
-        stats.begin();
-        thread::sleep(LATENCY);
-        let answer = answer_for(&target);
-        let fault = (rng.below(FAULT_ONE_IN) == 0).then(|| rng.below(6) as usize);
-        if let Some(kind) = fault {
-            stats.faults[kind].fetch_add(1, Ordering::Relaxed);
-        }
-        let keep = match fault {
-            Some(0) => send(&mut writer, stats, &err_answer(500), false),
-            Some(1) => send(&mut writer, stats, &err_answer(503), false),
-            Some(2) => send(&mut writer, stats, &err_answer(429), false),
-            Some(3) => {
-                // RST instead of FIN: the relay sees a reset before the head.
-                // No shutdown (it would send a FIN): both handles close here.
-                stats.end();
-                set_linger_zero(&writer);
-                return;
-            }
-            Some(4) => {
-                // Hold the head past the relay's timeout. The relay gives up
-                // AVOTX_TIMEOUT after it sent the request (the latency above
-                // included): a little before that, the request stops
-                // counting as in flight, so that the count never depends on
-                // how soon the relay's close wakes this thread. A close
-                // ends the wait at once.
-                let gives_up = Duration::from_secs(OTX_TIMEOUT_SECS)
-                    .saturating_sub(LATENCY + Duration::from_millis(150));
-                if !wait_for_close(&mut reader, gives_up) {
-                    stats.end();
-                    return;
-                }
-                stats.end();
-                if !wait_for_close(&mut reader, Duration::from_millis(650)) {
-                    return;
-                }
-                let _ = reader.get_ref().set_read_timeout(Some(idle));
-                write_answer(&mut writer, &answer, false)
-            }
-            Some(_) => send(&mut writer, stats, &answer, true),
-            None => send(&mut writer, stats, &answer, false),
-        };
-        if !keep {
-            let _ = writer.shutdown(Shutdown::Both);
-            return;
-        }
-    }
-}
-
-fn err_answer(status: u16) -> Answer {
-    Answer::json(status, &json!({"detail": reason(status)}))
-}
-
-/// Waits up to `wait` for the relay to close the connection; true when it
-/// is still open (and silent) after it.
-fn wait_for_close(reader: &mut BufReader<TcpStream>, wait: Duration) -> bool {
-    if reader.get_ref().set_read_timeout(Some(wait)).is_err() {
-        return false;
-    }
-    let mut byte = [0u8; 1];
-    // Bytes while waiting (a pipelined request) or an error also end the
-    // connection: it is of no further use.
-    matches!(reader.read(&mut byte), Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut))
-}
-
-/// Writes `answer` (only half its body when `truncate`, then closes). The
-/// request stops counting as in flight just before its last bytes go out:
-/// the relay cannot start another request on its behalf before that.
-fn send(writer: &mut TcpStream, stats: &OtxStats, answer: &Answer, truncate: bool) -> bool {
-    stats.end();
-    write_answer(writer, answer, truncate)
-}
-
-/// Writes `answer`; whether the connection may serve another request.
-fn write_answer(writer: &mut TcpStream, answer: &Answer, truncate: bool) -> bool {
-    let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         Connection: {}\r\n\r\n",
-        answer.status,
-        reason(answer.status),
-        answer.body.len(),
-        if truncate { "close" } else { "keep-alive" }
-    );
-    let body = if truncate {
-        &answer.body[..answer.body.len() / 2]
-    } else {
-        &answer.body[..]
-    };
-    let mut message = head.into_bytes();
-    message.extend_from_slice(body);
-    writer
-        .write_all(&message)
-        .and_then(|()| writer.flush())
-        .is_ok()
-        && !truncate
-}
-
-/// Reads one request head (GETs have no body); returns its target.
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<String> {
-    let mut target = None;
-    let mut size = 0;
-    loop {
-        let mut line = String::new();
-        let n = reader.by_ref().take(16 * 1024).read_line(&mut line).ok()?;
-        size += n;
-        if n == 0 || size > 64 * 1024 {
-            return None;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            if target.is_some() {
-                return target;
-            }
-            continue;
-        }
-        if target.is_none() {
-            target = Some(line.split(' ').nth(1)?.to_owned());
-        }
-    }
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(text: &str) -> String {
-    text.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<String> {
-    let bytes: Option<Vec<u8>> = (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect();
-    String::from_utf8(bytes?).ok()
+    });
+    faults
 }
 
 /// OTX's `base_indicator.type` for a section.
@@ -651,16 +428,15 @@ fn base_type(section: &str) -> &'static str {
 /// The fake's OTX: `/user/me`, `/general` (0, 0, 1 or 2 pulses per value,
 /// stable) and pulse pages (one or two pages; the pulse id carries the
 /// value, hex-encoded, so the page can list it).
-fn answer_for(target: &str) -> Answer {
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+fn answer_for(request: &Recorded) -> Reply {
+    let segments: Vec<&str> = request.path.trim_start_matches('/').split('/').collect();
     match segments[..] {
-        ["api", "v1", "user", "me"] => Answer::json(200, &json!({"username": "soak"})),
+        ["api", "v1", "user", "me"] => Reply::json(json!({"username": "soak"})),
         ["api", "v1", "indicators", section, value, "general"] => {
             let value = percent_decode(value);
             let pulses = [0, 0, 1, 2][(fnv(&value) % 4) as usize];
             if pulses == 0 && fnv(&value).is_multiple_of(8) {
-                return err_answer(404);
+                return Reply::status(404);
             }
             let kind = base_type(section);
             let pulses: Vec<Value> = (0..pulses)
@@ -676,27 +452,21 @@ fn answer_for(target: &str) -> Answer {
                     })
                 })
                 .collect();
-            Answer::json(
-                200,
-                &json!({
-                    "indicator": value,
-                    "base_indicator": {"indicator": value, "type": kind},
-                    "pulse_info": {"count": pulses.len(), "pulses": pulses},
-                    "validation": [],
-                    "false_positive": [],
-                }),
-            )
+            Reply::json(json!({
+                "indicator": value,
+                "base_indicator": {"indicator": value, "type": kind},
+                "pulse_info": {"count": pulses.len(), "pulses": pulses},
+                "validation": [],
+                "false_positive": [],
+            }))
         }
         ["api", "v1", "pulses", id, "indicators"] => {
             let id = percent_decode(id);
             let Some(value) = id.split_once('-').and_then(|(_, h)| unhex(h)) else {
-                return err_answer(404);
+                return Reply::status(404);
             };
-            let page: u32 = query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("page="))
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(1);
+            let page = request.query_param("page");
+            let page: u32 = page.and_then(|p| p.parse().ok()).unwrap_or(1);
             let two_pages = fnv(&id).is_multiple_of(3);
             let filler = |i: u32| json!({"indicator": format!("filler-{i}.example"), "created": "2019-01-01T00:00:00", "expiration": null});
             let (results, next) = if two_pages && page == 1 {
@@ -710,203 +480,10 @@ fn answer_for(target: &str) -> Answer {
                 }));
                 (r, Value::Null)
             };
-            Answer::json(
-                200,
-                &json!({"count": results.len(), "results": results, "next": next}),
-            )
+            Reply::json(json!({"count": results.len(), "results": results, "next": next}))
         }
-        _ => err_answer(404),
+        _ => Reply::status(404),
     }
-}
-
-/// Makes the coming close of `stream` send RST instead of FIN (std has no
-/// stable `set_linger`).
-fn set_linger_zero(stream: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    use std::os::raw::{c_int, c_void};
-    #[repr(C)]
-    struct Linger {
-        l_onoff: c_int,
-        l_linger: c_int,
-    }
-    extern "C" {
-        fn setsockopt(s: c_int, level: c_int, name: c_int, v: *const c_void, len: u32) -> c_int;
-    }
-    const SOL_SOCKET: c_int = 1;
-    const SO_LINGER: c_int = 13;
-    let linger = Linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid socket and a pointer to a live `struct linger` of the
-    // size passed.
-    unsafe {
-        setsockopt(
-            stream.as_raw_fd(),
-            SOL_SOCKET,
-            SO_LINGER,
-            std::ptr::addr_of!(linger).cast(),
-            std::mem::size_of::<Linger>() as u32,
-        );
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The relay process.
-
-struct RelayProcess {
-    child: Child,
-    pid: u32,
-    url: String,
-    stderr: Arc<Mutex<StderrLog>>,
-    readers: Vec<JoinHandle<()>>,
-}
-
-/// What the relay printed on stderr: panics counted, a few lines kept.
-#[derive(Default)]
-struct StderrLog {
-    lines: u64,
-    panics: u64,
-    samples: Vec<String>,
-}
-
-impl RelayProcess {
-    fn start(
-        binary: &PathBuf,
-        otx_url: &str,
-        env: &[(&str, &str)],
-    ) -> Result<RelayProcess, String> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free port: {e}"))?
-            .port();
-        let mut child = Command::new(binary)
-            .env_clear()
-            .env("HOST", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env("SECRET_KEY", SECRET)
-            .env("AVOTX_URL", otx_url)
-            .env("CACHE_TTL", "0")
-            .env("AVOTX_TIMEOUT", OTX_TIMEOUT_SECS.to_string())
-            .env("AVOTX_CONCURRENCY", OTX_CONCURRENCY.to_string())
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-        let pid = child.id();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let stderr_pipe = child.stderr.take().ok_or("no stderr")?;
-        let stderr = Arc::new(Mutex::new(StderrLog::default()));
-        // The access log is drained and dropped, only the start line is read.
-        let out_reader = thread::spawn(move || {
-            let mut ready = Some(ready_tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if line.contains(" listening on http://") {
-                    if let Some(tx) = ready.take() {
-                        let _ = tx.send(());
-                    }
-                }
-            }
-        });
-        let err_reader = {
-            let stderr = Arc::clone(&stderr);
-            thread::spawn(move || {
-                for line in BufReader::new(stderr_pipe).lines() {
-                    let Ok(line) = line else { break };
-                    let mut log = stderr.lock().unwrap();
-                    log.lines += 1;
-                    if line.contains("panicked") {
-                        log.panics += 1;
-                        eprintln!("relay: {line}");
-                    }
-                    if log.samples.len() < 5 {
-                        log.samples.push(line);
-                    }
-                }
-            })
-        };
-        let mut relay = RelayProcess {
-            child,
-            pid,
-            url: format!("http://127.0.0.1:{port}"),
-            stderr,
-            readers: vec![out_reader, err_reader],
-        };
-        if ready_rx.recv_timeout(Duration::from_secs(10)).is_err() {
-            let _ = relay.child.kill();
-            let _ = relay.child.wait();
-            return Err("the relay printed no `listening on` line within 10 s".into());
-        }
-        Ok(relay)
-    }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// SIGTERM, then up to 15 s for a clean exit; the exit status as text.
-    fn stop(&mut self) -> Option<String> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let status = loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => break Some(status.to_string()),
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
-                _ => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    break None;
-                }
-            }
-        };
-        for reader in self.readers.drain(..) {
-            let _ = reader.join();
-        }
-        status
-    }
-
-    fn panics(&self) -> u64 {
-        let log = self.stderr.lock().unwrap();
-        println!(
-            "relay stderr        {} lines; first: {}",
-            log.lines,
-            log.samples.first().map_or("-", String::as_str)
-        );
-        log.panics
-    }
-}
-
-/// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`).
-fn status_kb(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
-}
-
-fn rss_kb(pid: u32) -> Option<u64> {
-    status_kb(pid, "VmRSS")
-}
-
-/// Resets the kernel's peak-RSS mark (`VmHWM`) of `pid`, so that the next
-/// read gives the peak of one phase exactly, between two 1 s samples too.
-fn reset_peak(pid: u32) -> bool {
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
-}
-
-fn fd_count(pid: u32) -> Option<usize> {
-    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
 
 /// Samples the relay's RSS and open fds every second; prints a line every
@@ -932,7 +509,7 @@ impl Monitor {
                     if stop.load(Ordering::SeqCst) {
                         return;
                     }
-                    let (Some(rss), Some(fds)) = (rss_kb(pid), fd_count(pid)) else {
+                    let (Some(rss), Some(fds)) = (status_kib(pid, "VmRSS"), fd_count(pid)) else {
                         return;
                     };
                     peak_kb.fetch_max(rss, Ordering::SeqCst);
@@ -960,7 +537,7 @@ impl Monitor {
     /// 1 s sample.
     fn take_peak(&self, pid: u32) -> u64 {
         let sampled = self.peak_kb.swap(0, Ordering::SeqCst);
-        match status_kb(pid, "VmHWM") {
+        match status_kib(pid, "VmHWM") {
             Some(hwm) if self.hwm_resets => {
                 reset_peak(pid);
                 hwm.max(sampled)
@@ -987,16 +564,15 @@ impl Monitor {
 // ---------------------------------------------------------------------------
 // The clients.
 
-fn bearer() -> String {
-    let exp = SystemTime::now()
+/// `Bearer <token>` for the soak's tenant, valid for an hour.
+fn auth() -> String {
+    let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
-        + 3600;
-    format!(
-        "Bearer {}",
-        otx_relay::auth::mint(SECRET.as_bytes(), OTX_KEY, None, Some(exp))
-    )
+        .unwrap_or_default();
+    bearer(&jwt(
+        SECRET,
+        &json!({"key": KEY, "exp": now.as_secs() + 3600}),
+    ))
 }
 
 fn agent(timeout: Duration) -> ureq::Agent {
@@ -1027,17 +603,9 @@ fn observable_pool() -> Vec<Value> {
     pool
 }
 
-struct ClientTally {
-    statuses: BTreeMap<u16, u64>,
-    by_path: BTreeMap<&'static str, u64>,
-    error_codes: BTreeMap<String, u64>,
-    transport_errors: u64,
-    transport_samples: Vec<String>,
-    latencies_ms: Vec<u32>,
-    max_ms_by_path: BTreeMap<&'static str, u64>,
-}
-
-struct Load {
+/// What clients saw: each client's own, then all of them merged.
+#[derive(Default)]
+struct Tally {
     sent: u64,
     elapsed: Duration,
     statuses: BTreeMap<u16, u64>,
@@ -1049,14 +617,14 @@ struct Load {
     max_ms_by_path: BTreeMap<&'static str, u64>,
 }
 
-impl Load {
-    fn run(url: &str, seconds: u64, concurrency: usize, max_requests: u64) -> Load {
+impl Tally {
+    fn run(url: &str, seconds: u64, concurrency: usize, max_requests: u64) -> Tally {
         let started = Instant::now();
         let deadline = started + Duration::from_secs(seconds);
         let issued = Arc::new(AtomicU64::new(0));
         let pool = Arc::new(observable_pool());
-        let auth = Arc::new(bearer());
-        let clients: Vec<JoinHandle<ClientTally>> = (0..concurrency)
+        let auth = Arc::new(auth());
+        let clients: Vec<JoinHandle<Tally>> = (0..concurrency)
             .map(|n| {
                 let (url, issued, pool, auth) = (
                     url.to_owned(),
@@ -1070,17 +638,7 @@ impl Load {
                     .expect("spawn a client thread")
             })
             .collect();
-        let mut load = Load {
-            sent: 0,
-            elapsed: Duration::ZERO,
-            statuses: BTreeMap::new(),
-            by_path: BTreeMap::new(),
-            error_codes: BTreeMap::new(),
-            transport_errors: 0,
-            transport_samples: Vec::new(),
-            latencies_ms: Vec::new(),
-            max_ms_by_path: BTreeMap::new(),
-        };
+        let mut load = Tally::default();
         for c in clients {
             let Ok(t) = c.join() else {
                 load.transport_errors += 1;
@@ -1096,11 +654,9 @@ impl Load {
                 *load.error_codes.entry(k).or_default() += n;
             }
             load.transport_errors += t.transport_errors;
-            for s in t.transport_samples {
-                if load.transport_samples.len() < 5 {
-                    load.transport_samples.push(s);
-                }
-            }
+            let room = 5 - load.transport_samples.len().min(5);
+            load.transport_samples
+                .extend(t.transport_samples.into_iter().take(room));
             load.latencies_ms.extend(t.latencies_ms);
             for (k, ms) in t.max_ms_by_path {
                 let max = load.max_ms_by_path.entry(k).or_default();
@@ -1130,18 +686,10 @@ fn client(
     max_requests: u64,
     pool: &[Value],
     auth: &str,
-) -> ClientTally {
+) -> Tally {
     let agent = agent(CLIENT_TIMEOUT);
     let mut rng = Rng::new(1000 + n as u64);
-    let mut tally = ClientTally {
-        statuses: BTreeMap::new(),
-        by_path: BTreeMap::new(),
-        error_codes: BTreeMap::new(),
-        transport_errors: 0,
-        transport_samples: Vec::new(),
-        latencies_ms: Vec::new(),
-        max_ms_by_path: BTreeMap::new(),
-    };
+    let mut tally = Tally::default();
     while Instant::now() < deadline && issued.fetch_add(1, Ordering::SeqCst) < max_requests {
         let roll = rng.below(100);
         let path = match roll {
@@ -1227,7 +775,7 @@ fn big_request(url: &str, count: usize) -> BigResult {
     let started = Instant::now();
     let result = agent(Duration::from_secs(BIG_DEADLINE_SECS + 60))
         .post(format!("{url}/observe/observables"))
-        .header("Authorization", &bearer())
+        .header("Authorization", &auth())
         .header("Content-Type", "application/json")
         .send(&body[..])
         .and_then(|mut r| {
