@@ -8,20 +8,28 @@ use crate::error::RelayError;
 use crate::http::Request;
 use crate::jwks::Jwks;
 use crate::otx::Otx;
+use crate::tiles::Walks;
 
-/// What every handler shares: the configuration, the OTX client and the
-/// keys of XDR's tokens.
+/// What every handler shares: the configuration, the OTX client, the keys
+/// of XDR's tokens and the tiles' walks.
 pub struct App {
     pub config: Config,
     pub otx: Otx,
     pub jwks: Jwks,
+    pub walks: Walks,
 }
 
 impl App {
     pub fn new(config: Config) -> Result<App, String> {
         let otx = Otx::new(&config)?;
         let jwks = Jwks::new(&config)?;
-        Ok(App { config, otx, jwks })
+        let walks = Walks::new(config.tile_cache_ttl, config.tile_max_pulses);
+        Ok(App {
+            config,
+            otx,
+            jwks,
+            walks,
+        })
     }
 
     /// The claims of the request's Bearer JWT, checked against `SECRET_KEY` now.

@@ -40,6 +40,9 @@ pub struct Claims {
     pub key: String,
     /// `CTR_ENTITIES_LIMIT` from the token, already normalised.
     pub entities_limit: Option<usize>,
+    /// `respond_pulse_id`: the OTX pulse respond actions add to (SPEC §12),
+    /// when the token names one as 24 hex digits (anything else: none).
+    pub respond_pulse_id: Option<String>,
 }
 
 impl std::fmt::Debug for Claims {
@@ -48,6 +51,7 @@ impl std::fmt::Debug for Claims {
         f.debug_struct("Claims")
             .field("key", &"<redacted>")
             .field("entities_limit", &self.entities_limit)
+            .field("respond_pulse_id", &self.respond_pulse_id)
             .finish()
     }
 }
@@ -185,10 +189,21 @@ fn claims(payload: &Map<String, Value>, now: f64) -> Result<Claims, RelayError> 
     if !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(RelayError::OtxAuth);
     }
+    let respond_pulse_id = payload
+        .get("respond_pulse_id")
+        .and_then(Value::as_str)
+        .filter(|id| is_pulse_id(id))
+        .map(str::to_owned);
     Ok(Claims {
         key,
         entities_limit,
+        respond_pulse_id,
     })
+}
+
+/// An OTX pulse id: 24 hex digits.
+pub fn is_pulse_id(id: &str) -> bool {
+    id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The `CTR_ENTITIES_LIMIT` claim, as Python's `int()` reads it: a string
@@ -212,13 +227,25 @@ fn limit_claim(value: &Value) -> usize {
     }
 }
 
-/// Mints a token for `key` (the `token` subcommand).
-pub fn mint(secret: &[u8], key: &str, limit: Option<usize>, expires_at: Option<u64>) -> String {
+/// What the `token` subcommand puts in a token beside the key.
+#[derive(Debug, Clone, Default)]
+pub struct Mint {
+    pub limit: Option<usize>,
+    pub expires_at: Option<u64>,
+    pub pulse_id: Option<String>,
+}
+
+/// Mints an HS256 token for `key` (the `token` subcommand).
+pub fn mint(secret: &[u8], key: &str, extra: &Mint) -> String {
     let mut payload = Map::new();
     payload.insert("key".to_owned(), json!(key));
-    if let Some(limit) = limit {
+    if let Some(limit) = extra.limit {
         payload.insert("CTR_ENTITIES_LIMIT".to_owned(), json!(limit));
     }
+    if let Some(pulse_id) = &extra.pulse_id {
+        payload.insert("respond_pulse_id".to_owned(), json!(pulse_id));
+    }
+    let expires_at = extra.expires_at;
     if let Some(exp) = expires_at {
         payload.insert("exp".to_owned(), json!(exp));
     }
@@ -433,13 +460,40 @@ mod tests {
 
     #[test]
     fn mint_roundtrips() {
-        let t = mint(SECRET, "the-key", Some(10), Some(NOW as u64 + 100));
+        let extra = Mint {
+            limit: Some(10),
+            expires_at: Some(NOW as u64 + 100),
+            pulse_id: Some("0123456789abcdef01234567".to_owned()),
+        };
+        let t = mint(SECRET, "the-key", &extra);
         check(
             Some(&format!("Bearer {t}")),
             Some(SECRET),
             Ok(("the-key", Some(10))),
         );
-        let expired = mint(SECRET, "the-key", None, Some(NOW as u64 - 1000));
+        let claims = verify(Some(&format!("Bearer {t}")), Some(SECRET), NOW).expect("valid");
+        assert_eq!(
+            claims.respond_pulse_id.as_deref(),
+            Some("0123456789abcdef01234567")
+        );
+        // Anything but 24 hex digits names no pulse.
+        for bad in [
+            json!("0123456789abcdef0123456"),
+            json!("0123456789abcdef0123456g"),
+            json!(5),
+        ] {
+            let t = format!(
+                "Bearer {}",
+                hs256(json!({"key": "k", "respond_pulse_id": bad}))
+            );
+            let claims = verify(Some(&t), Some(SECRET), NOW).expect("valid");
+            assert_eq!(claims.respond_pulse_id, None);
+        }
+        let extra = Mint {
+            expires_at: Some(NOW as u64 - 1000),
+            ..Mint::default()
+        };
+        let expired = mint(SECRET, "the-key", &extra);
         check(
             Some(&format!("Bearer {expired}")),
             Some(SECRET),

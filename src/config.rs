@@ -32,6 +32,8 @@ pub const MAX_CACHE_ENTRIES: u64 = 100_000_000;
 pub const MAX_OTX_BODY: u64 = 4_294_967_296;
 /// `OTX_MALICIOUS_PULSES`.
 pub const MAX_MALICIOUS_PULSES: u64 = 1_000_000;
+/// `TILE_MAX_PULSES`.
+pub const MAX_TILE_PULSES: u64 = 1_000_000;
 /// `SSL_CERT_FILE`: 4 MiB, ten times the Mozilla bundle.
 pub const MAX_CA_FILE: u64 = 4 * 1024 * 1024;
 /// `VERDICT_VALID_DAYS`: ten years.
@@ -72,6 +74,11 @@ pub struct Config {
     pub jwks_hosts: Vec<String>,
     /// `JWKS_TTL`: how long fetched keys are trusted.
     pub jwks_ttl: Duration,
+    /// `TILE_CACHE_TTL`: how long one subscribed-pulses walk serves the
+    /// tiles of a tenant and period.
+    pub tile_cache_ttl: Duration,
+    /// `TILE_MAX_PULSES`: the most pulses one walk reads.
+    pub tile_max_pulses: usize,
 }
 
 /// The default `JWKS_HOSTS`: Cisco's three visibility hosts (SPEC §9).
@@ -231,6 +238,18 @@ impl Config {
                 3600,
                 MAX_SECONDS,
             )?),
+            tile_cache_ttl: Duration::from_secs(positive(
+                "TILE_CACHE_TTL",
+                var("TILE_CACHE_TTL"),
+                600,
+                MAX_SECONDS,
+            )?),
+            tile_max_pulses: positive(
+                "TILE_MAX_PULSES",
+                var("TILE_MAX_PULSES"),
+                1000,
+                MAX_TILE_PULSES,
+            )? as usize,
         })
     }
 }

@@ -20,6 +20,7 @@ use crate::http::{Reply, Request};
 use crate::observable::{parse_body, Observable};
 use crate::otx::{self, Session};
 use crate::verdict;
+use crate::{respond, tiles};
 
 /// `POST /version`.
 pub fn version() -> Reply {
@@ -89,6 +90,147 @@ pub fn deliberate(app: &Arc<App>, request: &Request) -> Reply {
     lookup(app, request, Mode::Deliberate)
 }
 
+/// The deadline of a request's OTX work, a little before its answer is
+/// due so that what it gathered (and its timeout error) is in the answer
+/// rather than racing it.
+fn work_deadline(app: &App, answer_by: Instant) -> Instant {
+    let margin = (app.config.deadline / 10).min(Duration::from_millis(300));
+    answer_by - margin
+}
+
+/// `POST /tiles` (any body): the tiles the relay offers.
+pub fn tiles(app: &App, request: &Request) -> Reply {
+    match app.authorize(request) {
+        Ok(_) => Reply::data(&tiles::TILES[..]),
+        Err(e) => Reply::error(e),
+    }
+}
+
+/// `POST /tiles/tile` `{"tile_id"}`: one tile.
+pub fn tile(app: &App, request: &Request) -> Reply {
+    let tile = match tile_request(&request.body, false).and_then(|(id, _)| tiles::find(&id)) {
+        Ok(tile) => tile,
+        Err(e) => return Reply::error(e),
+    };
+    match app.authorize(request) {
+        Ok(_) => Reply::data(tile),
+        Err(e) => Reply::error(e),
+    }
+}
+
+/// `POST /tiles/tile-data` `{"tile_id", "period"}`: a tile's data, from
+/// the tenant's walk of that period (cached, shared, or made now within
+/// `RELAY_DEADLINE`).
+pub fn tile_data(app: &App, request: &Request) -> Reply {
+    let checked = tile_request(&request.body, true).and_then(|(id, period)| {
+        let tile = tiles::find(&id)?;
+        Ok((
+            tile,
+            tiles::period(tile, period.as_deref().unwrap_or_default())?,
+        ))
+    });
+    let (tile, period) = match checked {
+        Ok(checked) => checked,
+        Err(e) => return Reply::error(e),
+    };
+    let claims = match app.authorize(request) {
+        Ok(claims) => claims,
+        Err(e) => return Reply::error(e),
+    };
+    let answer_by = Instant::now() + app.config.deadline;
+    let session = Session::new(&claims.key, work_deadline(app, answer_by));
+    let walk = app.walks.walk(&app.otx, &session, period);
+    let data = tiles::data(
+        tile,
+        period,
+        &walk,
+        &app.config.otx_url,
+        app.config.tile_cache_ttl,
+    );
+    let errors: Vec<RelayError> = walk.error.iter().cloned().collect();
+    let mut reply = Reply::ok(&envelope(Some(data), &errors));
+    reply.retries = session.retries();
+    reply
+}
+
+/// `{"tile_id"}` (and `"period"` when `with_period`), both strings.
+fn tile_request(body: &[u8], with_period: bool) -> Result<(String, Option<String>), RelayError> {
+    let expected = if with_period {
+        "Expected an object with a string tile_id and period."
+    } else {
+        "Expected an object with a string tile_id."
+    };
+    let invalid = || RelayError::InvalidPayload(expected.to_owned());
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| invalid())?;
+    let text = |name: &str| {
+        value
+            .get(name)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
+    let id = text("tile_id").ok_or_else(invalid)?;
+    let period = text("period");
+    if with_period && period.is_none() {
+        return Err(invalid());
+    }
+    Ok((id, period))
+}
+
+/// `POST /respond/observables`: the actions offered for the observables.
+pub fn respond_observables(app: &App, request: &Request) -> Reply {
+    let observables = match parse_body(&request.body) {
+        Ok(o) => o,
+        Err(e) => return Reply::error(e),
+    };
+    match app.authorize(request) {
+        Ok(claims) => Reply::data(respond::actions(
+            &observables,
+            claims.respond_pulse_id.as_deref(),
+        )),
+        Err(e) => Reply::error(e),
+    }
+}
+
+/// `POST /respond/trigger`: one action, written to OTX (never retried but
+/// on 429, so nothing is written twice).
+pub fn respond_trigger(app: &App, request: &Request) -> Reply {
+    #[derive(Serialize)]
+    struct Outcome {
+        status: &'static str,
+    }
+    let failure = |e: RelayError| Reply::ok(&envelope(Some(Outcome { status: "failure" }), &[e]));
+    let trigger = match respond::Trigger::parse(&request.body) {
+        Ok(trigger) => trigger,
+        Err(e) => return failure(e),
+    };
+    let claims = match app.authorize(request) {
+        Ok(claims) => claims,
+        Err(e) => return Reply::error(e),
+    };
+    let write = match trigger.plan(claims.respond_pulse_id.as_deref()) {
+        Ok(write) => write,
+        Err(e) => return failure(e),
+    };
+    let answer_by = Instant::now() + app.config.deadline;
+    let session = Session::new(&claims.key, work_deadline(app, answer_by));
+    let result = app.otx.pool().install(|| match &write {
+        respond::Write::SubmitUrl { url } => app.otx.submit_url(&session, url),
+        respond::Write::AddToPulse {
+            pulse_id,
+            indicator,
+            otx_type,
+        } => app
+            .otx
+            .add_to_pulse(&session, pulse_id, indicator, otx_type),
+    });
+    let mut reply = match result {
+        Ok(()) => Reply::data(Outcome { status: "success" }),
+        Err(e) => failure(e),
+    };
+    reply.retries = session.retries();
+    reply
+}
+
 fn lookup(app: &Arc<App>, request: &Request, mode: Mode) -> Reply {
     let observables = match parse_body(&request.body) {
         Ok(o) => o,
@@ -102,8 +244,7 @@ fn lookup(app: &Arc<App>, request: &Request, mode: Mode) -> Reply {
     // OTX work stops a little before the answer is due, so that what it
     // gathered (and its timeout error) is in the answer rather than racing it.
     let answer_by = Instant::now() + app.config.deadline;
-    let margin = (app.config.deadline / 10).min(Duration::from_millis(300));
-    let session = Arc::new(Session::new(&claims.key, answer_by - margin));
+    let session = Arc::new(Session::new(&claims.key, work_deadline(app, answer_by)));
 
     // Identical observables are asked once and answered once; types OTX
     // cannot be asked about are dropped.

@@ -16,8 +16,9 @@ otx-relay — Threat Response relay module for AlienVault OTX
 
 USAGE:
     otx-relay                 serve on $HOST:$PORT (default 0.0.0.0:9090)
-    otx-relay token --key KEY [--limit N] [--ttl SECONDS]
+    otx-relay token --key KEY [--limit N] [--ttl SECONDS] [--pulse-id ID]
                               print a JWT for Threat Response, signed with $SECRET_KEY
+                              (--pulse-id: the OTX pulse respond actions add to)
     otx-relay healthcheck     GET /watchdog on $HOST:$PORT (127.0.0.1 or ::1 when HOST is
                               unset or 0.0.0.0 or ::); exit 0 if it answers, 1 if not
     otx-relay module-type --url URL [--jwks-host HOST]
@@ -46,6 +47,8 @@ ENVIRONMENT (empty counts as unset):
     RELAY_AUDIENCE      this relay's public base URLs; set: accept XDR's RS256 tokens
     JWKS_HOSTS          hosts XDR tokens may name for their keys [the 3 Cisco visibility hosts]
     JWKS_TTL            seconds fetched keys are trusted    [3600]
+    TILE_CACHE_TTL      seconds one walk of subscribed pulses serves the tiles [600]
+    TILE_MAX_PULSES     most subscribed pulses one walk reads [1000]
 ";
 
 /// The longest `token --ttl`: 100 years, in seconds.
@@ -151,12 +154,21 @@ fn serve() -> Result<(), String> {
 }
 
 fn token(args: &[String]) -> Result<(), String> {
-    let (mut key, mut limit, mut ttl) = (None, None, None);
+    let (mut key, mut limit, mut ttl, mut pulse_id) = (None, None, None, None);
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--key" => key = Some(value()?.clone()),
+            "--pulse-id" => {
+                let v = value()?;
+                if !auth::is_pulse_id(v) {
+                    return Err(format!(
+                        "--pulse-id must be an OTX pulse id (24 hex digits), not '{v}'"
+                    ));
+                }
+                pulse_id = Some(v.to_ascii_lowercase());
+            }
             "--limit" => {
                 let v = value()?;
                 limit = Some(
@@ -213,7 +225,12 @@ fn token(args: &[String]) -> Result<(), String> {
                 .ok_or_else(|| format!("--ttl {t} puts the expiry past the end of time"))?,
         ),
     };
-    println!("{}", auth::mint(&secret, &key, limit, expires_at));
+    let extra = auth::Mint {
+        limit,
+        expires_at,
+        pulse_id,
+    };
+    println!("{}", auth::mint(&secret, &key, &extra));
     Ok(())
 }
 

@@ -6,15 +6,17 @@ use serde_json::{json, Value};
 /// The JWKS host of XDR's North American region, the default.
 pub const DEFAULT_JWKS_HOST: &str = "visibility.amp.cisco.com";
 
-/// Every API the relay serves, as XDR names them (no leading `/`). SPEC §10
-/// also lists `respond/…` and `tiles…`: they join this list (and the
-/// capabilities below) with the endpoints themselves, since XDR calls
-/// whatever a module type advertises.
-pub const SUPPORTED_APIS: [&str; 4] = [
+/// Every API the relay serves, as XDR names them (no leading `/`).
+pub const SUPPORTED_APIS: [&str; 9] = [
     "health",
     "observe/observables",
     "deliberate/observables",
     "refer/observables",
+    "respond/observables",
+    "respond/trigger",
+    "tiles",
+    "tiles/tile",
+    "tiles/tile-data",
 ];
 
 /// `--url` as XDR needs it: `https://`, or `http://` for a relay on this
@@ -50,9 +52,9 @@ pub fn document(url: &str, jwks_host: &str) -> Value {
     json!({
         "title": "AlienVault OTX",
         "default_name": "AlienVault OTX",
-        "short_description": "Threat intelligence from the AlienVault OTX community: pulses, sightings and verdicts.",
-        "description": "Looks up IPs, domains, URLs and file hashes in AlienVault Open Threat Exchange (OTX) and answers with the community pulses that contain them: sightings, indicators and relationships, and verdicts from OTX's pulse counts and validations, with links back to OTX. Served by otx-relay, one static binary.",
-        "tips": "The OTX API key is on your OTX account's settings page (https://otx.alienvault.com/settings), under \"OTX Key\": paste it into OTX API Key. Entities Limit caps the sightings (and indicators) returned per observable: 100 by default, at most 1000; lower it if investigations feel slow.",
+        "short_description": "Threat intelligence from the AlienVault OTX community: pulses, verdicts, dashboard tiles and response actions.",
+        "description": "Looks up IPs, domains, URLs and file hashes in AlienVault Open Threat Exchange (OTX) and answers with the community pulses that contain them: sightings, indicators and relationships, and verdicts from OTX's pulse counts and validations, with links back to OTX. Dashboard tiles show what the tenant's OTX subscriptions brought in; response actions submit a URL to OTX for analysis or add an observable to the team's pulse. Served by otx-relay, one static binary.",
+        "tips": "The OTX API key is on your OTX account's settings page (https://otx.alienvault.com/settings), under \"OTX Key\": paste it into OTX API Key. Entities Limit caps the sightings (and indicators) returned per observable: 100 by default, at most 1000; lower it if investigations feel slow. Pulse for respond actions is the 24-character id of a pulse you own (from its URL); leave it empty to offer no \"add to pulse\" action.",
         "external_references": [
             {"label": "Sign up for AlienVault OTX", "link": "https://otx.alienvault.com/accounts/signup"},
             {"label": "AlienVault OTX API documentation", "link": "https://otx.alienvault.com/api"}
@@ -61,13 +63,17 @@ pub fn document(url: &str, jwks_host: &str) -> Value {
             {"key": "custom_key", "type": "api_key", "label": "OTX API Key", "required": true,
              "tooltip": "The API key of your AlienVault OTX account (Settings, OTX Key)."},
             {"key": "custom_CTR_ENTITIES_LIMIT", "type": "integer", "label": "Entities Limit", "required": false,
-             "tooltip": "Most sightings returned per observable: 1 to 1000, 100 when empty."}
+             "tooltip": "Most sightings returned per observable: 1 to 1000, 100 when empty."},
+            {"key": "custom_respond_pulse_id", "type": "string", "label": "Pulse for respond actions", "required": false,
+             "tooltip": "Id of an OTX pulse you own (24 hex digits): \"Add to AlienVault OTX pulse\" adds observables to it."}
         ],
         "capabilities": [
             {"id": "health", "description": "Check that the OTX API key works."},
             {"id": "observe", "description": "Query AlienVault OTX for the pulses that contain observables."},
             {"id": "deliberate", "description": "Verdicts from AlienVault OTX pulse counts and validations."},
-            {"id": "refer", "description": "Links to the observables' pages on AlienVault OTX."}
+            {"id": "refer", "description": "Links to the observables' pages on AlienVault OTX."},
+            {"id": "respond", "description": "Submit URLs to AlienVault OTX; add observables to your pulse."},
+            {"id": "tiles", "description": "Dashboard tiles from your AlienVault OTX subscriptions."}
         ],
         "properties": {
             "url": url,

@@ -29,7 +29,7 @@ use crate::egress;
 use crate::error::RelayError;
 use crate::log;
 use crate::observable::{quote_path, Observable};
-use crate::pulse::{general_from_json, General, Record};
+use crate::pulse::{general_from_json, read_subscribed_page, General, Record, SubscribedPage};
 
 mod page;
 use page::{scan_page, Scan};
@@ -70,6 +70,11 @@ impl Session {
         }
     }
 
+    /// The tenant: a SHA-256 of the OTX key, for cache keys.
+    pub fn tenant(&self) -> &[u8; 32] {
+        &self.tenant
+    }
+
     /// Retries made so far (for the access log).
     pub fn retries(&self) -> u32 {
         self.retries.load(Ordering::Relaxed)
@@ -85,6 +90,24 @@ impl Session {
         h.update(url.as_bytes());
         h.finalize().into()
     }
+}
+
+/// Pulses per page of the subscribed-pulses walk (SPEC §11).
+pub const SUBSCRIBED_PAGE: u32 = 50;
+
+/// How an exchange may be retried (SPEC §4, §12): reads on 429, 502, 503,
+/// 504 and a reset before the answer; writes on 429 only.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    Read,
+    Write,
+}
+
+/// The methods of OTX writes.
+#[derive(Clone, Copy)]
+enum Write {
+    Post,
+    Patch,
 }
 
 /// The OTX client.
@@ -230,29 +253,73 @@ impl Otx {
     /// One GET with retries. Returns any answer that is not retried; the
     /// caller maps its status.
     fn send(&self, session: &Session, url: &str) -> Result<Response<Body>, RelayError> {
+        self.exchange(session, Retry::Read, |timeout| {
+            self.agent
+                .get(url)
+                .header("X-OTX-API-KEY", &session.key)
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
+                .call()
+        })
+    }
+
+    /// One write (`POST` or `PATCH`) of a JSON `body`: 2xx is success, any
+    /// other status maps as in SPEC §4. Retried only on 429, so nothing is
+    /// written twice.
+    fn write(
+        &self,
+        session: &Session,
+        method: Write,
+        url: &str,
+        body: &serde_json::Value,
+    ) -> Result<(), RelayError> {
+        let bytes = body.to_string();
+        let response = self.exchange(session, Retry::Write, |timeout| {
+            let request = match method {
+                Write::Post => self.agent.post(url),
+                Write::Patch => self.agent.patch(url),
+            };
+            request
+                .header("X-OTX-API-KEY", &session.key)
+                .header("Content-Type", "application/json")
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
+                .send(bytes.as_bytes())
+        })?;
+        match response.status().as_u16() {
+            200..=299 => Ok(()),
+            status => Err(status_error(status)),
+        }
+    }
+
+    /// `call` (given the time it may take) with the retries `retry` allows:
+    /// after a short backoff with jitter or the answer's `Retry-After`, at
+    /// most [`MAX_RETRIES`] times, never past the session's deadline.
+    fn exchange(
+        &self,
+        session: &Session,
+        retry: Retry,
+        call: impl Fn(Duration) -> Result<Response<Body>, ureq::Error>,
+    ) -> Result<Response<Body>, RelayError> {
         let mut attempt = 0;
         loop {
             let remaining = session.remaining();
             if remaining.is_zero() {
                 return Err(RelayError::Timeout);
             }
-            let result = self
-                .agent
-                .get(url)
-                .header("X-OTX-API-KEY", &session.key)
-                .config()
-                .timeout_global(Some(self.timeout.min(remaining)))
-                .build()
-                .call();
-            let (failure, retry_after) = match result {
-                Ok(response) => match response.status().as_u16() {
-                    429 | 502 | 503 | 504 => {
+            let (failure, retry_after) = match call(self.timeout.min(remaining)) {
+                Ok(response) => match (response.status().as_u16(), retry) {
+                    (429, _) | (502..=504, Retry::Read) => {
                         let status = response.status().as_u16();
                         (status_error(status), retry_after(&response))
                     }
                     _ => return Ok(response),
                 },
-                Err(e) if is_reset(&e) => (self.transport_error(session, e), None),
+                Err(e) if retry == Retry::Read && is_reset(&e) => {
+                    (self.transport_error(session, e), None)
+                }
                 Err(e) => return Err(self.transport_error(session, e)),
             };
             if attempt >= MAX_RETRIES {
@@ -265,6 +332,60 @@ impl Otx {
             std::thread::sleep(wait);
             attempt += 1;
             session.retries.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `POST /api/v1/indicators/submit_url`: ask OTX to analyse `url`.
+    pub fn submit_url(&self, session: &Session, url: &str) -> Result<(), RelayError> {
+        let endpoint = format!("{}/api/v1/indicators/submit_url", self.base);
+        self.write(
+            session,
+            Write::Post,
+            &endpoint,
+            &serde_json::json!({"url": url}),
+        )
+    }
+
+    /// `PATCH /api/v1/pulses/{pulse_id}`: add `indicator` (of OTX type
+    /// `otx_type`) to the pulse.
+    pub fn add_to_pulse(
+        &self,
+        session: &Session,
+        pulse_id: &str,
+        indicator: &str,
+        otx_type: &str,
+    ) -> Result<(), RelayError> {
+        let endpoint = format!("{}/api/v1/pulses/{}", self.base, quote_path(pulse_id));
+        let body = serde_json::json!({"indicators": {"add": [{"indicator": indicator, "type": otx_type}]}});
+        self.write(session, Write::Patch, &endpoint, &body)
+    }
+
+    /// One page (50 pulses) of `GET /api/v1/pulses/subscribed` modified
+    /// since `since` (`YYYY-MM-DDTHH:MM:SS`), read as it streams in: the
+    /// pulses' indicator lists are counted, never held.
+    pub fn subscribed(
+        &self,
+        session: &Session,
+        since: &str,
+        page: u32,
+    ) -> Result<SubscribedPage, RelayError> {
+        let url = format!(
+            "{}/api/v1/pulses/subscribed?limit={SUBSCRIBED_PAGE}&modified_since={}&page={page}",
+            self.base,
+            quote_path(since)
+        );
+        let response = self.send(session, &url)?;
+        match response.status().as_u16() {
+            200 => {
+                let reader = response
+                    .into_body()
+                    .into_with_config()
+                    .limit(self.max_body)
+                    .reader();
+                read_subscribed_page(BufReader::with_capacity(64 * 1024, reader))
+                    .map_err(|e| self.transport_error(session, ureq::Error::from(e)))
+            }
+            status => Err(status_error(status)),
         }
     }
 
@@ -349,13 +470,13 @@ fn shared<V: Clone + Send + Sync + 'static>(
     }
 }
 
-/// The SPEC's mapping of an OTX status that is not a success.
 /// An OTX answer that is not JSON (of the expected shape): the one place
 /// this message is written.
 fn not_json(why: impl std::fmt::Display) -> RelayError {
     RelayError::Oops(format!("the answer is not valid JSON ({why})"))
 }
 
+/// The SPEC's mapping of an OTX status that is not a success.
 pub fn status_error(status: u16) -> RelayError {
     match status {
         403 => RelayError::OtxAuth,

@@ -17,6 +17,8 @@ pub fn route(app: &Arc<App>, request: &Request) -> Reply {
         "/refer/observables" => "POST",
         "/version" => "POST",
         "/watchdog" => "GET",
+        "/tiles" | "/tiles/tile" | "/tiles/tile-data" => "POST",
+        "/respond/observables" | "/respond/trigger" => "POST",
         _ => return Reply::error(RelayError::NotFound),
     };
     if method != allowed {
@@ -28,6 +30,11 @@ pub fn route(app: &Arc<App>, request: &Request) -> Reply {
         "/deliberate/observables" => handlers::deliberate(app, request),
         "/refer/observables" => handlers::refer(app, request),
         "/version" => handlers::version(),
+        "/tiles" => handlers::tiles(app, request),
+        "/tiles/tile" => handlers::tile(app, request),
+        "/tiles/tile-data" => handlers::tile_data(app, request),
+        "/respond/observables" => handlers::respond_observables(app, request),
+        "/respond/trigger" => handlers::respond_trigger(app, request),
         _ => handlers::watchdog(request),
     }
 }

@@ -153,6 +153,8 @@ pub struct Recorded {
     pub query: String,
     /// Header names in lower case, values trimmed, in arrival order.
     pub headers: Headers,
+    /// The request body (de-chunked), empty for most reads.
+    pub body: Vec<u8>,
 }
 
 impl Recorded {
@@ -439,9 +441,9 @@ fn serve_connection(stream: TcpStream, state: &State) {
             }
         };
         let headers = parse_headers(&lines[1..]);
-        if read_body(&mut reader, &headers, false).is_err() {
+        let Ok(body) = read_body(&mut reader, &headers, false) else {
             return;
-        }
+        };
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         let keep_alive = !has_token(&headers, "connection", "close")
             && (version != "HTTP/1.0" || has_token(&headers, "connection", "keep-alive"));
@@ -450,6 +452,7 @@ fn serve_connection(stream: TcpStream, state: &State) {
             path: path.to_string(),
             query: query.to_string(),
             headers,
+            body,
         };
         lock(&state.log).push(request.clone());
         state.requests.fetch_add(1, Ordering::SeqCst);

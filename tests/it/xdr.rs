@@ -617,12 +617,28 @@ fn module_type_prints_the_document_and_checks_the_url() {
         .flatten()
         .filter_map(|c| c["id"].as_str())
         .collect();
-    assert_eq!(ids, ["health", "observe", "deliberate", "refer"]);
+    assert_eq!(
+        ids,
+        [
+            "health",
+            "observe",
+            "deliberate",
+            "refer",
+            "respond",
+            "tiles"
+        ]
+    );
+    assert_eq!(spec[2]["key"], "custom_respond_pulse_id");
+    assert_eq!(spec[2]["type"], "string");
+    assert_eq!(spec[2]["label"], "Pulse for respond actions");
+    assert_eq!(spec[2]["required"], false);
+    assert_eq!(spec.as_array().map(Vec::len), Some(3));
     assert_eq!(
         document["properties"],
         json!({
             "url": "https://relay.example.com",
-            "supported-apis": ["health", "observe/observables", "deliberate/observables", "refer/observables"],
+            "supported-apis": ["health", "observe/observables", "deliberate/observables", "refer/observables",
+                               "respond/observables", "respond/trigger", "tiles", "tiles/tile", "tiles/tile-data"],
             "auth-type": "configuration-token",
             "configuration-token-alg": "RS256",
             "custom_jwks_host": "visibility.amp.cisco.com",

@@ -1,0 +1,432 @@
+//! Dashboard tiles (SPEC §11): what the tenant's OTX subscriptions brought
+//! in over a period, from one walk of `/api/v1/pulses/subscribed`.
+//!
+//! A walk reads pages of 50 pulses (their indicator lists counted as they
+//! stream by, never held) until OTX has no more, `TILE_MAX_PULSES` or the
+//! request's deadline; it serves all four tiles of one (tenant, period) for
+//! `TILE_CACHE_TTL`, and identical concurrent walks share one. A walk cut
+//! short by an OTX failure or the deadline answers what it read plus the
+//! error, and is not cached.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::cache::Memo;
+use crate::ctim::pulse_uri;
+use crate::error::RelayError;
+use crate::otx::{Otx, Session};
+use crate::pulse::PulseSummary;
+use crate::time::{format_seconds, format_time, parse_otx_time};
+
+/// The periods every tile offers.
+pub const PERIODS: [&str; 3] = ["last_24_hours", "last_7_days", "last_30_days"];
+/// The period a dashboard starts with.
+pub const DEFAULT_PERIOD: &str = "last_7_days";
+
+/// A tile as `/tiles` and `/tiles/tile` describe it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tile {
+    pub default_period: &'static str,
+    pub description: &'static str,
+    pub id: &'static str,
+    pub periods: [&'static str; 3],
+    pub short_description: &'static str,
+    pub tags: [&'static str; 2],
+    pub title: &'static str,
+    #[serde(rename = "type")]
+    pub type_: &'static str,
+}
+
+const fn tile(
+    id: &'static str,
+    type_: &'static str,
+    title: &'static str,
+    short_description: &'static str,
+    description: &'static str,
+    tag: &'static str,
+) -> Tile {
+    Tile {
+        default_period: DEFAULT_PERIOD,
+        description,
+        id,
+        periods: PERIODS,
+        short_description,
+        tags: ["AlienVault OTX", tag],
+        title,
+        type_,
+    }
+}
+
+/// The four tiles, in the order `/tiles` lists them.
+pub const TILES: [Tile; 4] = [
+    tile(
+        "otx-activity-summary",
+        "metric_group",
+        "OTX subscriptions: activity",
+        "Pulses, indicators, adversaries and malware families from your OTX subscriptions",
+        "What the AlienVault OTX pulses you subscribe to brought in over the period: pulses modified, the indicators they hold, and the distinct adversaries and malware families they name.",
+        "summary",
+    ),
+    tile(
+        "otx-pulses-per-period",
+        "vertical_bar_chart",
+        "OTX subscriptions: pulses over time",
+        "Subscribed pulses modified per hour or per day",
+        "The AlienVault OTX pulses you subscribe to, counted by the UTC hour (last 24 hours) or day (7 and 30 days) they were last modified; empty hours and days included.",
+        "timeline",
+    ),
+    tile(
+        "otx-latest-pulses",
+        "markdown",
+        "OTX subscriptions: latest pulses",
+        "The 10 most recently modified subscribed pulses",
+        "The ten AlienVault OTX pulses from your subscriptions modified last, with their author, their indicator count and a link to each on OTX.",
+        "pulses",
+    ),
+    tile(
+        "otx-top-malware",
+        "donut_graph",
+        "OTX subscriptions: top malware",
+        "The malware families most named by subscribed pulses",
+        "The five malware families named by the most AlienVault OTX pulses of your subscriptions over the period, and all others together.",
+        "malware",
+    ),
+];
+
+/// The tile named `id`.
+pub fn find(id: &str) -> Result<&'static Tile, RelayError> {
+    TILES
+        .iter()
+        .find(|t| t.id == id)
+        .ok_or_else(|| RelayError::InvalidPayload(format!("Unknown tile_id {}.", quoted(id))))
+}
+
+/// `"text"`, JSON-quoted, for messages about what the client sent.
+fn quoted(text: &str) -> String {
+    Value::String(text.to_owned()).to_string()
+}
+
+/// A tile's period, checked.
+pub fn period(tile: &Tile, period: &str) -> Result<&'static str, RelayError> {
+    tile.periods
+        .iter()
+        .find(|p| **p == period)
+        .copied()
+        .ok_or_else(|| {
+            RelayError::InvalidPayload(format!(
+                "Unknown period {} for tile {}.",
+                quoted(period),
+                quoted(tile.id)
+            ))
+        })
+}
+
+/// The buckets of a period ending at `now` (seconds): one per UTC hour for
+/// `last_24_hours` (the current hour and the 23 before it), one per UTC day
+/// otherwise (today and the 6 or 29 days before). The period starts at the
+/// first bucket's start, so every pulse it holds falls in a bucket.
+fn buckets(period: &str, now: u64) -> (u64, u64, usize) {
+    match period {
+        "last_24_hours" => {
+            let hour = now - now % 3600;
+            (hour - 23 * 3600, 3600, 24)
+        }
+        "last_30_days" => {
+            let day = now - now % 86_400;
+            (day - 29 * 86_400, 86_400, 30)
+        }
+        _ => {
+            let day = now - now % 86_400;
+            (day - 6 * 86_400, 86_400, 7)
+        }
+    }
+}
+
+/// What one walk read.
+#[derive(Debug, Clone)]
+pub struct Walk {
+    /// Pulses modified in the period, as OTX listed them.
+    pub pulses: Vec<PulseSummary>,
+    /// Why the walk stopped early, if it did.
+    pub error: Option<RelayError>,
+    /// When it was made (seconds); tiles are computed as of then.
+    pub at: u64,
+}
+
+/// The walks, per tenant and period.
+pub struct Walks {
+    memo: Memo<Arc<Walk>>,
+    max_pulses: usize,
+}
+
+impl Walks {
+    pub fn new(ttl: Duration, max_pulses: usize) -> Walks {
+        Walks {
+            memo: Memo::new(ttl, 10_000),
+            max_pulses,
+        }
+    }
+
+    /// The walk of `period` for the session's tenant: cached, shared, or
+    /// made now.
+    pub fn walk(&self, otx: &Otx, session: &Session, period: &str) -> Arc<Walk> {
+        let mut key = Sha256::new();
+        key.update(session.tenant());
+        key.update(period.as_bytes());
+        let fetched = self.memo.get_or_fetch(key.finalize().into(), || {
+            let walk = Arc::new(self.fresh(otx, session, period));
+            // A walk cut short is answered, to everyone waiting on it, but
+            // not kept.
+            match walk.error {
+                None => Ok(walk),
+                Some(_) => Err(walk),
+            }
+        });
+        fetched.unwrap_or_else(|partial| partial)
+    }
+
+    fn fresh(&self, otx: &Otx, session: &Session, period: &str) -> Walk {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let (start, _, _) = buckets(period, now);
+        let since = format_seconds(start);
+        let mut walk = Walk {
+            pulses: Vec::new(),
+            error: None,
+            at: now,
+        };
+        for page in 1.. {
+            match otx.subscribed(session, &since, page) {
+                Ok(read) => {
+                    walk.pulses.extend(read.pulses);
+                    if walk.pulses.len() >= self.max_pulses {
+                        walk.pulses.truncate(self.max_pulses);
+                        break;
+                    }
+                    if !read.more {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    walk.error = Some(e);
+                    break;
+                }
+            }
+        }
+        walk
+    }
+}
+
+/// The `data` of a tile-data answer: the tile's own fields beside the
+/// times every tile carries (SPEC §11). Fields in alphabetical order.
+#[derive(Debug, Clone, Serialize)]
+pub struct TileData {
+    pub cache_scope: &'static str,
+    pub data: Value,
+    pub hide_legend: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Value>,
+    pub observed_time: TimeRange,
+    pub valid_time: TimeRange,
+}
+
+/// `{"start_time", "end_time"}`, both set.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimeRange {
+    pub end_time: String,
+    pub start_time: String,
+}
+
+fn time(secs: u64) -> String {
+    format_time(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// The data of `tile` over `period`, from `walk`; `otx_url` makes links;
+/// `valid` is `TILE_CACHE_TTL`.
+pub fn data(tile: &Tile, period: &str, walk: &Walk, otx_url: &str, valid: Duration) -> TileData {
+    let (start, step, count) = buckets(period, walk.at);
+    // Pulses in the period with a readable `modified`, as (time, pulse).
+    let mut pulses: Vec<(u64, &PulseSummary)> = walk
+        .pulses
+        .iter()
+        .filter_map(|p| parse_otx_time(&p.modified).map(|t| (t, p)))
+        .filter(|(t, _)| (start..=walk.at).contains(t))
+        .collect();
+    let mut tile_data = TileData {
+        cache_scope: "org",
+        data: Value::Null,
+        hide_legend: false,
+        key_type: None,
+        keys: None,
+        labels: None,
+        observed_time: TimeRange {
+            end_time: time(walk.at),
+            start_time: time(start),
+        },
+        valid_time: TimeRange {
+            end_time: time(walk.at + valid.as_secs()),
+            start_time: time(walk.at),
+        },
+    };
+    match tile.id {
+        "otx-activity-summary" => {
+            let indicators: u64 = pulses.iter().map(|(_, p)| p.indicators).sum();
+            let adversaries: BTreeSet<&str> = pulses
+                .iter()
+                .map(|(_, p)| p.adversary.trim())
+                .filter(|a| !a.is_empty())
+                .collect();
+            let malware: BTreeSet<String> = pulses
+                .iter()
+                .flat_map(|(_, p)| p.malware.iter().map(|m| m.to_lowercase()))
+                .collect();
+            let metric = |icon: &str, label: &str, value: u64| serde_json::json!({"icon": icon, "label": label, "value": value, "value_unit": "integer"});
+            tile_data.data = Value::Array(vec![
+                metric("report", "Pulses", pulses.len() as u64),
+                metric("target", "Indicators", indicators),
+                metric("user", "Adversaries", adversaries.len() as u64),
+                metric("bug", "Malware families", malware.len() as u64),
+            ]);
+        }
+        "otx-pulses-per-period" => {
+            let mut counts = vec![0u64; count];
+            for (t, _) in &pulses {
+                if let Some(slot) = counts.get_mut(((t - start) / step) as usize) {
+                    *slot += 1;
+                }
+            }
+            let bars: Vec<Value> = counts
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| {
+                    let at = start + i as u64 * step;
+                    let stamp = time(at);
+                    let label = if step == 3600 {
+                        stamp[11..16].to_owned()
+                    } else {
+                        stamp[..10].to_owned()
+                    };
+                    let tooltip = format!("{n} pulse{}", if n == 1 { "" } else { "s" });
+                    serde_json::json!({"key": at * 1000, "label": label, "value": n,
+                        "values": [{"key": "pulses", "value": n, "tooltip": tooltip}]})
+                })
+                .collect();
+            tile_data.key_type = Some("timestamp");
+            tile_data.keys = Some(serde_json::json!([{"key": "pulses", "label": "Pulses"}]));
+            tile_data.data = Value::Array(bars);
+        }
+        "otx-latest-pulses" => {
+            // Newest first; a stable sort keeps OTX's order among equals.
+            pulses.sort_by_key(|(t, _)| Reverse(*t));
+            let mut lines = vec![
+                "| Modified (UTC) | Pulse | Author | Indicators |".to_owned(),
+                "| --- | --- | --- | --- |".to_owned(),
+            ];
+            for (t, p) in pulses.iter().take(10) {
+                let stamp = time(*t);
+                lines.push(format!(
+                    "| {} {} | [{}]({}) | {} | {} |",
+                    &stamp[..10],
+                    &stamp[11..16],
+                    markdown(&p.name),
+                    pulse_uri(otx_url, &p.id),
+                    markdown(&p.author),
+                    p.indicators
+                ));
+            }
+            tile_data.data = Value::Array(lines.into_iter().map(Value::String).collect());
+        }
+        _ => {
+            // Pulses per family (one count per pulse, names compared
+            // without case; the first spelling seen is shown).
+            let mut families: HashMap<String, (String, u64)> = HashMap::new();
+            for (_, p) in &pulses {
+                let mut seen = BTreeSet::new();
+                for name in &p.malware {
+                    let key = name.to_lowercase();
+                    if seen.insert(key.clone()) {
+                        families.entry(key).or_insert_with(|| (name.clone(), 0)).1 += 1;
+                    }
+                }
+            }
+            let mut ranked: Vec<(String, u64)> = families.into_values().collect();
+            ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            let other: u64 = ranked.iter().skip(5).map(|(_, n)| n).sum();
+            ranked.truncate(5);
+            if other > 0 {
+                ranked.push(("Other".to_owned(), other));
+            }
+            let names: Vec<&str> = ranked.iter().map(|(name, _)| name.as_str()).collect();
+            tile_data.labels = Some(serde_json::json!([names]));
+            tile_data.data = Value::Array(
+                ranked
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, n))| serde_json::json!({"key": i, "value": n}))
+                    .collect(),
+            );
+        }
+    }
+    tile_data
+}
+
+/// OTX text made safe inside a markdown table cell: line breaks become
+/// spaces, and `|`, `[`, `]`, `\` and backquotes are escaped.
+fn markdown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\r' | '\n' | '\u{2028}' | '\u{2029}' => out.push(' '),
+            '|' | '[' | ']' | '\\' | '`' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_boundaries() {
+        // 2026-11-30T14:20:00Z.
+        let now = 1_796_048_400 + 20 * 60;
+        let (start, step, n) = buckets("last_24_hours", now);
+        assert_eq!(
+            (time(start).as_str(), step, n),
+            ("2026-11-29T15:00:00.000Z", 3600, 24)
+        );
+        let (start, step, n) = buckets("last_7_days", now);
+        assert_eq!(
+            (time(start).as_str(), step, n),
+            ("2026-11-24T00:00:00.000Z", 86_400, 7)
+        );
+        let (start, _, n) = buckets("last_30_days", now);
+        assert_eq!((time(start).as_str(), n), ("2026-11-01T00:00:00.000Z", 30));
+    }
+
+    #[test]
+    fn markdown_cells_cannot_break_the_table() {
+        assert_eq!(
+            markdown("a|b [c](d)\r\ne\\`f`\u{7}"),
+            "a\\|b \\[c\\](d)  e\\\\\\`f\\`"
+        );
+    }
+}
