@@ -1,7 +1,6 @@
 //! The relay binary run as a child process on a free port, its output
 //! captured and checked for secrets.
 
-use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -22,7 +21,7 @@ struct Printed {
     stderr: String,
     /// From the `otx-relay <version> listening on http://<addr>` line.
     listening: Option<SocketAddr>,
-    /// A secret found in a line that was not kept (see `RelayCommand::quiet`).
+    /// A secret in a line that was not kept (see `RelayCommand::quiet`).
     leak: Option<String>,
 }
 
@@ -43,54 +42,49 @@ impl Output {
             if left.is_zero() {
                 return false;
             }
-            printed = match self.line.wait_timeout(printed, left) {
-                Ok((printed, _)) => printed,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
+            let woken = self.line.wait_timeout(printed, left);
+            printed = woken.unwrap_or_else(|poisoned| poisoned.into_inner()).0;
         }
         true
     }
-}
 
-/// Copies the lines of `source` into `output`; on stdout, `quiet` drops those
-/// after the `listening on` line once checked for secrets.
-fn spawn_reader(
-    source: impl Read + Send + 'static,
-    output: &Arc<Output>,
-    stdout: bool,
-    quiet: bool,
-) -> JoinHandle<()> {
-    let output = Arc::clone(output);
-    thread::spawn(move || {
-        let mut reader = BufReader::new(source);
-        let mut line = Vec::new();
-        while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
-            let mut text = String::from_utf8_lossy(&line).into_owned();
-            if !text.ends_with('\n') {
-                text.push('\n');
-            }
-            line.clear();
-            let mut printed = lock(&output.printed);
-            if stdout && quiet && printed.listening.is_some() {
-                if printed.leak.is_none() {
-                    printed.leak = find_secret(&text, &[]);
+    /// Copies the lines of `source` (stdout if `stdout`); `quiet` drops
+    /// those after the `listening on` line once checked for secrets.
+    fn read(
+        self: Arc<Self>,
+        source: impl Read + Send + 'static,
+        stdout: bool,
+        quiet: bool,
+    ) -> JoinHandle<()> {
+        thread::spawn(move || {
+            let (mut reader, mut line) = (BufReader::new(source), Vec::new());
+            while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                let mut text = String::from_utf8_lossy(&line).into_owned();
+                if !text.ends_with('\n') {
+                    text.push('\n');
                 }
-                continue;
+                line.clear();
+                let mut printed = lock(&self.printed);
+                if quiet && printed.listening.is_some() {
+                    if printed.leak.is_none() {
+                        printed.leak = find_secret(&text, &[]);
+                    }
+                    continue;
+                }
+                if stdout && printed.listening.is_none() {
+                    printed.listening = listening_addr(&text);
+                }
+                printed.all.push_str(&text);
+                let own = if stdout {
+                    &mut printed.stdout
+                } else {
+                    &mut printed.stderr
+                };
+                own.push_str(&text);
+                self.line.notify_all();
             }
-            if stdout && printed.listening.is_none() {
-                printed.listening = listening_addr(&text);
-            }
-            printed.all.push_str(&text);
-            let own = if stdout {
-                &mut printed.stdout
-            } else {
-                &mut printed.stderr
-            };
-            own.push_str(&text);
-            drop(printed);
-            output.line.notify_all();
-        }
-    })
+        })
+    }
 }
 
 /// The address of an `otx-relay <version> listening on http://<addr>` line.
@@ -117,31 +111,19 @@ pub fn join_readers(readers: &mut Vec<JoinHandle<()>>) {
 /// Whether the relay reads `name` (any case): the variables a caller may
 /// have inherited and that must not leak into the relay under test.
 fn is_relay_variable(name: &str) -> bool {
-    const EXACT: [&str; 10] = [
-        "SECRET_KEY",
-        "CTR_ENTITIES_LIMIT",
-        "SSL_CERT_FILE",
-        "SSL_CERT_DIR",
-        "HTTPS_PROXY",
-        "HTTP_PROXY",
-        "ALL_PROXY",
-        "NO_PROXY",
-        "HOST",
-        "PORT",
-    ];
+    const EXACT: &str = "SECRET_KEY CTR_ENTITIES_LIMIT SSL_CERT_FILE SSL_CERT_DIR HTTPS_PROXY \
+                         HTTP_PROXY ALL_PROXY NO_PROXY HOST PORT";
     const PREFIXES: [&str; 5] = ["AVOTX_", "RELAY_", "CACHE_", "OTX_", "VERDICT_"];
     let name = name.to_ascii_uppercase();
-    EXACT.contains(&name.as_str()) || PREFIXES.iter().any(|p| name.starts_with(p))
+    EXACT.split_whitespace().any(|v| v == name) || PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
 /// A port free on 127.0.0.1 right now. The relay refuses `PORT=0` (SPEC §1
 /// wants 1–65535), so the harness picks the port; `RelayCommand::start`
 /// retries if another process takes it in between.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port on 127.0.0.1")
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port on 127.0.0.1");
+    listener.local_addr().expect("a bound address").port()
 }
 
 /// Looks for any secret in `logs`: the built-in ones (`SECRET`, `KEY`,
@@ -162,33 +144,36 @@ pub fn find_secret(logs: &str, extra: &[String]) -> Option<String> {
     // Redact the longest first, so that no secret is left half-shown when one
     // contains another.
     secrets.sort_by_key(|(_, secret)| std::cmp::Reverse(secret.len()));
-    let redacted = secrets
-        .iter()
-        .fold(line.to_string(), |line, (label, secret)| {
-            line.replace(secret.as_str(), &format!("<{label}>"))
-        });
+    let redact = |line: String, (label, secret): &(String, String)| {
+        line.replace(secret.as_str(), &format!("<{label}>"))
+    };
+    let redacted = secrets.iter().fold(line.to_string(), redact);
     Some(format!(
         "secret {label} appears in the relay's output, line {number}: {redacted}"
     ))
 }
 
-/// A relay that exited at start-up, as `RelayCommand::start_failure` saw it.
+/// A relay that exited at start-up (or was killed, not listening after 10 s).
 #[derive(Debug)]
 pub struct Exited {
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
+    /// Stdout and stderr interleaved by line.
+    pub output: String,
+    /// `None` when it had to be killed.
+    pub status: Option<ExitStatus>,
 }
 
 /// How to start the relay: its binary, 127.0.0.1 and a free port, the
 /// inherited relay variables removed, then `SECRET_KEY=SECRET`,
 /// `AVOTX_URL`, `CACHE_TTL=0`, then `env` (an entry with the value ""
-/// sets the variable to empty), then the removals of `remove`.
+/// sets the variable to empty) and `remove`, in the order given.
 #[derive(Clone)]
 pub struct RelayCommand {
     bin: PathBuf,
-    env: Vec<(String, String)>,
-    remove: Vec<String>,
+    /// `None` removes the variable.
+    env: Vec<(String, Option<String>)>,
     quiet: bool,
 }
 
@@ -199,107 +184,117 @@ impl RelayCommand {
             ("AVOTX_URL", otx_url),
             ("CACHE_TTL", "0"),
         ];
-        let env = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
         RelayCommand {
             bin: bin.into(),
-            env,
-            remove: Vec::new(),
+            env: Vec::new(),
             quiet: false,
         }
+        .env(&env)
     }
 
     pub fn env(mut self, env: &[(&str, &str)]) -> RelayCommand {
-        self.env
-            .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), Some(v.to_string())));
+        self.env.extend(env);
         self
     }
 
     pub fn remove(mut self, names: &[&str]) -> RelayCommand {
-        self.remove
-            .extend(names.iter().map(|name| name.to_string()));
+        self.env
+            .extend(names.iter().map(|name| (name.to_string(), None)));
         self
     }
 
-    /// Drops the access log (stdout after the `listening on` line), once
-    /// checked for the built-in secrets, instead of keeping it all: for
-    /// loads of many requests.
+    /// Drops the access log (stdout after the `listening on` line) once
+    /// checked for the built-in secrets, instead of keeping it: for loads.
     pub fn quiet(mut self) -> RelayCommand {
         self.quiet = true;
         self
-    }
-
-    fn spawn(&self) -> (Child, Arc<Output>, Vec<JoinHandle<()>>) {
-        let mut command = Command::new(&self.bin);
-        let inherited: Vec<OsString> = std::env::vars_os()
-            .map(|(name, _)| name)
-            .filter(|name| name.to_str().is_some_and(is_relay_variable))
-            .collect();
-        for name in inherited {
-            command.env_remove(name);
-        }
-        command
-            .env("HOST", "127.0.0.1")
-            .env("PORT", free_port().to_string());
-        command.envs(self.env.iter().map(|(k, v)| (k, v)));
-        for name in &self.remove {
-            command.env_remove(name);
-        }
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = (command.spawn())
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
-        let output = Arc::new(Output::default());
-        let readers = vec![
-            spawn_reader(
-                child.stdout.take().expect("piped stdout"),
-                &output,
-                true,
-                self.quiet,
-            ),
-            spawn_reader(
-                child.stderr.take().expect("piped stderr"),
-                &output,
-                false,
-                false,
-            ),
-        ];
-        (child, output, readers)
     }
 
     /// Starts the relay and waits (max 10 s) for its `listening on` line;
     /// another port if its port was taken meanwhile. The error holds the
     /// relay's output.
     pub fn start(&self) -> Result<Relay, String> {
-        let port_chosen = self.env.iter().any(|(name, _)| name == "PORT")
-            || self.remove.iter().any(|name| name == "PORT");
+        let port_chosen = self.env.iter().any(|(name, _)| name == "PORT");
         for attempt in 1.. {
-            match self.launch() {
-                Err(failure)
-                    if !port_chosen
-                        && attempt < 5
-                        && failure.to_ascii_lowercase().contains("in use") => {}
-                result => return result,
+            let exited = match self.launch() {
+                Ok(relay) => return Ok(relay),
+                Err(exited) => exited,
+            };
+            let in_use = exited.output.to_ascii_lowercase().contains("in use");
+            if port_chosen || attempt == 5 || !in_use {
+                let output = &exited.output;
+                return Err(match exited.status {
+                    Some(status) => format!(
+                        "otx-relay exited ({status}) before its `listening on` line; its output:\n{output}"
+                    ),
+                    None => format!(
+                        "otx-relay printed no `listening on` line within 10 s; its output:\n{output}"
+                    ),
+                });
             }
         }
-        unreachable!("the loop returns")
+        unreachable!("the fifth attempt returns")
     }
 
-    fn launch(&self) -> Result<Relay, String> {
+    /// Runs the relay with a configuration it must refuse: waits (max 10 s)
+    /// for it to exit and returns what it printed. Panics if it starts
+    /// listening instead, or if its output holds a secret.
+    pub fn start_failure(&self) -> Exited {
+        match self.launch() {
+            Err(exited) if exited.status.is_some() => exited,
+            Err(exited) => panic!(
+                "otx-relay did not refuse to start; its output:\n{}",
+                exited.output
+            ),
+            Ok(relay) => panic!(
+                "otx-relay did not refuse to start; its output:\n{}",
+                relay.logs()
+            ),
+        }
+    }
+
+    /// The relay listening, or what it printed before it exited (or was
+    /// killed, 10 s after its start). On failure, `Relay`'s `Drop` checks
+    /// its output for secrets.
+    fn launch(&self) -> Result<Relay, Exited> {
+        let mut command = Command::new(&self.bin);
+        for (name, _) in std::env::vars_os() {
+            if name.to_str().is_some_and(is_relay_variable) {
+                command.env_remove(name);
+            }
+        }
+        command
+            .env("HOST", "127.0.0.1")
+            .env("PORT", free_port().to_string());
+        for (name, value) in &self.env {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let spawned = Instant::now();
-        let (child, output, readers) = self.spawn();
-        // Dropped on failure: `Drop` kills the child and checks its output.
+        let mut child = (command.spawn())
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
+        let output = Arc::new(Output::default());
+        let readers = vec![
+            Arc::clone(&output).read(child.stdout.take().expect("piped"), true, self.quiet),
+            Arc::clone(&output).read(child.stderr.take().expect("piped"), false, false),
+        ];
+        let (addr, forbidden) = (SocketAddr::from(([127, 0, 0, 1], 0)), Mutex::default());
         let mut relay = Relay {
             child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            addr,
             spawned,
             output,
             readers,
-            forbidden: Mutex::new(Vec::new()),
+            forbidden,
         };
         let deadline = spawned + Duration::from_secs(10);
         loop {
@@ -308,56 +303,22 @@ impl RelayCommand {
                 relay.addr = addr;
                 return Ok(relay);
             }
-            if let Ok(Some(status)) = relay.child.try_wait() {
+            let exited = relay.child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() > deadline {
+                let status = exited.or_else(|| relay.stop_within(Duration::ZERO));
                 join_readers(&mut relay.readers);
-                let logs = relay.logs();
-                return Err(format!(
-                    "otx-relay exited ({status}) before its `listening on` line; its output:\n{logs}"
-                ));
-            }
-            if Instant::now() > deadline {
-                let _ = relay.child.kill();
-                let _ = relay.child.wait();
-                join_readers(&mut relay.readers);
-                let logs = relay.logs();
-                return Err(format!(
-                    "otx-relay printed no `listening on` line within 10 s; its output:\n{logs}"
-                ));
+                let printed = lock(&relay.output.printed);
+                return Err(Exited {
+                    code: status.and_then(|status| status.code()),
+                    stdout: printed.stdout.clone(),
+                    stderr: printed.stderr.clone(),
+                    output: printed.all.clone(),
+                    status,
+                });
             }
             relay
                 .output
                 .wait_for(Duration::from_millis(10), |p| p.listening.is_some());
-        }
-    }
-
-    /// Runs the relay with a configuration it must refuse: waits (max 10 s)
-    /// for it to exit and returns what it printed. Panics if it starts
-    /// listening instead, or if its output holds a secret.
-    pub fn start_failure(&self) -> Exited {
-        let (mut child, output, mut readers) = self.spawn();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                break status;
-            }
-            if Instant::now() > deadline || lock(&output.printed).listening.is_some() {
-                let _ = child.kill();
-                let _ = child.wait();
-                let all = lock(&output.printed).all.clone();
-                panic!("otx-relay did not refuse to start; its output:\n{all}");
-            }
-            output.wait_for(Duration::from_millis(10), |p| p.listening.is_some());
-        };
-        join_readers(&mut readers);
-        let printed = lock(&output.printed);
-        if let Some(leak) = find_secret(&printed.all, &[]) {
-            panic!("{leak}");
-        }
-        let (stdout, stderr) = (printed.stdout.clone(), printed.stderr.clone());
-        Exited {
-            code: status.code(),
-            stdout,
-            stderr,
         }
     }
 }
@@ -432,10 +393,10 @@ impl Relay {
         {
             all.insert(0, ("Connection", "close"));
         }
-        let response = Client::new(self.addr).send(method, path, &all, body);
-        let response = response
+        let answer = Client::new(self.addr).send(method, path, &all, body);
+        let answer = answer
             .unwrap_or_else(|e| panic!("{method} {path}: no complete answer from the relay: {e}"));
-        (response.status, response.headers, response.body)
+        (answer.status, answer.headers, answer.body)
     }
 
     /// Whether the process still runs.
@@ -443,29 +404,31 @@ impl Relay {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// SIGTERM, then up to `grace` for the exit, then SIGKILL; the exit
+    /// status, `None` if the relay had to be killed.
+    fn stop_within(&mut self, grace: Duration) -> Option<ExitStatus> {
+        let pid = self.child.id().to_string();
+        // A relay that already exited makes `kill` fail; the wait below tells.
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid])
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + grace;
+        while self.alive() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        let exited = self.child.try_wait().ok().flatten();
+        if exited.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        exited
+    }
+
     /// Sends SIGTERM and waits (max 15 s) for the exit; the exit status, or
     /// `None` if the relay had to be killed.
     pub fn stop(&mut self) -> Option<ExitStatus> {
-        let pid = self.child.id().to_string();
-        // A relay that already exited makes `kill` fail; the wait below tells.
-        let quiet = || Stdio::null();
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid])
-            .stdout(quiet())
-            .stderr(quiet())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let status = loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-                _ => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    break None;
-                }
-            }
-        };
+        let status = self.stop_within(Duration::from_secs(15));
         join_readers(&mut self.readers);
         status
     }
@@ -507,19 +470,10 @@ impl Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         // SIGTERM first, so the relay exits through its own shutdown path
-        // (which is also what lets coverage tools write their data); kill it
+        // (which is also what lets coverage tools write their data); killed
         // if it has not gone within a second.
         if self.alive() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.child.id().to_string()])
-                .status();
-            let until = Instant::now() + Duration::from_secs(1);
-            while self.alive() && Instant::now() < until {
-                thread::sleep(Duration::from_millis(5));
-            }
-            if self.alive() {
-                let _ = self.child.kill();
-            }
+            self.stop_within(Duration::from_secs(1));
         }
         let _ = self.child.wait();
         join_readers(&mut self.readers);
@@ -545,15 +499,17 @@ pub struct Run {
 /// Runs `bin args…` with only `env` in its environment; panics if it has
 /// not exited within 10 s.
 pub fn run_cli(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let child = Command::new(bin)
+    let mut command = Command::new(bin);
+    command
         .args(args)
         .env_clear()
         .envs(env.iter().copied())
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    let child = (command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .expect("run otx-relay");
+        .spawn())
+    .expect("run otx-relay");
     let pid = child.id();
     let (sender, receiver) = std::sync::mpsc::channel();
     thread::spawn(move || sender.send(child.wait_with_output()));
