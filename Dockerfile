@@ -19,11 +19,14 @@ ENV RUSTFLAGS='-C target-feature=+crt-static --cfg getrandom_backend="linux_getr
 # [patch.crates-io] points at. cargo refuses a manifest whose declared targets
 # have no file, so each gets a stub here (tests/it/dockerfile.rs checks this
 # list against Cargo.toml).
+# harness/ (the test harness) is a workspace member: cargo reads its
+# manifest, and a stub stands for its code, which no release build compiles.
 COPY Cargo.toml Cargo.lock ./
 COPY vendor ./vendor
-RUN mkdir -p src tests/it benches \
+COPY harness/Cargo.toml ./harness/
+RUN mkdir -p src tests/it benches harness/src \
  && for stub in src/main.rs tests/it/main.rs benches/relay.rs; do echo 'fn main() {}' > "$stub"; done \
- && touch src/lib.rs \
+ && touch src/lib.rs harness/src/lib.rs \
  && cargo build --release --locked --target "$(rustc -vV | sed -n 's/^host: //p')" \
  && rm -rf src
 COPY src ./src
