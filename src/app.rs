@@ -1,5 +1,6 @@
 //! What every handler shares: the configuration and the OTX client.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::auth::{self, Claims};
@@ -7,6 +8,7 @@ use crate::config::Config;
 use crate::error::RelayError;
 use crate::http::Request;
 use crate::jwks::Jwks;
+use crate::metrics::Metrics;
 use crate::otx::Otx;
 use crate::tiles::Walks;
 
@@ -17,18 +19,21 @@ pub struct App {
     pub otx: Otx,
     pub jwks: Jwks,
     pub walks: Walks,
+    pub metrics: Arc<Metrics>,
 }
 
 impl App {
     pub fn new(config: Config) -> Result<App, String> {
-        let otx = Otx::new(&config)?;
-        let jwks = Jwks::new(&config)?;
+        let metrics = Arc::new(Metrics::new());
+        let otx = Otx::new(&config, metrics.clone())?;
+        let jwks = Jwks::new(&config, metrics.clone())?;
         let walks = Walks::new(config.tile_cache_ttl, config.tile_max_pulses);
         Ok(App {
             config,
             otx,
             jwks,
             walks,
+            metrics,
         })
     }
 

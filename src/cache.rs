@@ -11,6 +11,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+pub use crate::metrics::Lookup;
+
 /// A cache key: SHA-256 of tenant and request.
 pub type Key = [u8; 32];
 
@@ -113,8 +115,21 @@ impl<V: Clone + Send + Sync + 'static> Memo<V> {
     where
         E: Clone + Send + Sync + 'static,
     {
+        self.lookup(key, fetch).0
+    }
+
+    /// [`Memo::get_or_fetch`], and how the answer came: from the cache,
+    /// from this caller's fetch, or from another caller's.
+    pub fn lookup<E>(
+        &self,
+        key: Key,
+        fetch: impl FnOnce() -> Result<V, E>,
+    ) -> (Result<V, E>, Lookup)
+    where
+        E: Clone + Send + Sync + 'static,
+    {
         if let Some(v) = self.get(&key) {
-            return Ok(v);
+            return (Ok(v), Lookup::Hit);
         }
         let (flight, leader) = {
             let mut flights = lock(&self.flights);
@@ -124,7 +139,7 @@ impl<V: Clone + Send + Sync + 'static> Memo<V> {
                     // A leader may have stored its value and left between our
                     // cache miss above and this lock: do not fetch again.
                     if let Some(v) = self.get(&key) {
-                        return Ok(v);
+                        return (Ok(v), Lookup::Hit);
                     }
                     let f = Arc::new(Flight {
                         result: Mutex::new(None),
@@ -144,14 +159,14 @@ impl<V: Clone + Send + Sync + 'static> Memo<V> {
                     .unwrap_or_else(PoisonError::into_inner);
             }
             return match result.as_ref() {
-                Some(Ok(v)) => Ok(v.clone()),
+                Some(Ok(v)) => (Ok(v.clone()), Lookup::Shared),
                 Some(Err(e)) => match e.downcast_ref::<E>() {
-                    Some(e) => Err(e.clone()),
+                    Some(e) => (Err(e.clone()), Lookup::Shared),
                     // Another error type under the same key cannot happen
                     // (keys are per request kind); fetch ourselves if it does.
-                    None => fetch(),
+                    None => (fetch(), Lookup::Miss),
                 },
-                None => fetch(),
+                None => (fetch(), Lookup::Miss),
             };
         }
 
@@ -188,7 +203,7 @@ impl<V: Clone + Send + Sync + 'static> Memo<V> {
             Err(e) => finish.outcome = Some(Err(Arc::new(e.clone()))),
         }
         drop(finish);
-        result
+        (result, Lookup::Miss)
     }
 }
 

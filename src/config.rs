@@ -79,6 +79,8 @@ pub struct Config {
     pub tile_cache_ttl: Duration,
     /// `TILE_MAX_PULSES`: the most pulses one walk reads.
     pub tile_max_pulses: usize,
+    /// `METRICS`: `GET /metrics` is served (`on`, the default) or not (`off`).
+    pub metrics: bool,
 }
 
 /// The default `JWKS_HOSTS`: Cisco's three visibility hosts (SPEC §9).
@@ -250,6 +252,16 @@ impl Config {
                 1000,
                 MAX_TILE_PULSES,
             )? as usize,
+            metrics: match var("METRICS").as_deref().map(str::trim) {
+                None | Some("on") => true,
+                Some("off") => false,
+                Some(_) => {
+                    return Err(ConfigError {
+                        variable: "METRICS",
+                        reason: "must be on or off".to_owned(),
+                    })
+                }
+            },
         })
     }
 }

@@ -33,6 +33,14 @@ pub fn version() -> Reply {
     })
 }
 
+/// `GET /metrics`: the Prometheus text format 0.0.4, no token (SPEC §14).
+pub fn metrics(app: &App) -> Reply {
+    Reply::text(
+        app.metrics.render(app.otx.cache_entries()),
+        "text/plain; version=0.0.4; charset=utf-8",
+    )
+}
+
 /// `GET /watchdog`: echoes `Health-Check`.
 pub fn watchdog(request: &Request) -> Reply {
     match request.header("Health-Check") {

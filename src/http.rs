@@ -39,12 +39,14 @@ impl std::fmt::Debug for Request {
     }
 }
 
-/// An answer: an HTTP status and a JSON body, already serialized (the
-/// CTIM entities are written straight to it; no JSON tree is built).
+/// An answer: an HTTP status and a body, already serialized (the CTIM
+/// entities are written straight to it; no JSON tree is built).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
     pub status: u16,
     pub body: Vec<u8>,
+    /// `application/json`, but for `/metrics`.
+    pub content_type: &'static str,
     /// OTX retries it took (for the access log).
     pub retries: u32,
 }
@@ -77,6 +79,17 @@ impl Reply {
         Reply {
             status,
             body,
+            content_type: "application/json",
+            retries: 0,
+        }
+    }
+
+    /// A text answer (HTTP 200) of `content_type`.
+    pub fn text(body: String, content_type: &'static str) -> Reply {
+        Reply {
+            status: 200,
+            body: body.into_bytes(),
+            content_type,
             retries: 0,
         }
     }

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::egress;
 use crate::error::RelayError;
 use crate::log;
+use crate::metrics::Metrics;
 
 /// The largest JWKS answer read.
 pub const MAX_JWKS_BODY: u64 = 1024 * 1024;
@@ -50,6 +51,7 @@ pub struct Jwks {
     /// One lock per host: held while that host is fetched, so concurrent
     /// requests share one fetch.
     hosts: Mutex<HashMap<String, Arc<Mutex<Host>>>>,
+    metrics: Arc<Metrics>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -63,13 +65,14 @@ impl crate::auth::KeySource for Jwks {
 }
 
 impl Jwks {
-    pub fn new(config: &Config) -> Result<Jwks, String> {
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Jwks, String> {
         Ok(Jwks {
             agent: egress::agent(config, 4)?,
             allowed: config.jwks_hosts.clone(),
             ttl: config.jwks_ttl,
             timeout: config.otx_timeout,
             hosts: Mutex::new(HashMap::new()),
+            metrics,
         })
     }
 
@@ -127,14 +130,17 @@ impl Jwks {
     /// (a short reason for the log; an answer without a usable key fails).
     fn fetch(&self, host: &str) -> Result<Vec<RsaKey>, String> {
         let url = format!("https://{host}/.well-known/jwks");
-        let response = self
+        let started = Instant::now();
+        let result = self
             .agent
             .get(&url)
             .config()
             .timeout_global(Some(self.timeout))
             .build()
-            .call()
-            .map_err(|e| format!("the fetch failed ({e})"))?;
+            .call();
+        let status = result.as_ref().ok().map(|r| r.status().as_u16());
+        self.metrics.otx_call("jwks", status, started.elapsed());
+        let response = result.map_err(|e| format!("the fetch failed ({e})"))?;
         let status = response.status().as_u16();
         if status != 200 {
             return Err(format!("answered {status}"));

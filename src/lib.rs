@@ -42,6 +42,7 @@ pub mod handlers;
 pub mod http;
 pub mod jwks;
 pub mod log;
+pub mod metrics;
 pub mod module_type;
 pub mod observable;
 pub mod otx;

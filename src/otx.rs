@@ -28,6 +28,7 @@ use crate::config::Config;
 use crate::egress;
 use crate::error::RelayError;
 use crate::log;
+use crate::metrics::Metrics;
 use crate::observable::{quote_path, Observable};
 use crate::pulse::{general_from_json, read_subscribed_page, General, Record, SubscribedPage};
 
@@ -119,10 +120,11 @@ pub struct Otx {
     pool: rayon::ThreadPool,
     generals: Memo<Arc<Option<General>>>,
     records: Memo<Option<Record>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Otx {
-    pub fn new(config: &Config) -> Result<Otx, String> {
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Otx, String> {
         let idle = config.otx_concurrency.max(4) * 2;
         let agent = egress::agent(config, idle)?;
         let pool = rayon::ThreadPoolBuilder::new()
@@ -141,7 +143,13 @@ impl Otx {
             pool,
             generals: Memo::new(config.cache_ttl, config.cache_max_entries),
             records: Memo::new(config.cache_ttl, config.cache_max_entries),
+            metrics,
         })
+    }
+
+    /// Entries in the in-process cache (for `/metrics`).
+    pub fn cache_entries(&self) -> usize {
+        self.generals.len() + self.records.len()
     }
 
     /// The pool OTX work runs on.
@@ -152,7 +160,7 @@ impl Otx {
     /// `GET /api/v1/user/me`: is the key good?
     pub fn check_key(&self, session: &Session) -> Result<(), RelayError> {
         let url = format!("{}/api/v1/user/me", self.base);
-        let response = self.send(session, &url)?;
+        let response = self.send(session, "user_me", &url)?;
         match response.status().as_u16() {
             200 => {
                 // SPEC §4 holds for every OTX call: an answer cut short,
@@ -182,19 +190,25 @@ impl Otx {
             self.base,
             quote_path(&observable.otx_value())
         );
-        shared(&self.generals, session, session.cache_key(&url), || {
-            let response = self.send(session, &url)?;
-            match response.status().as_u16() {
-                200 => {
-                    let body = self.read_body(session, response)?;
-                    let text = String::from_utf8_lossy(&body);
-                    let value: Value = serde_json::from_str(&text).map_err(not_json)?;
-                    Ok(Arc::new(Some(general_from_json(&value))))
+        shared(
+            &self.generals,
+            &self.metrics,
+            session,
+            session.cache_key(&url),
+            || {
+                let response = self.send(session, "general", &url)?;
+                match response.status().as_u16() {
+                    200 => {
+                        let body = self.read_body(session, response)?;
+                        let text = String::from_utf8_lossy(&body);
+                        let value: Value = serde_json::from_str(&text).map_err(not_json)?;
+                        Ok(Arc::new(Some(general_from_json(&value))))
+                    }
+                    400 | 404 => Ok(Arc::new(None)),
+                    status => Err(status_error(status)),
                 }
-                400 | 404 => Ok(Arc::new(None)),
-                status => Err(status_error(status)),
-            }
-        })
+            },
+        )
     }
 
     /// The pulse's own record of `observable`, paging through the pulse's
@@ -218,10 +232,10 @@ impl Otx {
             observable.kind.type_name(),
             observable.otx_value()
         ));
-        shared(&self.records, session, key, || {
+        shared(&self.records, &self.metrics, session, key, || {
             for page in 1..=MAX_PAGES {
                 let url = format!("{path}?sort=-created&limit={PAGE_SIZE}&page={page}");
-                let response = self.send(session, &url)?;
+                let response = self.send(session, "pulse_indicators", &url)?;
                 let status = response.status().as_u16();
                 match status {
                     200 => {}
@@ -252,8 +266,13 @@ impl Otx {
 
     /// One GET with retries. Returns any answer that is not retried; the
     /// caller maps its status.
-    fn send(&self, session: &Session, url: &str) -> Result<Response<Body>, RelayError> {
-        self.exchange(session, Retry::Read, |timeout| {
+    fn send(
+        &self,
+        session: &Session,
+        call: &'static str,
+        url: &str,
+    ) -> Result<Response<Body>, RelayError> {
+        self.exchange(session, call, Retry::Read, |timeout| {
             self.agent
                 .get(url)
                 .header("X-OTX-API-KEY", &session.key)
@@ -275,7 +294,11 @@ impl Otx {
         body: &serde_json::Value,
     ) -> Result<(), RelayError> {
         let bytes = body.to_string();
-        let response = self.exchange(session, Retry::Write, |timeout| {
+        let call = match method {
+            Write::Post => "submit_url",
+            Write::Patch => "pulse_patch",
+        };
+        let response = self.exchange(session, call, Retry::Write, |timeout| {
             let request = match method {
                 Write::Post => self.agent.post(url),
                 Write::Patch => self.agent.patch(url),
@@ -300,6 +323,7 @@ impl Otx {
     fn exchange(
         &self,
         session: &Session,
+        name: &'static str,
         retry: Retry,
         call: impl Fn(Duration) -> Result<Response<Body>, ureq::Error>,
     ) -> Result<Response<Body>, RelayError> {
@@ -309,7 +333,11 @@ impl Otx {
             if remaining.is_zero() {
                 return Err(RelayError::Timeout);
             }
-            let (failure, retry_after) = match call(self.timeout.min(remaining)) {
+            let started = Instant::now();
+            let result = call(self.timeout.min(remaining));
+            let status = result.as_ref().ok().map(|r| r.status().as_u16());
+            self.metrics.otx_call(name, status, started.elapsed());
+            let (failure, retry_after) = match result {
                 Ok(response) => match (response.status().as_u16(), retry) {
                     (429, _) | (502..=504, Retry::Read) => {
                         let status = response.status().as_u16();
@@ -332,6 +360,7 @@ impl Otx {
             std::thread::sleep(wait);
             attempt += 1;
             session.retries.fetch_add(1, Ordering::Relaxed);
+            self.metrics.otx_retry();
         }
     }
 
@@ -374,7 +403,7 @@ impl Otx {
             self.base,
             quote_path(since)
         );
-        let response = self.send(session, &url)?;
+        let response = self.send(session, "subscribed", &url)?;
         match response.status().as_u16() {
             200 => {
                 let reader = response
@@ -460,12 +489,19 @@ impl Otx {
 /// again (leading or joining a new flight).
 fn shared<V: Clone + Send + Sync + 'static>(
     memo: &Memo<V>,
+    metrics: &Metrics,
     session: &Session,
     key: Key,
     fetch: impl Fn() -> Result<V, RelayError>,
 ) -> Result<V, RelayError> {
-    match memo.get_or_fetch(key, &fetch) {
-        Err(RelayError::Timeout) if !session.remaining().is_zero() => memo.get_or_fetch(key, fetch),
+    let (result, lookup) = memo.lookup(key, &fetch);
+    metrics.cache_lookup("memory", lookup);
+    match result {
+        Err(RelayError::Timeout) if !session.remaining().is_zero() => {
+            let (result, lookup) = memo.lookup(key, fetch);
+            metrics.cache_lookup("memory", lookup);
+            result
+        }
         other => other,
     }
 }

@@ -7,10 +7,35 @@ use crate::error::RelayError;
 use crate::handlers;
 use crate::http::{Reply, Request};
 
+/// The paths the relay serves, as `/metrics` labels them (`other` for the
+/// rest: a label never holds what a client made up).
+pub fn endpoint(app: &App, path: &str) -> &'static str {
+    const PATHS: [&str; 12] = [
+        "/health",
+        "/observe/observables",
+        "/deliberate/observables",
+        "/refer/observables",
+        "/version",
+        "/watchdog",
+        "/tiles",
+        "/tiles/tile",
+        "/tiles/tile-data",
+        "/respond/observables",
+        "/respond/trigger",
+        "/metrics",
+    ];
+    PATHS
+        .iter()
+        .find(|p| **p == path && (path != "/metrics" || app.config.metrics))
+        .copied()
+        .unwrap_or("other")
+}
+
 /// Routes one request.
 pub fn route(app: &Arc<App>, request: &Request) -> Reply {
     let method = request.method.as_str();
     let allowed = match request.path.as_str() {
+        "/metrics" if app.config.metrics => "GET",
         "/health" => "POST",
         "/observe/observables" => "POST",
         "/deliberate/observables" => "POST",
@@ -30,6 +55,7 @@ pub fn route(app: &Arc<App>, request: &Request) -> Reply {
         "/deliberate/observables" => handlers::deliberate(app, request),
         "/refer/observables" => handlers::refer(app, request),
         "/version" => handlers::version(),
+        "/metrics" => handlers::metrics(app),
         "/tiles" => handlers::tiles(app, request),
         "/tiles/tile" => handlers::tile(app, request),
         "/tiles/tile-data" => handlers::tile_data(app, request),

@@ -23,7 +23,7 @@ use crate::app::App;
 use crate::error::RelayError;
 use crate::http::{Reply, Request};
 use crate::log;
-use crate::routes::route;
+use crate::routes::{self, route};
 
 /// The largest request body read.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -143,6 +143,7 @@ fn serve(
 
 fn handle(app: &Arc<App>, handler: Handler, mut request: tiny_http::Request) {
     let started = Instant::now();
+    app.metrics.request_started();
     let method = request.method().as_str().to_owned();
     let path = request.url().split('?').next().unwrap_or("").to_owned();
     // The guard covers the whole handling: a panic anywhere in it answers a
@@ -159,13 +160,18 @@ fn handle(app: &Arc<App>, handler: Handler, mut request: tiny_http::Request) {
     });
     let body = reply.body;
     let bytes = body.len();
-    let content_type = Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
+    let content_type = Header::from_bytes(&b"Content-Type"[..], reply.content_type.as_bytes())
         .expect("a static header is valid");
     let response = Response::from_data(body)
         .with_status_code(reply.status)
         .with_header(content_type);
     // The client may have gone: nothing to do about it.
     let _ = request.respond(response);
+    app.metrics.request_done(
+        routes::endpoint(app, &path),
+        reply.status,
+        started.elapsed(),
+    );
     log::access(
         &method,
         &path,

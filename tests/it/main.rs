@@ -8,6 +8,8 @@ mod dockerfile;
 mod empty_root;
 mod endpoints;
 mod faults;
+mod kubernetes;
+mod metrics;
 mod observe;
 mod panic_guard;
 mod respond;

@@ -7,6 +7,8 @@ use std::ops::Deref;
 use std::time::Duration;
 
 pub use otx_relay_harness::*;
+use std::process::{Command, Stdio};
+
 use serde_json::{json, Value};
 
 /// The relay binary under test.
@@ -150,4 +152,28 @@ pub fn expected_verdict(
         "judgement_id": "<<prefix:transient:judgement->>",
     });
     (judgement, verdict)
+}
+
+/// A tool the test needs (`promtool`, `kubectl`, `redis-server`): its name,
+/// or `None` with one line saying why the test is skipped. A tool named in
+/// `OTX_RELAY_REQUIRE_TOOLS` (comma-separated; `.ci/run` sets it for what
+/// it installs) must be there: its absence is a failure.
+pub fn tool(name: &str) -> Option<&str> {
+    let found = Command::new(name)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if found {
+        return Some(name);
+    }
+    let why = format!("{name} is not installed (Debian: see .ci/run)");
+    let required = std::env::var("OTX_RELAY_REQUIRE_TOOLS").unwrap_or_default();
+    assert!(
+        !required.split(',').any(|t| t.trim() == name),
+        "OTX_RELAY_REQUIRE_TOOLS names {name}: {why}"
+    );
+    eprintln!("skipped: {why}");
+    None
 }
