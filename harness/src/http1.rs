@@ -79,10 +79,13 @@ pub(crate) fn read_body(
             let size = usize::from_str_radix(size, 16)
                 .map_err(|_| invalid(format!("bad chunk size {size:?}")))?;
             if size == 0 {
-                while reader.read_line(&mut line)? > 0 && !line.trim().is_empty() {
+                // Trailers, up to the empty line.
+                loop {
                     line.clear();
+                    if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
+                        return Ok(body);
+                    }
                 }
-                return Ok(body);
             }
             let start = body.len();
             body.resize(start + size, 0);
@@ -266,5 +269,23 @@ impl Client {
             self.connection = Some(connection);
         }
         Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunked_body_ends_at_its_empty_line_not_at_the_close() {
+        let wire =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nNEXT";
+        let mut reader = &wire[..];
+        let (response, reusable) = read_response(&mut reader, "POST").expect("a response");
+        assert_eq!(
+            (response.status, &response.body[..], reusable),
+            (200, &b"abc"[..], true)
+        );
+        assert_eq!(reader, b"NEXT", "the bytes after the message stay unread");
     }
 }
