@@ -81,6 +81,8 @@ pub struct Config {
     pub tile_max_pulses: usize,
     /// `METRICS`: `GET /metrics` is served (`on`, the default) or not (`off`).
     pub metrics: bool,
+    /// `REDIS_URL`: the fleet's shared cache (`redis://` or `rediss://`).
+    pub redis_url: Option<String>,
 }
 
 /// The default `JWKS_HOSTS`: Cisco's three visibility hosts (SPEC §9).
@@ -252,6 +254,7 @@ impl Config {
                 1000,
                 MAX_TILE_PULSES,
             )? as usize,
+            redis_url: redis_url(var("REDIS_URL"))?,
             metrics: match var("METRICS").as_deref().map(str::trim) {
                 None | Some("on") => true,
                 Some("off") => false,
@@ -366,6 +369,24 @@ fn audiences(raw: Option<String>) -> Result<Vec<String>, ConfigError> {
         }
     }
     Ok(urls)
+}
+
+/// `REDIS_URL`: `redis://` or `rediss://` (never echoed: it may hold a password).
+fn redis_url(raw: Option<String>) -> Result<Option<String>, ConfigError> {
+    match raw {
+        None => Ok(None),
+        Some(url)
+            if (url.starts_with("redis://") || url.starts_with("rediss://"))
+                && url.len() > "rediss://".len()
+                && !url.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            Ok(Some(url))
+        }
+        Some(_) => Err(ConfigError {
+            variable: "REDIS_URL",
+            reason: "must be a redis:// or rediss:// URL".to_owned(),
+        }),
+    }
 }
 
 /// `JWKS_HOSTS`: comma-separated `host[:port]`, compared case-insensitively.

@@ -50,6 +50,7 @@ pub mod pulse;
 pub mod respond;
 pub mod routes;
 pub mod server;
+pub mod shared_cache;
 pub mod tiles;
 pub mod time;
 pub mod verdict;

@@ -31,6 +31,7 @@ use crate::log;
 use crate::metrics::Metrics;
 use crate::observable::{quote_path, Observable};
 use crate::pulse::{general_from_json, read_subscribed_page, General, Record, SubscribedPage};
+use crate::shared_cache::{Found, SharedCache};
 
 mod page;
 use page::{scan_page, Scan};
@@ -121,6 +122,8 @@ pub struct Otx {
     generals: Memo<Arc<Option<General>>>,
     records: Memo<Option<Record>>,
     metrics: Arc<Metrics>,
+    /// The fleet's shared cache (`REDIS_URL`), if any.
+    redis: Option<SharedCache>,
 }
 
 impl Otx {
@@ -144,6 +147,15 @@ impl Otx {
             generals: Memo::new(config.cache_ttl, config.cache_max_entries),
             records: Memo::new(config.cache_ttl, config.cache_max_entries),
             metrics,
+            // No cache, nothing to share (CACHE_TTL=0 turns both tiers off).
+            redis: match &config.redis_url {
+                Some(url) if !config.cache_ttl.is_zero() => Some(SharedCache::new(
+                    url,
+                    config.ca_pem.as_deref(),
+                    config.cache_ttl,
+                )?),
+                _ => None,
+            },
         })
     }
 
@@ -190,25 +202,19 @@ impl Otx {
             self.base,
             quote_path(&observable.otx_value())
         );
-        shared(
-            &self.generals,
-            &self.metrics,
-            session,
-            session.cache_key(&url),
-            || {
-                let response = self.send(session, "general", &url)?;
-                match response.status().as_u16() {
-                    200 => {
-                        let body = self.read_body(session, response)?;
-                        let text = String::from_utf8_lossy(&body);
-                        let value: Value = serde_json::from_str(&text).map_err(not_json)?;
-                        Ok(Arc::new(Some(general_from_json(&value))))
-                    }
-                    400 | 404 => Ok(Arc::new(None)),
-                    status => Err(status_error(status)),
+        shared(self, &self.generals, session, &url, || {
+            let response = self.send(session, "general", &url)?;
+            match response.status().as_u16() {
+                200 => {
+                    let body = self.read_body(session, response)?;
+                    let text = String::from_utf8_lossy(&body);
+                    let value: Value = serde_json::from_str(&text).map_err(not_json)?;
+                    Ok(Arc::new(Some(general_from_json(&value))))
                 }
-            },
-        )
+                400 | 404 => Ok(Arc::new(None)),
+                status => Err(status_error(status)),
+            }
+        })
     }
 
     /// The pulse's own record of `observable`, paging through the pulse's
@@ -227,12 +233,12 @@ impl Otx {
         // The kind is part of the key: records match exactly for some kinds
         // and ignoring ASCII case for others, so the same value under two
         // kinds may find different records.
-        let key = session.cache_key(&format!(
+        let key = format!(
             "{path}#{}#{}",
             observable.kind.type_name(),
             observable.otx_value()
-        ));
-        shared(&self.records, &self.metrics, session, key, || {
+        );
+        shared(self, &self.records, session, &key, || {
             for page in 1..=MAX_PAGES {
                 let url = format!("{path}?sort=-created&limit={PAGE_SIZE}&page={page}");
                 let response = self.send(session, "pulse_indicators", &url)?;
@@ -487,19 +493,73 @@ impl Otx {
 /// one who fetches may be a request whose deadline comes sooner: its
 /// `timeout` is not ours while this session still has time, so then fetch
 /// again (leading or joining a new flight).
-fn shared<V: Clone + Send + Sync + 'static>(
+/// What both cache tiers hold: cloned from memory, written to Redis as
+/// JSON (the relay's own shape).
+trait Cached: Clone + Send + Sync + 'static {
+    fn encode(&self) -> Option<Vec<u8>>;
+    fn decode(bytes: &[u8]) -> Option<Self>;
+}
+
+impl Cached for Arc<Option<General>> {
+    fn encode(&self) -> Option<Vec<u8>> {
+        serde_json::to_vec(self.as_ref()).ok()
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice::<Option<General>>(bytes)
+            .ok()
+            .map(Arc::new)
+    }
+}
+
+impl Cached for Option<Record> {
+    fn encode(&self) -> Option<Vec<u8>> {
+        serde_json::to_vec(self).ok()
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+/// The value of `url` for the session's tenant: from the in-process cache,
+/// from an identical lookup in flight, from the fleet's shared cache, or
+/// fetched now (and kept in both). A lookup that timed out for an earlier
+/// request is fetched again for a later one with time left.
+fn shared<V: Cached>(
+    otx: &Otx,
     memo: &Memo<V>,
-    metrics: &Metrics,
     session: &Session,
-    key: Key,
+    url: &str,
     fetch: impl Fn() -> Result<V, RelayError>,
 ) -> Result<V, RelayError> {
-    let (result, lookup) = memo.lookup(key, &fetch);
-    metrics.cache_lookup("memory", lookup);
+    let tiered = || match &otx.redis {
+        None => fetch(),
+        Some(redis) => {
+            let key = SharedCache::key(session.tenant(), url);
+            match redis.find(&key, session.deadline, &otx.metrics) {
+                Found::Value(bytes) => match V::decode(&bytes) {
+                    Some(value) => Ok(value),
+                    None => fetch(),
+                },
+                Found::Fetch(held) => {
+                    let fetched = fetch();
+                    match fetched.as_ref().ok().and_then(Cached::encode) {
+                        Some(bytes) => redis.store(held, &bytes),
+                        // Errors are never shared: the lock is freed.
+                        None => redis.release(held),
+                    }
+                    fetched
+                }
+                Found::Alone => fetch(),
+            }
+        }
+    };
+    let key = session.cache_key(url);
+    let (result, lookup) = memo.lookup(key, tiered);
+    otx.metrics.cache_lookup("memory", lookup);
     match result {
         Err(RelayError::Timeout) if !session.remaining().is_zero() => {
-            let (result, lookup) = memo.lookup(key, fetch);
-            metrics.cache_lookup("memory", lookup);
+            let (result, lookup) = memo.lookup(key, tiered);
+            otx.metrics.cache_lookup("memory", lookup);
             result
         }
         other => other,

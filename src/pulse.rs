@@ -1,14 +1,15 @@
 //! What the relay keeps of OTX's answers: the domain types [`General`],
 //! [`Pulse`] and [`Record`], and their reading from OTX's `/general` JSON.
 //! With `otx` (its URLs, requests and pages), the only code that knows
-//! OTX's JSON shapes.
+//! OTX's JSON shapes. (`General` and `Record` also serialize, as the fleet's
+//! shared cache keeps them: the relay's own shape, not OTX's.)
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// What OTX says of one observable (`/general`), filtered to the pulses that
 /// contain it.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct General {
     /// Pulses whose `indicator_type_counts` holds the base indicator's type.
     pub pulses: Vec<Pulse>,
@@ -35,7 +36,7 @@ impl General {
 
 /// A pulse, with what CTIM needs of it. Optional fields are `None` when OTX
 /// omits them (or sends something that is not of the right type).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pulse {
     pub id: String,
     pub name: Option<String>,
@@ -46,7 +47,7 @@ pub struct Pulse {
 }
 
 /// A pulse's own record of an indicator.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub created: String,
     pub expiration: Option<String>,

@@ -324,7 +324,7 @@ mod tests {
 
     #[test]
     fn samples() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/otx-samples/");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/otx/");
         let read = |f: &str| -> General {
             let text = std::fs::read_to_string(format!("{dir}{f}")).expect(f);
             general_from_json(&serde_json::from_str(&text).expect(f))

@@ -526,7 +526,7 @@ mod tests {
 
     #[test]
     fn samples_scan() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/otx-samples/");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/otx/");
         for (file, value, more) in [
             ("pulse-indicators-page1.json", "nope.example", true),
             ("pulse-indicators-page2.json", "nope.example", false),

@@ -8,6 +8,7 @@ mod dockerfile;
 mod empty_root;
 mod endpoints;
 mod faults;
+mod fleet;
 mod kubernetes;
 mod metrics;
 mod observe;
