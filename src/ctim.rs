@@ -42,6 +42,22 @@ pub fn indicator_id(pulse_id: &str) -> String {
     )
 }
 
+/// CTIM's `tlp` for OTX's `TLP` (SPEC §13): CTIM knows `red`, `amber`,
+/// `green` and `white` only. TLP 2.0's `clear` is 1.0's `white`, and
+/// `amber+strict` is an `amber` narrowed to the organisation, the nearest
+/// CTIM has; any other value (`purple`, empty, misspelt) gives no `tlp` at
+/// all rather than one XDR would refuse or misread. ASCII case is ignored;
+/// nothing else is (no trimming, no guessing).
+pub fn tlp(otx: &str) -> Option<&'static str> {
+    Some(match otx.to_ascii_lowercase().as_str() {
+        "red" => "red",
+        "amber" | "amber+strict" => "amber",
+        "green" => "green",
+        "white" | "clear" => "white",
+        _ => return None,
+    })
+}
+
 fn transient(kind: &str) -> String {
     format!("transient:{kind}-{}", Uuid::new_v4())
 }
@@ -80,7 +96,7 @@ pub struct Indicator {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tlp: Option<String>,
+    pub tlp: Option<&'static str>,
     #[serde(rename = "type")]
     pub type_: &'static str,
     pub valid_time: TimeSpan,
@@ -103,7 +119,7 @@ pub struct Sighting {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tlp: Option<String>,
+    pub tlp: Option<&'static str>,
     #[serde(rename = "type")]
     pub type_: &'static str,
 }
@@ -143,6 +159,7 @@ pub fn entities(base: &str, observable: &Observable, pulse: &Pulse, record: &Rec
         target_ref: indicator_id.clone(),
         type_: "relationship",
     };
+    let tlp = pulse.tlp.as_deref().and_then(tlp);
     let sighting = Sighting {
         confidence: "High",
         count: 1,
@@ -159,7 +176,7 @@ pub fn entities(base: &str, observable: &Observable, pulse: &Pulse, record: &Rec
         source: SOURCE,
         source_uri: source_uri.clone(),
         title: title.clone(),
-        tlp: pulse.tlp.clone(),
+        tlp,
         type_: "sighting",
     };
     let indicator = Indicator {
@@ -176,7 +193,7 @@ pub fn entities(base: &str, observable: &Observable, pulse: &Pulse, record: &Rec
             .as_ref()
             .map(|tags| tags.iter().map(|t| cap(t, TAG_MAX)).collect()),
         title,
-        tlp: pulse.tlp.clone(),
+        tlp,
         type_: "indicator",
         valid_time: TimeSpan {
             end_time: record.expiration.as_deref().map(utc),
@@ -356,6 +373,27 @@ mod tests {
         );
         assert_eq!(relationship["source_ref"], sighting["id"]);
         assert_eq!(relationship["target_ref"], indicator["id"]);
+    }
+
+    #[test]
+    fn tlp_normalised() {
+        for (otx, ctim) in [
+            ("red", Some("red")),
+            ("RED", Some("red")),
+            ("Amber", Some("amber")),
+            ("amber+strict", Some("amber")),
+            ("AMBER+STRICT", Some("amber")),
+            ("green", Some("green")),
+            ("WHITE", Some("white")),
+            ("clear", Some("white")),
+            ("Clear", Some("white")),
+            ("purple", None),
+            ("", None),
+            (" white", None),
+            ("amber strict", None),
+        ] {
+            assert_eq!(tlp(otx), ctim, "{otx:?}");
+        }
     }
 
     /// Any entity as a JSON value and as the text the answer carries.
