@@ -324,6 +324,8 @@ mod tests {
             author: None,
             tags: None,
             tlp: None,
+            malware: Vec::new(),
+            attacks: Vec::new(),
         };
         let r = Record {
             created: "2020-01-01T00:00:00".into(),
