@@ -7,7 +7,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::observable::{quote_all, quote_url, Observable};
-use crate::pulse::{Pulse, Record};
+use crate::pulse::{AttackId, Pulse, Record};
 use crate::time::utc;
 
 pub const SCHEMA_VERSION: &str = "1.0.17";
@@ -42,6 +42,45 @@ pub fn indicator_id(pulse_id: &str) -> String {
     )
 }
 
+/// The id of a malware family, from its name in any case (SPEC §13):
+/// stable across requests and pulses, like the indicator's.
+pub fn malware_id(name: &str) -> String {
+    format!(
+        "transient:malware-{}",
+        Uuid::new_v5(
+            &Uuid::NAMESPACE_X500,
+            format!("otx-malware:{}", name.to_lowercase()).as_bytes()
+        )
+    )
+}
+
+/// The id of an ATT&CK technique (SPEC §13), from its id in any case.
+pub fn attack_pattern_id(technique: &str) -> String {
+    format!(
+        "transient:attack-pattern-{}",
+        Uuid::new_v5(
+            &Uuid::NAMESPACE_X500,
+            format!("otx-attack:{}", technique.to_uppercase()).as_bytes()
+        )
+    )
+}
+
+/// CTIM's `tlp` for OTX's `TLP` (SPEC §13): CTIM knows `red`, `amber`,
+/// `green` and `white` only. TLP 2.0's `clear` is 1.0's `white`, and
+/// `amber+strict` is an `amber` narrowed to the organisation, the nearest
+/// CTIM has; any other value (`purple`, empty, misspelt) gives no `tlp` at
+/// all rather than one XDR would refuse or misread. ASCII case is ignored;
+/// nothing else is (no trimming, no guessing).
+pub fn tlp(otx: &str) -> Option<&'static str> {
+    Some(match otx.to_ascii_lowercase().as_str() {
+        "red" => "red",
+        "amber" | "amber+strict" => "amber",
+        "green" => "green",
+        "white" | "clear" => "white",
+        _ => return None,
+    })
+}
+
 fn transient(kind: &str) -> String {
     format!("transient:{kind}-{}", Uuid::new_v4())
 }
@@ -52,7 +91,7 @@ pub fn pulse_uri(base: &str, pulse_id: &str) -> String {
 }
 
 // The entities below are written straight to the answer by serde: their
-// fields are exactly the fields CTIM gets (SPEC §6, §7), and they are
+// fields are exactly the fields CTIM gets (SPEC §6, §7, §13), and they are
 // declared in alphabetical order, so the bytes are those a sorted JSON
 // object would give.
 
@@ -80,7 +119,7 @@ pub struct Indicator {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tlp: Option<String>,
+    pub tlp: Option<&'static str>,
     #[serde(rename = "type")]
     pub type_: &'static str,
     pub valid_time: TimeSpan,
@@ -103,12 +142,13 @@ pub struct Sighting {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tlp: Option<String>,
+    pub tlp: Option<&'static str>,
     #[serde(rename = "type")]
     pub type_: &'static str,
 }
 
-/// Ties a sighting to its indicator (SPEC §6).
+/// Ties a sighting to its indicator (`member-of`, SPEC §6), or an indicator
+/// to a malware or attack pattern its pulse names (`indicates`, SPEC §13).
 #[derive(Debug, Clone, Serialize)]
 pub struct Relationship {
     pub id: String,
@@ -118,6 +158,26 @@ pub struct Relationship {
     pub target_ref: String,
     #[serde(rename = "type")]
     pub type_: &'static str,
+}
+
+fn relationship(
+    relationship_type: &'static str,
+    source_ref: &str,
+    target_ref: &str,
+) -> Relationship {
+    Relationship {
+        id: transient("relationship"),
+        relationship_type,
+        schema_version: SCHEMA_VERSION,
+        source_ref: source_ref.to_owned(),
+        target_ref: target_ref.to_owned(),
+        type_: "relationship",
+    }
+}
+
+/// `indicates` from a pulse's indicator to an entity (SPEC §13).
+pub fn indicates(indicator_id: &str, target_id: &str) -> Relationship {
+    relationship("indicates", indicator_id, target_id)
 }
 
 /// The three entities one (pulse, record) pair gives.
@@ -135,14 +195,8 @@ pub fn entities(base: &str, observable: &Observable, pulse: &Pulse, record: &Rec
     let indicator_id = indicator_id(&pulse.id);
     let title = pulse.name.as_deref().map(|name| cap(name, TITLE_MAX));
     let sighting_id = transient("sighting");
-    let relationship = Relationship {
-        id: transient("relationship"),
-        relationship_type: "member-of",
-        schema_version: SCHEMA_VERSION,
-        source_ref: sighting_id.clone(),
-        target_ref: indicator_id.clone(),
-        type_: "relationship",
-    };
+    let relationship = relationship("member-of", &sighting_id, &indicator_id);
+    let tlp = pulse.tlp.as_deref().and_then(tlp);
     let sighting = Sighting {
         confidence: "High",
         count: 1,
@@ -159,7 +213,7 @@ pub fn entities(base: &str, observable: &Observable, pulse: &Pulse, record: &Rec
         source: SOURCE,
         source_uri: source_uri.clone(),
         title: title.clone(),
-        tlp: pulse.tlp.clone(),
+        tlp,
         type_: "sighting",
     };
     let indicator = Indicator {
@@ -176,7 +230,7 @@ pub fn entities(base: &str, observable: &Observable, pulse: &Pulse, record: &Rec
             .as_ref()
             .map(|tags| tags.iter().map(|t| cap(t, TAG_MAX)).collect()),
         title,
-        tlp: pulse.tlp.clone(),
+        tlp,
         type_: "indicator",
         valid_time: TimeSpan {
             end_time: record.expiration.as_deref().map(utc),
@@ -187,6 +241,98 @@ pub fn entities(base: &str, observable: &Observable, pulse: &Pulse, record: &Rec
         indicator,
         sighting,
         relationship,
+    }
+}
+
+/// A malware family a pulse names (SPEC §13).
+#[derive(Debug, Clone, Serialize)]
+pub struct Malware {
+    pub description: String,
+    pub id: String,
+    pub labels: [&'static str; 1],
+    pub schema_version: &'static str,
+    pub short_description: String,
+    pub source: &'static str,
+    pub source_uri: String,
+    pub title: String,
+    #[serde(rename = "type")]
+    pub type_: &'static str,
+}
+
+/// The malware entity of a family named `name` (as the pulse spells it).
+///
+/// Its link searches OTX's pulses for the name, quoted as SPEC §5 defines
+/// "quoted" for a URL: Python's `quote(name, safe='@:')` (`quote_url`, as
+/// the refer links). Python's bare `quote(name)` (`safe='/'`) would differ
+/// only on `/` (kept) and `@`, `:` (encoded); all three mean the same in a
+/// query, and `&`, `=`, `#`, `+`, `%` and spaces are encoded either way,
+/// so no name can end the `q` parameter early.
+pub fn malware(base: &str, name: &str) -> Malware {
+    let text = format!("{name}, named by AlienVault OTX pulses");
+    Malware {
+        description: cap(&text, DESCRIPTION_MAX),
+        id: malware_id(name),
+        labels: ["malware"],
+        schema_version: SCHEMA_VERSION,
+        short_description: cap(&text, SHORT_DESCRIPTION_MAX),
+        source: SOURCE,
+        source_uri: format!("{base}/browse/global/pulses?q={}", quote_url(name)),
+        title: cap(name, TITLE_MAX),
+        type_: "malware",
+    }
+}
+
+/// An ATT&CK technique a pulse names (SPEC §13).
+#[derive(Debug, Clone, Serialize)]
+pub struct AttackPattern {
+    pub description: String,
+    pub external_references: [ExternalReference; 1],
+    pub id: String,
+    pub schema_version: &'static str,
+    pub short_description: String,
+    pub source: &'static str,
+    pub title: String,
+    #[serde(rename = "type")]
+    pub type_: &'static str,
+}
+
+/// Where an entity is described outside CTIM: here, MITRE's page.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExternalReference {
+    pub external_id: String,
+    pub source_name: &'static str,
+    pub url: String,
+}
+
+/// The attack pattern entity of a technique (its id already checked when
+/// read): titled with OTX's `display_name`, else the id; linked to its page
+/// on attack.mitre.org, where a sub-technique `T1059.001` is
+/// `techniques/T1059/001/`.
+pub fn attack_pattern(attack: &AttackId) -> AttackPattern {
+    let technique = &attack.id;
+    let title = attack.name.as_deref().unwrap_or(technique);
+    // "T1059 (MITRE ATT&CK T1059)" would say the id twice.
+    let text = if title == technique {
+        format!("MITRE ATT&CK {technique}, named by AlienVault OTX pulses")
+    } else {
+        format!("{title} (MITRE ATT&CK {technique}), named by AlienVault OTX pulses")
+    };
+    AttackPattern {
+        description: cap(&text, DESCRIPTION_MAX),
+        external_references: [ExternalReference {
+            external_id: technique.clone(),
+            source_name: "mitre-attack",
+            url: format!(
+                "https://attack.mitre.org/techniques/{}/",
+                technique.replace('.', "/")
+            ),
+        }],
+        id: attack_pattern_id(technique),
+        schema_version: SCHEMA_VERSION,
+        short_description: cap(&text, SHORT_DESCRIPTION_MAX),
+        source: SOURCE,
+        title: cap(title, TITLE_MAX),
+        type_: "attack_pattern",
     }
 }
 
@@ -260,6 +406,7 @@ impl<T: Serialize> Serialize for Bundle<T> {
 mod tests {
     use super::*;
     use crate::observable::Kind;
+    use erased_serialize::Doc;
     use serde_json::{json, Value};
 
     #[test]
@@ -307,6 +454,8 @@ mod tests {
             author: None,
             tags: None,
             tlp: None,
+            malware: Vec::new(),
+            attacks: Vec::new(),
         };
         let r = Record {
             created: "2020-01-01T00:00:00".into(),
@@ -356,6 +505,123 @@ mod tests {
         );
         assert_eq!(relationship["source_ref"], sighting["id"]);
         assert_eq!(relationship["target_ref"], indicator["id"]);
+    }
+
+    #[test]
+    fn named_entity_ids_match_python() {
+        // python3 -c "import uuid; print(uuid.uuid5(uuid.NAMESPACE_X500, 'otx-malware:emotet'))"
+        let emotet = "transient:malware-5a66b886-35ad-5cf6-ac61-bb0257516584";
+        assert_eq!(malware_id("Emotet"), emotet);
+        assert_eq!(malware_id("EMOTET"), emotet);
+        assert_eq!(malware_id("emotet"), emotet);
+        // python3 -c "import uuid; print(uuid.uuid5(uuid.NAMESPACE_X500, 'otx-attack:T1059.001'))"
+        let powershell = "transient:attack-pattern-1609e7e7-39d9-59be-8872-6cfd6212443f";
+        assert_eq!(attack_pattern_id("T1059.001"), powershell);
+        assert_eq!(attack_pattern_id("t1059.001"), powershell);
+        assert_ne!(attack_pattern_id("T1059"), powershell);
+    }
+
+    #[test]
+    fn tlp_normalised() {
+        for (otx, ctim) in [
+            ("red", Some("red")),
+            ("RED", Some("red")),
+            ("Amber", Some("amber")),
+            ("amber+strict", Some("amber")),
+            ("AMBER+STRICT", Some("amber")),
+            ("green", Some("green")),
+            ("WHITE", Some("white")),
+            ("clear", Some("white")),
+            ("Clear", Some("white")),
+            ("purple", None),
+            ("", None),
+            (" white", None),
+            ("amber strict", None),
+        ] {
+            assert_eq!(tlp(otx), ctim, "{otx:?}");
+        }
+    }
+
+    #[test]
+    fn malware_and_attack_pattern_fields() {
+        let m = malware("http://otx", "Cobalt Strike/Beacon @x:y&z=1#2+3");
+        assert_eq!(
+            m.source_uri,
+            "http://otx/browse/global/pulses?q=Cobalt%20Strike%2FBeacon%20@x:y%26z%3D1%232%2B3"
+        );
+        assert_eq!(m.title, "Cobalt Strike/Beacon @x:y&z=1#2+3");
+        assert_eq!(
+            m.description,
+            "Cobalt Strike/Beacon @x:y&z=1#2+3, named by AlienVault OTX pulses"
+        );
+        // The bytes, keys in alphabetical order.
+        assert_eq!(
+            malware("http://otx", "Emotet").text(),
+            "{\"description\":\"Emotet, named by AlienVault OTX pulses\",\
+             \"id\":\"transient:malware-5a66b886-35ad-5cf6-ac61-bb0257516584\",\
+             \"labels\":[\"malware\"],\"schema_version\":\"1.0.17\",\
+             \"short_description\":\"Emotet, named by AlienVault OTX pulses\",\
+             \"source\":\"AlienVault OTX\",\
+             \"source_uri\":\"http://otx/browse/global/pulses?q=Emotet\",\
+             \"title\":\"Emotet\",\"type\":\"malware\"}"
+        );
+        let sub = attack_pattern(&AttackId {
+            id: "T1059.001".into(),
+            name: Some("T1059.001 - PowerShell".into()),
+        });
+        assert_eq!(
+            sub.value(),
+            json!({
+                "description": "T1059.001 - PowerShell (MITRE ATT&CK T1059.001), named by AlienVault OTX pulses",
+                "external_references": [{
+                    "external_id": "T1059.001",
+                    "source_name": "mitre-attack",
+                    "url": "https://attack.mitre.org/techniques/T1059/001/"
+                }],
+                "id": "transient:attack-pattern-1609e7e7-39d9-59be-8872-6cfd6212443f",
+                "schema_version": "1.0.17",
+                "short_description": "T1059.001 - PowerShell (MITRE ATT&CK T1059.001), named by AlienVault OTX pulses",
+                "source": "AlienVault OTX",
+                "title": "T1059.001 - PowerShell",
+                "type": "attack_pattern"
+            })
+        );
+        assert!(sub.text().starts_with(
+            "{\"description\":\"T1059.001 - PowerShell (MITRE ATT&CK T1059.001), named by AlienVault OTX pulses\",\"external_references\":[{\"external_id\":\"T1059.001\",\"source_name\":\"mitre-attack\",\"url\":"
+        ));
+        let bare = attack_pattern(&AttackId {
+            id: "T1059".into(),
+            name: None,
+        });
+        assert_eq!(bare.title, "T1059");
+        assert_eq!(
+            bare.description,
+            "MITRE ATT&CK T1059, named by AlienVault OTX pulses"
+        );
+        let r = indicates("transient:indicator-x", &bare.id);
+        assert_eq!(r.relationship_type, "indicates");
+        assert_eq!(r.source_ref, "transient:indicator-x");
+        assert_eq!(r.target_ref, bare.id);
+        assert!(r.id.starts_with("transient:relationship-"));
+    }
+
+    #[test]
+    fn named_entities_keep_the_caps() {
+        let long = "é".repeat(6000);
+        let m = malware("http://otx", &long);
+        assert_eq!(m.title.chars().count(), TITLE_MAX);
+        assert_eq!(m.short_description.chars().count(), SHORT_DESCRIPTION_MAX);
+        assert_eq!(m.description.chars().count(), DESCRIPTION_MAX);
+        assert!(m.description.ends_with('…'));
+        // The id is the whole name's, not the cut title's.
+        assert_eq!(m.id, malware_id(&long));
+        let a = attack_pattern(&AttackId {
+            id: "T1566".into(),
+            name: Some(long.clone()),
+        });
+        assert_eq!(a.title.chars().count(), TITLE_MAX);
+        assert_eq!(a.short_description.chars().count(), SHORT_DESCRIPTION_MAX);
+        assert_eq!(a.description.chars().count(), DESCRIPTION_MAX);
     }
 
     /// Any entity as a JSON value and as the text the answer carries.

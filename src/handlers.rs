@@ -267,6 +267,7 @@ fn lookup(app: &Arc<App>, request: &Request, mode: Mode) -> Reply {
 
     let mut errors = Vec::new();
     let mut data = LookupData::default();
+    let mut named = Named::default();
     let mut any_ok = distinct.is_empty();
     let now = SystemTime::now();
     for (observable, result) in distinct.iter().zip(results) {
@@ -287,6 +288,18 @@ fn lookup(app: &Arc<App>, request: &Request, mode: Mode) -> Reply {
         }
         for (pulse, record) in &found.pairs {
             let e = ctim::entities(&app.config.otx_url, observable, pulse, record);
+            for name in &pulse.malware {
+                let malware = ctim::malware(&app.config.otx_url, name);
+                if named.link(&e.indicator.id, &malware.id) {
+                    data.malwares.docs.push(malware);
+                }
+            }
+            for attack in &pulse.attacks {
+                let pattern = ctim::attack_pattern(attack);
+                if named.link(&e.indicator.id, &pattern.id) {
+                    data.attack_patterns.docs.push(pattern);
+                }
+            }
             data.sightings.docs.push(e.sighting);
             data.indicators.docs.push(e.indicator);
             data.relationships.docs.push(e.relationship);
@@ -305,19 +318,56 @@ fn lookup(app: &Arc<App>, request: &Request, mode: Mode) -> Reply {
             }
         }
     }
+    // After every `member-of`, so that those keep the rank of their sighting.
+    data.relationships.docs.extend(named.indicates);
     let mut reply = Reply::ok(&envelope(any_ok.then_some(data), &errors));
     reply.retries = session.retries();
     reply
 }
 
+/// The malware and attack patterns named by the sighted pulses of one
+/// answer (SPEC §13): each entity once, however many pulses (or case
+/// variants) name it, the first spelling seen giving its title; and one
+/// `indicates` per (indicator id, entity id). A pulse sighted twice (two
+/// observables in it) gives two indicator docs with one id: its entities
+/// are indicated once, since a second relationship would repeat the first
+/// but for its random id. Counted against nothing: the entity limit is on
+/// sightings.
+#[derive(Default)]
+struct Named {
+    /// The entity ids emitted so far.
+    entities: HashSet<String>,
+    /// The (indicator id, entity id) pairs related so far.
+    links: HashSet<(String, String)>,
+    /// The `indicates` relationships, in the order of their sightings.
+    indicates: Vec<ctim::Relationship>,
+}
+
+impl Named {
+    /// Relates the indicator to the entity `id` (once), and tells whether
+    /// the entity is new to the answer (its doc is then to be emitted).
+    fn link(&mut self, indicator_id: &str, id: &str) -> bool {
+        if self.links.insert((indicator_id.to_owned(), id.to_owned())) {
+            self.indicates.push(ctim::indicates(indicator_id, id));
+        }
+        self.entities.insert(id.to_owned())
+    }
+}
+
 /// What `/observe` and `/deliberate` answer: each kind of entity only when
 /// it has docs (`{"data": {}}` when none); keys in alphabetical order.
+/// `/deliberate` looks up no pulse record, so it has no sighted pulse and
+/// no malware or attack pattern.
 #[derive(Default, Serialize)]
 struct LookupData {
+    #[serde(skip_serializing_if = "Bundle::is_empty")]
+    attack_patterns: Bundle<ctim::AttackPattern>,
     #[serde(skip_serializing_if = "Bundle::is_empty")]
     indicators: Bundle<ctim::Indicator>,
     #[serde(skip_serializing_if = "Bundle::is_empty")]
     judgements: Bundle<verdict::Judgement>,
+    #[serde(skip_serializing_if = "Bundle::is_empty")]
+    malwares: Bundle<ctim::Malware>,
     #[serde(skip_serializing_if = "Bundle::is_empty")]
     relationships: Bundle<ctim::Relationship>,
     #[serde(skip_serializing_if = "Bundle::is_empty")]

@@ -43,7 +43,24 @@ pub struct Pulse {
     pub description: Option<String>,
     pub author: Option<String>,
     pub tags: Option<Vec<String>>,
+    /// OTX's `TLP` as sent; `ctim::tlp` maps it to CTIM's.
     pub tlp: Option<String>,
+    /// The malware families the pulse names (`malware_families`), trimmed,
+    /// in OTX's order, case variants and repeats included.
+    pub malware: Vec<String>,
+    /// The ATT&CK techniques the pulse names (`attack_ids`), in OTX's order.
+    pub attacks: Vec<AttackId>,
+}
+
+/// An ATT&CK technique a pulse names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttackId {
+    /// `T` and four digits, maybe `.` and three more (`T1059`, `T1059.001`),
+    /// in upper case: checked when read.
+    pub id: String,
+    /// OTX's `display_name` (`T1059 - Command and Scripting Interpreter`),
+    /// when it sends a non-empty one.
+    pub name: Option<String>,
 }
 
 /// A pulse's own record of an indicator.
@@ -127,6 +144,12 @@ fn pulse_from_json(p: &Value) -> Option<Pulse> {
                 .collect()
         }),
         tlp: text("TLP"),
+        malware: items(p, "malware_families")
+            .filter_map(malware_from_json)
+            .collect(),
+        attacks: items(p, "attack_ids")
+            .filter_map(attack_from_json)
+            .collect(),
     })
 }
 
@@ -168,24 +191,10 @@ pub fn read_subscribed_page(reader: impl std::io::Read) -> std::io::Result<Subsc
     Ok(page)
 }
 
-/// The names in a `malware_families` (or `attack_ids`) list: objects with
-/// `display_name` (else `id`), or plain strings; numbers, nulls, empty
-/// names and anything else skipped (SPEC §11).
+/// The names in a `malware_families` list (SPEC §11), as
+/// `malware_from_json` reads each item.
 pub fn names(list: &[Value]) -> Vec<String> {
-    list.iter()
-        .filter_map(|item| match item {
-            Value::String(name) => Some(name.as_str()),
-            Value::Object(o) => o
-                .get("display_name")
-                .and_then(Value::as_str)
-                .filter(|n| !n.trim().is_empty())
-                .or_else(|| o.get("id").and_then(Value::as_str)),
-            _ => None,
-        })
-        .map(str::trim)
-        .filter(|name| !name.is_empty())
-        .map(str::to_owned)
-        .collect()
+    list.iter().filter_map(malware_from_json).collect()
 }
 
 mod subscribed {
@@ -343,6 +352,75 @@ mod subscribed {
     }
 }
 
+/// The items of the list `name` of a pulse; none when it is not a list.
+fn items<'a>(p: &'a Value, name: &str) -> impl Iterator<Item = &'a Value> {
+    p.get(name)
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+}
+
+/// A string of `value`, trimmed, unless empty.
+fn name(value: Option<&Value>) -> Option<&str> {
+    value
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// An item of `malware_families` (SPEC §11): a plain string, or an object
+/// whose `display_name`, else `id`, is the name. Anything else (numbers,
+/// `null`, empty names, objects without a usable name) names nothing.
+fn malware_from_json(item: &Value) -> Option<String> {
+    match item {
+        Value::String(_) => name(Some(item)),
+        Value::Object(o) => name(o.get("display_name")).or_else(|| name(o.get("id"))),
+        _ => None,
+    }
+    .map(str::to_owned)
+}
+
+/// An item of `attack_ids` (SPEC §11): a plain string that is a technique
+/// id, or an object whose `id` (else, `display_name`) is one; its
+/// `display_name` names it. Anything else names nothing: numbers, `null`,
+/// and every string that is not a technique id as `technique_id` reads it
+/// (tactics `TA0001`, `X1`, `T1059 - Command…` as an id).
+fn attack_from_json(item: &Value) -> Option<AttackId> {
+    match item {
+        Value::String(s) => Some(AttackId {
+            id: technique_id(s)?,
+            name: None,
+        }),
+        Value::Object(o) => {
+            let display_name = name(o.get("display_name"));
+            let id = name(o.get("id"))
+                .and_then(technique_id)
+                .or_else(|| display_name.and_then(technique_id))?;
+            Some(AttackId {
+                id,
+                name: display_name.map(str::to_owned),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// `text` as an ATT&CK technique id, upper-cased: `T` and four ASCII
+/// digits, maybe followed by `.` and three more (`T\d{4}(\.\d{3})?`, any
+/// case, surrounding spaces ignored). Anything else is not one and is
+/// skipped by the caller: a link to `attack.mitre.org/techniques/<id>/`
+/// built from it would lead nowhere (or somewhere else).
+fn technique_id(text: &str) -> Option<String> {
+    let text = text.trim();
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    let rest = text.strip_prefix(['T', 't'])?;
+    let ok = match rest.split_once('.') {
+        None => digits(rest, 4),
+        Some((technique, sub)) => digits(technique, 4) && digits(sub, 3),
+    };
+    ok.then(|| text.to_ascii_uppercase())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,6 +456,71 @@ mod tests {
             general_from_json(&json!({"pulse_info": {"pulses": {}}})),
             General::default()
         );
+    }
+
+    #[test]
+    fn malware_and_attack_ids_in_both_shapes_junk_skipped() {
+        let g = general_from_json(&json!({
+            "base_indicator": {"type": "IPv4"},
+            "pulse_info": {"pulses": [{
+                "id": "a",
+                "indicator_type_counts": {"IPv4": 1},
+                "malware_families": [
+                    {"id": "Emotet", "display_name": "Emotet", "target": "/malware/Emotet"},
+                    " Cobalt Strike ", {"id": "Qakbot", "display_name": ""}, "EMOTET",
+                    5, null, "", " ", true, [], {}, {"name": "x"}, {"display_name": 7}
+                ],
+                "attack_ids": [
+                    {"id": "T1566", "name": "Phishing", "display_name": "T1566 - Phishing"},
+                    "t1059.001", {"display_name": "T1105"}, {"id": "T1071", "display_name": ""},
+                    1059, null, "", "X1", "TA0001", "T105", "T10599", "T1059.01",
+                    "T1059.0011", "T1059-001", "T1059.", ".001", "T１０５９",
+                    {"display_name": "T1566 - Phishing"}, {"id": 1566}, {"id": "Phishing"}
+                ]
+            }, {
+                "id": "b",
+                "indicator_type_counts": {"IPv4": 1},
+                "malware_families": "Emotet",
+                "attack_ids": {"id": "T1059"}
+            }]}
+        }));
+        let attack = |id: &str, name: Option<&str>| AttackId {
+            id: id.to_owned(),
+            name: name.map(str::to_owned),
+        };
+        assert_eq!(
+            g.pulses[0].malware,
+            ["Emotet", "Cobalt Strike", "Qakbot", "EMOTET"]
+        );
+        assert_eq!(
+            g.pulses[0].attacks,
+            [
+                attack("T1566", Some("T1566 - Phishing")),
+                attack("T1059.001", None),
+                attack("T1105", Some("T1105")),
+                attack("T1071", None),
+            ]
+        );
+        assert!(g.pulses[1].malware.is_empty());
+        assert!(g.pulses[1].attacks.is_empty());
+    }
+
+    #[test]
+    fn technique_ids() {
+        assert_eq!(technique_id("T1059").as_deref(), Some("T1059"));
+        assert_eq!(technique_id(" t1059.001").as_deref(), Some("T1059.001"));
+        for bad in [
+            "",
+            "T",
+            "T105",
+            "T10590",
+            "T1059.1",
+            "T1059.0011",
+            "TA0001",
+            "X1059",
+        ] {
+            assert_eq!(technique_id(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -204,6 +204,8 @@ mod tests {
                     author: None,
                     tags: None,
                     tlp: None,
+                    malware: Vec::new(),
+                    attacks: Vec::new(),
                 })
                 .collect(),
             validation: validation.iter().map(|s| s.to_string()).collect(),

@@ -1,6 +1,7 @@
 //! Arbitrary bytes as an OTX `/general` answer: parsed as JSON, read by
 //! `otx::general_from_json`, and every pulse mapped to CTIM with a record
-//! taken from the same document. Nothing panics, and the CTIM text caps hold.
+//! taken from the same document, its malware and techniques too (SPEC §13).
+//! Nothing panics, the CTIM text caps hold, and `tlp` is one of CTIM's.
 
 #![no_main]
 
@@ -51,6 +52,23 @@ fuzz_target!(|data: &[u8]| {
         }
         assert_eq!(relationship["source_ref"], sighting["id"]);
         assert_eq!(relationship["target_ref"], indicator["id"]);
+        for doc in [&indicator, &sighting] {
+            if let Some(tlp) = doc.get("tlp") {
+                assert!(["red", "amber", "green", "white"].contains(&tlp.as_str().unwrap_or("")));
+            }
+        }
+        let malwares = pulse.malware.iter().map(|name| ctim::malware(BASE, name));
+        let patterns = pulse.attacks.iter().map(ctim::attack_pattern);
+        let named: Vec<Value> = malwares
+            .map(|m| serde_json::to_value(&m).expect("serialises"))
+            .chain(patterns.map(|a| serde_json::to_value(&a).expect("serialises")))
+            .collect();
+        for doc in &named {
+            assert!(chars(doc, "title") > 0, "an entity without a name");
+            assert!(chars(doc, "title") <= 1024, "title over the cap");
+            assert!(chars(doc, "short_description") <= 2048);
+            assert!(chars(doc, "description") <= 5000);
+        }
     }
     if let Some(assessment) = verdict::assess(&general, 2) {
         let v = verdict::verdict(BASE, &observable, &assessment, std::time::UNIX_EPOCH, 7);

@@ -4,6 +4,7 @@
 mod auth;
 mod cache;
 mod config_limits;
+mod deeper;
 mod dockerfile;
 mod empty_root;
 mod endpoints;

@@ -18,21 +18,21 @@ const SAMPLE_PULSE: &str = "5fa083b3b6aa093f35e4818a";
 const SAMPLE_INDICATOR_ID: &str = "transient:indicator-a7159adb-15e3-527d-b4ab-3f2d7b249507";
 
 /// The IP most synthetic cases look up (TEST-NET-2).
-const IP: &str = "198.51.100.7";
+pub(crate) const IP: &str = "198.51.100.7";
 
 // ---------------------------------------------------------------------------
 // What the fake OTX serves
 
-fn general_path(section: &str, quoted: &str) -> String {
+pub(crate) fn general_path(section: &str, quoted: &str) -> String {
     format!("/api/v1/indicators/{section}/{quoted}/general")
 }
 
-fn pulse_path(pulse_id: &str) -> String {
+pub(crate) fn pulse_path(pulse_id: &str) -> String {
     format!("/api/v1/pulses/{pulse_id}/indicators")
 }
 
 /// A synthetic `/general` answer whose base indicator has `base_type`.
-fn general(base_type: &str, pulses: Vec<Value>) -> Value {
+pub(crate) fn general(base_type: &str, pulses: Vec<Value>) -> Value {
     json!({
         "base_indicator": {"type": base_type, "title": "", "description": "", "content": ""},
         "pulse_info": {"count": pulses.len(), "pulses": pulses, "references": []},
@@ -43,7 +43,7 @@ fn general(base_type: &str, pulses: Vec<Value>) -> Value {
 
 /// A synthetic pulse as `/general` lists it, counting `base_type` indicators,
 /// with every optional field set (see `found` for its CTIM).
-fn pulse(id: &str, base_type: &str) -> Value {
+pub(crate) fn pulse(id: &str, base_type: &str) -> Value {
     json!({
         "id": id,
         "name": format!("Pulse {id}"),
@@ -58,7 +58,7 @@ fn pulse(id: &str, base_type: &str) -> Value {
 }
 
 /// One record of a pulse's indicator list, without expiration.
-fn record(indicator: &str, created: &str) -> Value {
+pub(crate) fn record(indicator: &str, created: &str) -> Value {
     json!({
         "id": 361850,
         "indicator": indicator,
@@ -84,7 +84,7 @@ fn page(records: Vec<Value>, more: bool) -> Reply {
 }
 
 /// Serves `pulse_id`'s indicator list as one page holding `records`.
-fn serve_records(otx: &FakeOtx, pulse_id: &str, records: Vec<Value>) {
+pub(crate) fn serve_records(otx: &FakeOtx, pulse_id: &str, records: Vec<Value>) {
     otx.on(&pulse_path(pulse_id), page(records, false));
 }
 
@@ -97,7 +97,7 @@ fn serve_ip_pulses(otx: &FakeOtx, ids: &[&str]) {
     );
 }
 
-fn obs(type_: &str, value: &str) -> Value {
+pub(crate) fn obs(type_: &str, value: &str) -> Value {
     json!({"type": type_, "value": value})
 }
 
@@ -106,16 +106,21 @@ fn obs(type_: &str, value: &str) -> Value {
 
 /// The whole `data` of an observe answer, built entity by entity.
 #[derive(Default)]
-struct Expected {
+pub(crate) struct Expected {
     sightings: Vec<Value>,
     indicators: Vec<Value>,
     relationships: Vec<Value>,
     judgements: Vec<Value>,
     verdicts: Vec<Value>,
+    /// SPEC §13: the named malware and techniques, and the `indicates`
+    /// relationships, which follow all the `member-of` ones.
+    pub(crate) malwares: Vec<Value>,
+    pub(crate) attack_patterns: Vec<Value>,
+    pub(crate) indicates: Vec<Value>,
 }
 
 /// A disposition and what its reason must say (SPEC §7).
-enum Judged<'a> {
+pub(crate) enum Judged<'a> {
     /// Malicious, found in this many pulses.
     Malicious(usize),
     /// Suspicious, found in this many pulses.
@@ -125,21 +130,21 @@ enum Judged<'a> {
 }
 
 /// What the CTIM docs of one pulse must show (SPEC §6), given literally.
-struct Shown {
-    id: String,
-    title: String,
-    short_description: String,
-    description: String,
-    producer: String,
+pub(crate) struct Shown {
+    pub(crate) id: String,
+    pub(crate) title: String,
+    pub(crate) short_description: String,
+    pub(crate) description: String,
+    pub(crate) producer: String,
     /// `None`: no `tags` key at all.
-    tags: Option<Value>,
+    pub(crate) tags: Option<Value>,
     /// `None`: no `tlp` key at all.
-    tlp: Option<String>,
+    pub(crate) tlp: Option<String>,
 }
 
 impl Shown {
     /// What the synthetic `pulse(id, _)` shows.
-    fn synthetic(id: &str) -> Shown {
+    pub(crate) fn synthetic(id: &str) -> Shown {
         Shown {
             id: id.to_string(),
             title: format!("Pulse {id}"),
@@ -155,7 +160,7 @@ impl Shown {
 impl Expected {
     /// The three entities of `observable` found in the synthetic `pulse(id)`,
     /// with the record times as CTIM must show them.
-    fn found(
+    pub(crate) fn found(
         &mut self,
         otx: &FakeOtx,
         observable: &Value,
@@ -167,7 +172,7 @@ impl Expected {
     }
 
     /// The three entities of `observable` found in a pulse that shows `shown`.
-    fn shown(
+    pub(crate) fn shown(
         &mut self,
         otx: &FakeOtx,
         observable: &Value,
@@ -235,7 +240,7 @@ impl Expected {
 
     /// The judgement and verdict of `observable`, whose refer link ends in
     /// `refer` (`{category}/{quoted value}`).
-    fn judged(
+    pub(crate) fn judged(
         &mut self,
         otx: &FakeOtx,
         observable: &Value,
@@ -255,14 +260,22 @@ impl Expected {
     }
 
     /// `{"sightings": {"count", "docs"}, …}` with only the kinds that have docs.
-    fn data(&self) -> Value {
+    pub(crate) fn data(&self) -> Value {
         let mut data = json!({});
+        let relationships: Vec<Value> = self
+            .relationships
+            .iter()
+            .chain(&self.indicates)
+            .cloned()
+            .collect();
         for (name, docs) in [
             ("sightings", &self.sightings),
             ("indicators", &self.indicators),
-            ("relationships", &self.relationships),
+            ("relationships", &relationships),
             ("judgements", &self.judgements),
             ("verdicts", &self.verdicts),
+            ("malwares", &self.malwares),
+            ("attack_patterns", &self.attack_patterns),
         ] {
             if !docs.is_empty() {
                 data[name] = json!({"count": docs.len(), "docs": docs});
@@ -287,7 +300,7 @@ fn names_reason(names: &[&str]) -> String {
 }
 
 /// POSTs `observables` to `/observe/observables` with `token()`; the answer.
-fn observe(relay: &Relay, observables: &Value) -> Value {
+pub(crate) fn observe(relay: &Relay, observables: &Value) -> Value {
     let (status, body) = relay.post_auth(OBSERVE, &observables.to_string());
     assert_eq!(status, 200, "{body}");
     body
@@ -295,7 +308,7 @@ fn observe(relay: &Relay, observables: &Value) -> Value {
 
 /// Observes and checks the whole answer, then the links between its docs.
 #[track_caller]
-fn check(relay: &Relay, observables: &Value, expected: &Value) -> Value {
+pub(crate) fn check(relay: &Relay, observables: &Value, expected: &Value) -> Value {
     let body = observe(relay, observables);
     check_json(&body, expected);
     check_links(&body);
@@ -304,15 +317,17 @@ fn check(relay: &Relay, observables: &Value, expected: &Value) -> Value {
 
 /// `check` of an answer whose `data` is `expected`'s, with no errors.
 #[track_caller]
-fn check_data(relay: &Relay, observables: &Value, expected: &Expected) -> Value {
+pub(crate) fn check_data(relay: &Relay, observables: &Value, expected: &Expected) -> Value {
     check(relay, observables, &json!({"data": expected.data()}))
 }
 
-/// What placeholders cannot say: each relationship joins the sighting and
-/// the indicator of its rank, each verdict names the judgement of its rank,
-/// and every random id is a fresh uuid4.
+/// What placeholders cannot say: each `member-of` relationship joins the
+/// sighting and the indicator of its rank; the `indicates` ones (SPEC §13)
+/// come after them, each from an indicator of the answer to one of its
+/// malware or attack patterns, no pair twice; each verdict names the
+/// judgement of its rank; and every random id is a fresh uuid4.
 #[track_caller]
-fn check_links(body: &Value) {
+pub(crate) fn check_links(body: &Value) {
     let all_docs = |kind: &str| -> Vec<Value> {
         body.pointer(&format!("/data/{kind}/docs"))
             .and_then(Value::as_array)
@@ -324,7 +339,12 @@ fn check_links(body: &Value) {
         all_docs("indicators"),
         all_docs("relationships"),
     );
-    for (i, relationship) in relationships.iter().enumerate() {
+    let (member_of, indicates) = relationships.split_at(sightings.len().min(relationships.len()));
+    for (i, relationship) in member_of.iter().enumerate() {
+        assert_eq!(
+            relationship["relationship_type"], "member-of",
+            "relationship {i}"
+        );
         assert_eq!(
             relationship["source_ref"], sightings[i]["id"],
             "relationship {i}"
@@ -333,6 +353,36 @@ fn check_links(body: &Value) {
             relationship["target_ref"], indicators[i]["id"],
             "relationship {i}"
         );
+    }
+    let ids = |kinds: &[&str]| -> Vec<Value> {
+        kinds
+            .iter()
+            .flat_map(|kind| all_docs(kind))
+            .map(|doc| doc["id"].clone())
+            .collect()
+    };
+    let (sources, targets) = (ids(&["indicators"]), ids(&["malwares", "attack_patterns"]));
+    let mut pairs = Vec::new();
+    for relationship in indicates {
+        let (from, to) = (&relationship["source_ref"], &relationship["target_ref"]);
+        assert_eq!(
+            relationship["relationship_type"], "indicates",
+            "{relationship}"
+        );
+        assert!(sources.contains(from), "{relationship}: no such indicator");
+        assert!(targets.contains(to), "{relationship}: no such entity");
+        assert!(
+            !pairs.contains(&(from, to)),
+            "{relationship}: pair repeated"
+        );
+        pairs.push((from, to));
+    }
+    for kind in ["malwares", "attack_patterns"] {
+        let mut entity_ids = ids(&[kind]);
+        let all = entity_ids.len();
+        entity_ids.sort_by_key(Value::to_string);
+        entity_ids.dedup();
+        assert_eq!(entity_ids.len(), all, "{kind} ids repeat");
     }
     for (i, verdict) in all_docs("verdicts").iter().enumerate() {
         assert_eq!(
@@ -357,7 +407,7 @@ fn check_links(body: &Value) {
 }
 
 /// The docs of one kind of a successful answer.
-fn docs<'a>(body: &'a Value, kind: &str) -> &'a Vec<Value> {
+pub(crate) fn docs<'a>(body: &'a Value, kind: &str) -> &'a Vec<Value> {
     body.pointer(&format!("/data/{kind}/docs"))
         .and_then(Value::as_array)
         .unwrap_or_else(|| panic!("no {kind} in {body}"))
