@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::observe::serve_ip_in_pulse;
 use crate::support::*;
 
 const OBSERVE: &str = "/observe/observables";
@@ -17,17 +18,7 @@ const OBSERVE: &str = "/observe/observables";
 fn otx_with(ip: &str, pulse: &str, latency: Duration) -> FakeOtx {
     let otx = FakeOtx::start();
     otx.set_latency(latency);
-    otx.on(
-        &general_path(ip),
-        Reply::json(json!({"base_indicator": {"type": "IPv4"},
-            "pulse_info": {"pulses": [{"id": pulse, "name": "p", "indicator_type_counts": {"IPv4": 1}}]}})),
-    );
-    otx.on(
-        &format!("/api/v1/pulses/{pulse}/indicators"),
-        Reply::json(
-            json!({"results": [{"indicator": ip, "created": "2020-01-01T00:00:00"}], "next": null}),
-        ),
-    );
+    serve_ip_in_pulse(&otx, ip, pulse);
     otx
 }
 

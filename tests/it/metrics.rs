@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::json;
 
+use crate::observe::serve_ip_in_pulse;
 use crate::support::*;
 
 const OBSERVE: &str = "/observe/observables";
@@ -41,17 +42,7 @@ fn exact_counts_after_a_known_sequence_and_promtool_agrees() {
     let retried = "198.51.100.91";
     let pulse = "5f0000000000000000000d01";
     let otx = FakeOtx::start();
-    otx.on(
-        &format!("/api/v1/indicators/IPv4/{ip}/general"),
-        Reply::json(json!({"base_indicator": {"type": "IPv4"},
-            "pulse_info": {"pulses": [{"id": pulse, "name": "p", "indicator_type_counts": {"IPv4": 1}}]}})),
-    );
-    otx.on(
-        &format!("/api/v1/pulses/{pulse}/indicators"),
-        Reply::json(
-            json!({"results": [{"indicator": ip, "created": "2020-01-01T00:00:00"}], "next": null}),
-        ),
-    );
+    serve_ip_in_pulse(&otx, ip, pulse);
     otx.on_seq(
         &format!("/api/v1/indicators/IPv4/{retried}/general"),
         vec![Reply::status(503), Reply::json(json!({}))],

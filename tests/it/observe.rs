@@ -88,6 +88,16 @@ pub(crate) fn serve_records(otx: &FakeOtx, pulse_id: &str, records: Vec<Value>) 
     otx.on(&pulse_path(pulse_id), page(records, false));
 }
 
+/// Serves `ip` as found in one pulse, `pulse_id`, whose record of it was
+/// created on 2020-01-01 (the fleet and metrics tests' simple case).
+pub(crate) fn serve_ip_in_pulse(otx: &FakeOtx, ip: &str, pulse_id: &str) {
+    otx.on(
+        &general_path("IPv4", ip),
+        Reply::json(general("IPv4", vec![pulse(pulse_id, "IPv4")])),
+    );
+    serve_records(otx, pulse_id, vec![record(ip, "2020-01-01T00:00:00")]);
+}
+
 /// Serves `IP`'s `/general` listing the pulses `ids`, each counting IPv4.
 fn serve_ip_pulses(otx: &FakeOtx, ids: &[&str]) {
     let pulses = ids.iter().map(|id| pulse(id, "IPv4")).collect();

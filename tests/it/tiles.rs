@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+use otx_relay::time::format_time;
+
 use crate::support::*;
 
 const SUBSCRIBED: &str = "/api/v1/pulses/subscribed";
@@ -44,26 +46,10 @@ fn otx_time(secs: u64) -> String {
     iso(secs)[..19].to_owned()
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.000Z` of `secs`, by the civil calendar.
+/// `YYYY-MM-DDTHH:MM:SS.000Z` of `secs` (the relay's own formatting, unit
+/// tested in `time.rs`).
 fn iso(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rest = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.000Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    format_time(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 fn pulse(id: &str, name: &str, modified: u64, extra: Value) -> Value {
