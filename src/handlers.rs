@@ -63,7 +63,7 @@ pub fn refer(app: &App, request: &Request) -> Reply {
 }
 
 /// `POST /health`: the JWT, then the key at OTX.
-pub fn health(app: &App, request: &Request) -> Reply {
+pub fn health(app: &Arc<App>, request: &Request) -> Reply {
     let claims = match app.authorize(request) {
         Ok(claims) => claims,
         Err(e) => return Reply::error(e),
@@ -73,7 +73,13 @@ pub fn health(app: &App, request: &Request) -> Reply {
     let budget = app.config.otx_timeout * (otx::MAX_RETRIES + 1) + Duration::from_secs(2);
     let session = Session::new(&claims.key, Instant::now() + budget);
     // On the OTX pool, so AVOTX_CONCURRENCY bounds these calls too.
-    let result = app.otx.pool().install(|| app.otx.check_key(&session));
+    let session = Arc::new(session);
+    let (worker, key_session) = (app.clone(), session.clone());
+    let result = app
+        .otx
+        .pool()
+        .run(move || worker.otx.check_key(&key_session))
+        .unwrap_or(Err(RelayError::Internal));
     let mut reply = match result {
         Ok(()) => {
             #[derive(Serialize)]
@@ -201,7 +207,7 @@ pub fn respond_observables(app: &App, request: &Request) -> Reply {
 
 /// `POST /respond/trigger`: one action, written to OTX (never retried but
 /// on 429, so nothing is written twice).
-pub fn respond_trigger(app: &App, request: &Request) -> Reply {
+pub fn respond_trigger(app: &Arc<App>, request: &Request) -> Reply {
     #[derive(Serialize)]
     struct Outcome {
         status: &'static str,
@@ -221,16 +227,22 @@ pub fn respond_trigger(app: &App, request: &Request) -> Reply {
     };
     let answer_by = Instant::now() + app.config.deadline;
     let session = Session::new(&claims.key, work_deadline(app, answer_by));
-    let result = app.otx.pool().install(|| match &write {
-        respond::Write::SubmitUrl { url } => app.otx.submit_url(&session, url),
-        respond::Write::AddToPulse {
-            pulse_id,
-            indicator,
-            otx_type,
-        } => app
-            .otx
-            .add_to_pulse(&session, pulse_id, indicator, otx_type),
-    });
+    let session = Arc::new(session);
+    let (worker, write_session) = (app.clone(), session.clone());
+    let result = app
+        .otx
+        .pool()
+        .run(move || match &write {
+            respond::Write::SubmitUrl { url } => worker.otx.submit_url(&write_session, url),
+            respond::Write::AddToPulse {
+                pulse_id,
+                indicator,
+                otx_type,
+            } => worker
+                .otx
+                .add_to_pulse(&write_session, pulse_id, indicator, otx_type),
+        })
+        .unwrap_or(Err(RelayError::Internal));
     let mut reply = match result {
         Ok(()) => Reply::data(Outcome { status: "success" }),
         Err(e) => failure(e),

@@ -46,6 +46,7 @@ pub mod metrics;
 pub mod module_type;
 pub mod observable;
 pub mod otx;
+pub mod pool;
 pub mod pulse;
 pub mod respond;
 pub mod routes;

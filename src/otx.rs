@@ -30,6 +30,7 @@ use crate::error::RelayError;
 use crate::log;
 use crate::metrics::Metrics;
 use crate::observable::{quote_path, Observable};
+use crate::pool::Pool;
 use crate::pulse::{general_from_json, read_subscribed_page, General, Record, SubscribedPage};
 use crate::shared_cache::{Found, SharedCache};
 
@@ -118,7 +119,7 @@ pub struct Otx {
     base: String,
     timeout: Duration,
     max_body: u64,
-    pool: rayon::ThreadPool,
+    pool: Pool,
     generals: Memo<Arc<Option<General>>>,
     records: Memo<Option<Record>>,
     metrics: Arc<Metrics>,
@@ -130,14 +131,7 @@ impl Otx {
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Otx, String> {
         let idle = config.otx_concurrency.max(4) * 2;
         let agent = egress::agent(config, idle)?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(config.otx_concurrency)
-            .thread_name(|i| format!("otx-{i}"))
-            // A panicking job must not abort the process (rayon's default):
-            // its request answers an error and the pool serves on.
-            .panic_handler(|_| log::error(format_args!("an OTX job panicked")))
-            .build()
-            .map_err(|e| format!("cannot start the OTX thread pool: {e}"))?;
+        let pool = Pool::new(config.otx_concurrency)?;
         Ok(Otx {
             agent,
             base: config.otx_url.clone(),
@@ -165,7 +159,7 @@ impl Otx {
     }
 
     /// The pool OTX work runs on.
-    pub fn pool(&self) -> &rayon::ThreadPool {
+    pub fn pool(&self) -> &Pool {
         &self.pool
     }
 
