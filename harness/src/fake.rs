@@ -477,27 +477,33 @@ fn serve_connection(stream: TcpStream, state: &State) {
 
 /// Waits until `until` unless the client closes the connection first;
 /// whether it is still open. What the client sends meanwhile stays unread.
+/// A socket's read timeout counts in the kernel's ticks (up to 10 ms late),
+/// so it watches for a close until 20 ms before `until` and sleeps the rest.
 fn pause(reader: &mut BufReader<TcpStream>, until: Instant) -> bool {
-    let open = loop {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break true;
+    const TICKS: Duration = Duration::from_millis(20);
+    let left = || until.saturating_duration_since(Instant::now());
+    loop {
+        let wait = left().saturating_sub(TICKS);
+        if wait.is_zero() {
+            break;
         }
-        if reader.get_ref().set_read_timeout(Some(left)).is_err() {
-            break false;
+        if reader.get_ref().set_read_timeout(Some(wait)).is_err() {
+            return false;
         }
+        let timeout = [
+            ErrorKind::WouldBlock,
+            ErrorKind::TimedOut,
+            ErrorKind::Interrupted,
+        ];
         match reader.fill_buf() {
-            Ok([]) => break false,
-            Ok(_) => thread::sleep(left),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) => {}
-            Err(_) => break false,
+            // The client sent something: no close to watch for.
+            Ok(bytes) if !bytes.is_empty() => break,
+            Err(e) if timeout.contains(&e.kind()) => {}
+            _ => return false,
         }
-    };
-    open && reader.get_ref().set_read_timeout(Some(IDLE)).is_ok()
+    }
+    thread::sleep(left());
+    reader.get_ref().set_read_timeout(Some(IDLE)).is_ok()
 }
 
 /// Writes `reply`, applying its fault. Returns whether the connection may
