@@ -25,7 +25,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY vendor ./vendor
 COPY harness/Cargo.toml ./harness/
 RUN mkdir -p src tests/it benches harness/src \
- && for stub in src/main.rs tests/it/main.rs benches/relay.rs; do echo 'fn main() {}' > "$stub"; done \
+ && for stub in src/main.rs tests/it/main.rs benches/relay.rs benches/capabilities.rs; do echo 'fn main() {}' > "$stub"; done \
  && touch src/lib.rs harness/src/lib.rs \
  && cargo build --release --locked --target "$(rustc -vV | sed -n 's/^host: //p')" \
  && rm -rf src

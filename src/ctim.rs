@@ -373,32 +373,42 @@ pub fn refer_url(base: &str, observable: &Observable) -> String {
     )
 }
 
-/// `{"count": n, "docs": [...]}`: the count is the docs' number, always.
-#[derive(Debug, Clone)]
+/// `{"count": n, "docs": [...]}` of one kind of entity, each doc written
+/// as JSON the moment it is added, so that a big answer holds its docs as
+/// their text (about the answer's size) rather than as structs (several
+/// times it); the count is the docs' number, always.
 pub struct Bundle<T> {
-    pub docs: Vec<T>,
+    /// `[doc,doc,…` (the closing `]` is written when serialized).
+    json: Vec<u8>,
+    count: usize,
+    kind: std::marker::PhantomData<fn(T)>,
 }
 
-impl<T> Bundle<T> {
-    /// For `skip_serializing_if`: a kind without docs is left out.
-    pub fn is_empty(&self) -> bool {
-        self.docs.is_empty()
+impl<T: Serialize> Bundle<T> {
+    pub fn push(&mut self, doc: &T) {
+        self.json.push(if self.count == 0 { b'[' } else { b',' });
+        // A struct of strings, numbers and string-keyed structs: writing it
+        // to memory cannot fail.
+        let _ = serde_json::to_writer(&mut self.json, doc);
+        self.count += 1;
     }
 }
 
 impl<T> Default for Bundle<T> {
     fn default() -> Bundle<T> {
-        Bundle { docs: Vec::new() }
+        Bundle {
+            json: Vec::new(),
+            count: 0,
+            kind: std::marker::PhantomData,
+        }
     }
 }
 
-impl<T: Serialize> Serialize for Bundle<T> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut bundle = serializer.serialize_struct("Bundle", 2)?;
-        bundle.serialize_field("count", &self.docs.len())?;
-        bundle.serialize_field("docs", &self.docs)?;
-        bundle.end()
+impl<T> Bundle<T> {
+    /// The count, and the docs as `[doc,doc,…` (no closing `]`; empty
+    /// when there is none).
+    pub fn into_json(self) -> (usize, Vec<u8>) {
+        (self.count, self.json)
     }
 }
 

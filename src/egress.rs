@@ -33,6 +33,11 @@ pub fn agent(config: &Config, idle: usize) -> Result<ureq::Agent, String> {
         .max_idle_connections(idle)
         .max_idle_connections_per_host(idle)
         .max_idle_age(Duration::from_secs(50))
+        // Each pooled connection keeps its buffers (128 KiB each way by
+        // default: 16 MiB for 64 connections); pages are scanned through
+        // their own 64 KiB buffer and requests are a few hundred bytes.
+        .input_buffer_size(32 * 1024)
+        .output_buffer_size(16 * 1024)
         .tls_config(tls.build())
         // The proxy `config` read, never one ureq would find itself.
         .proxy(config.proxy.as_ref().map(proxy).transpose()?)

@@ -16,7 +16,7 @@ use crate::app::App;
 use crate::ctim::{self, Bundle};
 use crate::error::{envelope, RelayError};
 use crate::fan_out::{fan_out, Mode};
-use crate::http::{Reply, Request};
+use crate::http::{Body, Reply, Request};
 use crate::observable::{parse_body, Observable};
 use crate::otx::{self, Session};
 use crate::verdict;
@@ -303,18 +303,18 @@ fn lookup(app: &Arc<App>, request: &Request, mode: Mode) -> Reply {
             for name in &pulse.malware {
                 let malware = ctim::malware(&app.config.otx_url, name);
                 if named.link(&e.indicator.id, &malware.id) {
-                    data.malwares.docs.push(malware);
+                    data.malwares.push(&malware);
                 }
             }
             for attack in &pulse.attacks {
                 let pattern = ctim::attack_pattern(attack);
                 if named.link(&e.indicator.id, &pattern.id) {
-                    data.attack_patterns.docs.push(pattern);
+                    data.attack_patterns.push(&pattern);
                 }
             }
-            data.sightings.docs.push(e.sighting);
-            data.indicators.docs.push(e.indicator);
-            data.relationships.docs.push(e.relationship);
+            data.sightings.push(&e.sighting);
+            data.indicators.push(&e.indicator);
+            data.relationships.push(&e.relationship);
         }
         if let Some(general) = found.general.as_ref() {
             if let Some(assessment) = verdict::assess(general, app.config.malicious_pulses) {
@@ -325,14 +325,17 @@ fn lookup(app: &Arc<App>, request: &Request, mode: Mode) -> Reply {
                     now,
                     app.config.verdict_valid_days,
                 );
-                data.judgements.docs.push(v.judgement);
-                data.verdicts.docs.push(v.verdict);
+                data.judgements.push(&v.judgement);
+                data.verdicts.push(&v.verdict);
             }
         }
     }
     // After every `member-of`, so that those keep the rank of their sighting.
-    data.relationships.docs.extend(named.indicates);
-    let mut reply = Reply::ok(&envelope(any_ok.then_some(data), &errors));
+    for relationship in &named.indicates {
+        data.relationships.push(relationship);
+    }
+    let mut reply = Reply::json(200, &());
+    reply.body = data.answer(any_ok, &errors);
     reply.retries = session.retries();
     reply
 }
@@ -369,21 +372,63 @@ impl Named {
 /// What `/observe` and `/deliberate` answer: each kind of entity only when
 /// it has docs (`{"data": {}}` when none); keys in alphabetical order.
 /// `/deliberate` looks up no pulse record, so it has no sighted pulse and
-/// no malware or attack pattern.
-#[derive(Default, Serialize)]
+/// no malware or attack pattern. The docs are JSON already (see `Bundle`):
+/// the answer is their concatenation, sized exactly, written once.
+#[derive(Default)]
 struct LookupData {
-    #[serde(skip_serializing_if = "Bundle::is_empty")]
     attack_patterns: Bundle<ctim::AttackPattern>,
-    #[serde(skip_serializing_if = "Bundle::is_empty")]
     indicators: Bundle<ctim::Indicator>,
-    #[serde(skip_serializing_if = "Bundle::is_empty")]
     judgements: Bundle<verdict::Judgement>,
-    #[serde(skip_serializing_if = "Bundle::is_empty")]
     malwares: Bundle<ctim::Malware>,
-    #[serde(skip_serializing_if = "Bundle::is_empty")]
     relationships: Bundle<ctim::Relationship>,
-    #[serde(skip_serializing_if = "Bundle::is_empty")]
     sightings: Bundle<ctim::Sighting>,
-    #[serde(skip_serializing_if = "Bundle::is_empty")]
     verdicts: Bundle<verdict::CtimVerdict>,
+}
+
+impl LookupData {
+    /// The answer's bytes: `{"data":{…},"errors":[…]}`, `data` only when
+    /// `with_data`, `errors` only when there are some (as `envelope`).
+    fn answer(self, with_data: bool, errors: &[RelayError]) -> Body {
+        let kinds = [
+            ("attack_patterns", self.attack_patterns.into_json()),
+            ("indicators", self.indicators.into_json()),
+            ("judgements", self.judgements.into_json()),
+            ("malwares", self.malwares.into_json()),
+            ("relationships", self.relationships.into_json()),
+            ("sightings", self.sightings.into_json()),
+            ("verdicts", self.verdicts.into_json()),
+        ];
+        // `{"errors":[…]}` or `{}`, from the one place errors become JSON.
+        let errors = serde_json::to_vec(&envelope::<()>(None, errors)).unwrap_or_default();
+        let errors = errors
+            .get(1..errors.len().saturating_sub(1))
+            .unwrap_or_default();
+        let mut parts = Vec::new();
+        let mut text = String::from("{");
+        if with_data {
+            text.push_str("\"data\":{");
+            let mut first = true;
+            for (name, (count, docs)) in kinds {
+                if count == 0 {
+                    continue;
+                }
+                if !first {
+                    text.push(',');
+                }
+                first = false;
+                text.push_str(&format!("\"{name}\":{{\"count\":{count},\"docs\":"));
+                parts.push(std::mem::take(&mut text).into_bytes());
+                parts.push(docs);
+                text.push_str("]}");
+            }
+            text.push('}');
+            if !errors.is_empty() {
+                text.push(',');
+            }
+        }
+        text.push_str(&String::from_utf8_lossy(errors));
+        text.push('}');
+        parts.push(text.into_bytes());
+        Body::parts(parts)
+    }
 }

@@ -1,6 +1,8 @@
 //! Requests and replies as plain values. Nothing here knows tiny_http
 //! (`server.rs` converts) or any endpoint (`routes.rs` dispatches).
 
+use std::io::Read;
+
 use serde::Serialize;
 
 use crate::error::{envelope, RelayError};
@@ -39,12 +41,50 @@ impl std::fmt::Debug for Request {
     }
 }
 
+/// An answer's bytes: one buffer, or parts sent one after the other (a big
+/// answer's docs are never copied into one buffer).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Body(Vec<Vec<u8>>);
+
+impl Body {
+    pub fn parts(parts: Vec<Vec<u8>>) -> Body {
+        Body(parts)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.iter().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes, in order, without copying them.
+    pub fn into_reader(self) -> impl std::io::Read + Send + 'static {
+        let empty: Box<dyn std::io::Read + Send> = Box::new(std::io::empty());
+        self.0.into_iter().fold(empty, |read, part| {
+            Box::new(read.chain(std::io::Cursor::new(part)))
+        })
+    }
+
+    /// The bytes in one buffer (for tests).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.0.concat()
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(bytes: Vec<u8>) -> Body {
+        Body(vec![bytes])
+    }
+}
+
 /// An answer: an HTTP status and a body, already serialized (the CTIM
 /// entities are written straight to it; no JSON tree is built).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
     pub status: u16,
-    pub body: Vec<u8>,
+    pub body: Body,
     /// `application/json`, but for `/metrics`.
     pub content_type: &'static str,
     /// OTX retries it took (for the access log).
@@ -78,7 +118,7 @@ impl Reply {
         });
         Reply {
             status,
-            body,
+            body: body.into(),
             content_type: "application/json",
             retries: 0,
         }
@@ -88,7 +128,7 @@ impl Reply {
     pub fn text(body: String, content_type: &'static str) -> Reply {
         Reply {
             status: 200,
-            body: body.into_bytes(),
+            body: body.into_bytes().into(),
             content_type,
             retries: 0,
         }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tiny_http::{Header, Limits, Refusal, Response, Server};
+use tiny_http::{Header, Limits, Refusal, Response, Server, StatusCode};
 
 use crate::app::App;
 use crate::error::RelayError;
@@ -162,9 +162,13 @@ fn handle(app: &Arc<App>, handler: Handler, mut request: tiny_http::Request) {
     let bytes = body.len();
     let content_type = Header::from_bytes(&b"Content-Type"[..], reply.content_type.as_bytes())
         .expect("a static header is valid");
-    let response = Response::from_data(body)
-        .with_status_code(reply.status)
-        .with_header(content_type);
+    let response = Response::new(
+        StatusCode(reply.status),
+        vec![content_type],
+        body.into_reader(),
+        Some(bytes),
+        None,
+    );
     // The client may have gone: nothing to do about it.
     let _ = request.respond(response);
     app.metrics.request_done(
