@@ -14,6 +14,7 @@
 
 mod fake;
 mod http1;
+mod https;
 mod json;
 pub mod procfs;
 mod redis;
@@ -27,6 +28,7 @@ pub use fake::{
     SAMPLES_DIR,
 };
 pub use http1::{Client, Headers, Response};
+pub use https::{HttpsServer, Seen, TEST_CERT};
 pub use json::{check_json, is_time, is_uuid, regex_full_match};
 pub use redis::RedisServer;
 pub use relay::{find_secret, free_port, join_readers, run_cli, Exited, Relay, RelayCommand, Run};

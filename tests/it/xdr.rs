@@ -1,12 +1,10 @@
 //! XDR's RS256 configuration tokens (SPEC §9) and the module type (§10),
-//! against a local HTTPS JWKS server with the test certificate of
-//! `tests/data/` (trusted through `SSL_CERT_FILE`) and RSA keys made at test
+//! against the harness's HTTPS server as the JWKS host (its test
+//! certificate trusted through `SSL_CERT_FILE`) and RSA keys made at test
 //! time with the `openssl` command.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,15 +13,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ring::rand::SystemRandom;
 use ring::signature::{RsaKeyPair, RsaPublicKeyComponents, RSA_PKCS1_SHA256};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use serde_json::{json, Value};
 
 use crate::support::*;
 
-const CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/cert.pem");
-const KEY_PEM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/key.pem");
 const AUDIENCE: &str = "https://relay.example.test";
 const OBSERVE: &str = "/observe/observables";
 
@@ -112,114 +105,47 @@ fn header(kid: &str) -> Value {
 
 // ---- the JWKS host ----
 
-/// An HTTPS server on 127.0.0.1 answering `GET /.well-known/jwks` with the
-/// keys it is given (500 while "down"), counting connections and requests.
+/// The harness's HTTPS server as an XDR JWKS host: `GET /.well-known/jwks`
+/// answers the keys it is given (500 while "down").
 struct JwksHost {
-    addr: SocketAddr,
+    server: HttpsServer,
     keys: Arc<Mutex<Vec<Value>>>,
     down: Arc<AtomicBool>,
-    connections: Arc<AtomicUsize>,
-    fetches: Arc<AtomicUsize>,
 }
 
 impl JwksHost {
     fn start(keys: Vec<Value>) -> JwksHost {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(CERT)
-            .expect("read tests/data/cert.pem")
-            .collect::<Result<_, _>>()
-            .expect("a PEM certificate");
-        let key = PrivateKeyDer::from_pem_file(KEY_PEM).expect("read tests/data/key.pem");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = Arc::new(
-            ServerConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("TLS versions")
-                .with_no_client_auth()
-                .with_single_cert(certs, key)
-                .expect("the test certificate and key match"),
-        );
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the JWKS host");
-        let host = JwksHost {
-            addr: listener.local_addr().expect("address"),
-            keys: Arc::new(Mutex::new(keys)),
-            down: Arc::new(AtomicBool::new(false)),
-            connections: Arc::new(AtomicUsize::new(0)),
-            fetches: Arc::new(AtomicUsize::new(0)),
-        };
-        let (keys, down, connections, fetches) = (
-            host.keys.clone(),
-            host.down.clone(),
-            host.connections.clone(),
-            host.fetches.clone(),
-        );
-        // Ends with the test process: each test has its own host and port.
-        thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                connections.fetch_add(1, Ordering::SeqCst);
-                let (config, keys, down, fetches) =
-                    (config.clone(), keys.clone(), down.clone(), fetches.clone());
-                thread::spawn(move || {
-                    let body = || json!({"keys": *keys.lock().unwrap_or_else(|p| p.into_inner())});
-                    serve(&config, stream, &fetches, &down, body);
-                });
+        let keys = Arc::new(Mutex::new(keys));
+        let down = Arc::new(AtomicBool::new(false));
+        let (served, is_down) = (keys.clone(), down.clone());
+        let server = HttpsServer::start(move |path| match path {
+            _ if is_down.load(Ordering::SeqCst) => (500, "{}".to_owned()),
+            "/.well-known/jwks" => {
+                let keys = served.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                (200, json!({ "keys": keys }).to_string())
             }
+            _ => (404, "{}".to_owned()),
         });
-        host
+        JwksHost { server, keys, down }
     }
 
     /// `127.0.0.1:PORT`, as `jwks_host` and `JWKS_HOSTS` name it.
     fn host(&self) -> String {
-        self.addr.to_string()
+        self.server.addr().to_string()
     }
 
     fn set_keys(&self, keys: Vec<Value>) {
         *self.keys.lock().unwrap_or_else(|p| p.into_inner()) = keys;
     }
 
+    /// Key fetches answered so far.
     fn fetches(&self) -> usize {
-        self.fetches.load(Ordering::SeqCst)
+        self.server.seen().len()
     }
-}
 
-fn serve(
-    config: &Arc<ServerConfig>,
-    stream: TcpStream,
-    fetches: &AtomicUsize,
-    down: &AtomicBool,
-    body: impl Fn() -> Value,
-) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let Ok(connection) = ServerConnection::new(config.clone()) else {
-        return;
-    };
-    let mut tls = BufReader::new(StreamOwned::new(connection, stream));
-    let mut line = String::new();
-    if tls.read_line(&mut line).is_err() || !line.starts_with("GET /.well-known/jwks ") {
-        return;
+    fn connections(&self) -> usize {
+        self.server.connections()
     }
-    loop {
-        let mut header = String::new();
-        match tls.read_line(&mut header) {
-            Ok(0) | Err(_) => return,
-            Ok(_) if header == "\r\n" => break,
-            Ok(_) => {}
-        }
-    }
-    fetches.fetch_add(1, Ordering::SeqCst);
-    let (status, body) = if down.load(Ordering::SeqCst) {
-        ("500 Internal Server Error", "{}".to_owned())
-    } else {
-        ("200 OK", body().to_string())
-    };
-    let answer = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let mut tls = tls.into_inner();
-    let _ = tls.write_all(answer.as_bytes());
-    let _ = tls.flush();
-    tls.conn.send_close_notify();
-    let _ = tls.flush();
 }
 
 /// A relay that accepts XDR tokens whose keys `hosts` serve.
@@ -229,7 +155,7 @@ fn xdr_relay(otx: &FakeOtx, hosts: &[&JwksHost], extra: &[(&str, &str)]) -> Rela
     let mut env = vec![
         ("RELAY_AUDIENCE", AUDIENCE),
         ("JWKS_HOSTS", allowed.as_str()),
-        ("SSL_CERT_FILE", CERT),
+        ("SSL_CERT_FILE", TEST_CERT),
     ];
     env.extend_from_slice(extra);
     Relay::start(otx, &env)
@@ -364,7 +290,7 @@ fn hs256_still_works_beside_rs256_and_rs256_needs_no_secret_key() {
         &[
             ("RELAY_AUDIENCE", AUDIENCE),
             ("JWKS_HOSTS", &allowed),
-            ("SSL_CERT_FILE", CERT),
+            ("SSL_CERT_FILE", TEST_CERT),
         ],
         &["SECRET_KEY"],
     );
@@ -382,7 +308,10 @@ fn hs256_still_works_beside_rs256_and_rs256_needs_no_secret_key() {
     // Without RELAY_AUDIENCE, RS256 is refused as SPEC §2 says, and no key
     // is ever fetched.
     let fetched = jwks.fetches();
-    let relay = Relay::start(&otx, &[("JWKS_HOSTS", &allowed), ("SSL_CERT_FILE", CERT)]);
+    let relay = Relay::start(
+        &otx,
+        &[("JWKS_HOSTS", &allowed), ("SSL_CERT_FILE", TEST_CERT)],
+    );
     assert_eq!(
         health(&relay, &rs256),
         "Authorization failed: Failed to decode JWT with provided key"
@@ -524,13 +453,13 @@ fn a_jwks_host_outside_the_list_is_never_contacted() {
             "Authorization failed: Wrong jwks_host in JWT payload. Make sure domain follows the visibility.<region>.cisco.com structure"
         );
     }
-    assert_eq!(outside.connections.load(Ordering::SeqCst), 0);
-    assert_eq!(allowed.connections.load(Ordering::SeqCst), 0);
+    assert_eq!(outside.connections(), 0);
+    assert_eq!(allowed.connections(), 0);
     // The same port on another host is another host.
-    let other_port = format!("127.0.0.1:{}", outside.addr.port());
+    let other_port = format!("127.0.0.1:{}", outside.server.addr().port());
     let token = k1.sign(&header("key-1"), &claims(&other_port));
     assert!(health(&relay, &token).contains("Wrong jwks_host"));
-    assert_eq!(outside.connections.load(Ordering::SeqCst), 0);
+    assert_eq!(outside.connections(), 0);
     assert_eq!(
         health(&relay, &k1.sign(&header("key-1"), &claims(&allowed.host()))),
         "ok"
