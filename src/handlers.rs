@@ -334,8 +334,7 @@ fn lookup(app: &Arc<App>, request: &Request, mode: Mode) -> Reply {
     for relationship in &named.indicates {
         data.relationships.push(relationship);
     }
-    let mut reply = Reply::json(200, &());
-    reply.body = data.answer(any_ok, &errors);
+    let mut reply = Reply::body(data.answer(any_ok, &errors));
     reply.retries = session.retries();
     reply
 }

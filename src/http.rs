@@ -124,6 +124,16 @@ impl Reply {
         }
     }
 
+    /// A JSON answer (HTTP 200) already serialized.
+    pub fn body(body: Body) -> Reply {
+        Reply {
+            status: 200,
+            body,
+            content_type: "application/json",
+            retries: 0,
+        }
+    }
+
     /// A text answer (HTTP 200) of `content_type`.
     pub fn text(body: String, content_type: &'static str) -> Reply {
         Reply {
