@@ -1,15 +1,20 @@
 //! A fake OTX: a raw HTTP/1.1 server on `std::net` alone, because it must
 //! misbehave on purpose (close or reset a connection, cut a body short,
-//! stall), which no HTTP library allows.
+//! stall), which no HTTP library allows. Over TLS too (`start_tls`), with
+//! the test certificate of `tests/data/`: the TLS tests' OTX and the XDR
+//! tests' JWKS host.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use serde_json::{json, Value};
 
 use crate::http1::{has_token, header, parse_headers, read_body, read_head, Headers};
@@ -17,6 +22,10 @@ use crate::lock;
 
 /// The recorded OTX sample answers, kept in the repository (see its README).
 pub const SAMPLES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/otx");
+
+/// The certificate (and trust anchor, as `SSL_CERT_FILE`) of `start_tls`.
+pub const TEST_CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/cert.pem");
+const TEST_KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/key.pem");
 
 /// The raw bytes of the sample `tests/data/otx/<name>`.
 pub fn sample_bytes(name: &str) -> Vec<u8> {
@@ -68,11 +77,6 @@ pub struct Reply {
     /// Sleep after the head, before the body.
     pub body_delay: Duration,
     pub fault: Fault,
-    /// The request stops counting as in flight this long after it arrived,
-    /// even if unanswered: a stall past the client's timeout can stop
-    /// counting before the client gives up, so that the count never depends
-    /// on how soon its close is seen. `None`: until the answer goes out.
-    pub in_flight_for: Option<Duration>,
 }
 
 impl Reply {
@@ -91,7 +95,6 @@ impl Reply {
             head_delay: Duration::ZERO,
             body_delay: Duration::ZERO,
             fault: Fault::None,
-            in_flight_for: None,
         }
     }
 
@@ -256,6 +259,7 @@ impl State {
 /// `{"detail": "Not found."}`.
 pub struct FakeOtx {
     addr: SocketAddr,
+    tls: bool,
     state: Arc<State>,
     acceptor: Option<JoinHandle<()>>,
 }
@@ -267,23 +271,43 @@ impl FakeOtx {
 
     /// A fake OTX listening on `addr`.
     pub fn start_on(addr: &str) -> std::io::Result<FakeOtx> {
+        FakeOtx::listen(addr, None)
+    }
+
+    /// A fake OTX over HTTPS, with the certificate `TEST_CERT`.
+    pub fn start_tls() -> FakeOtx {
+        let certs = CertificateDer::pem_file_iter(TEST_CERT).expect("read tests/data/cert.pem");
+        let certs = certs.collect::<Result<_, _>>().expect("a PEM certificate");
+        let key = PrivateKeyDer::from_pem_file(TEST_KEY).expect("read tests/data/key.pem");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .and_then(|config| config.with_no_client_auth().with_single_cert(certs, key))
+            .expect("the test certificate and key match");
+        FakeOtx::listen("127.0.0.1:0", Some(Arc::new(config))).expect("bind the fake OTX")
+    }
+
+    fn listen(addr: &str, tls: Option<Arc<ServerConfig>>) -> std::io::Result<FakeOtx> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State::default());
         let shared = Arc::clone(&state);
+        let is_tls = tls.is_some();
         let acceptor = thread::Builder::new()
             .name("fake-otx-accept".into())
-            .spawn(move || accept_loop(&listener, &shared))?;
+            .spawn(move || accept_loop(&listener, &shared, tls))?;
         Ok(FakeOtx {
             addr,
+            tls: is_tls,
             state,
             acceptor: Some(acceptor),
         })
     }
 
-    /// `http://127.0.0.1:PORT`, to use as `AVOTX_URL`.
+    /// `http://127.0.0.1:PORT` (`https://` over TLS), to use as `AVOTX_URL`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -383,7 +407,7 @@ impl Drop for FakeOtx {
     }
 }
 
-fn accept_loop(listener: &TcpListener, state: &Arc<State>) {
+fn accept_loop(listener: &TcpListener, state: &Arc<State>, tls: Option<Arc<ServerConfig>>) {
     for (id, stream) in listener.incoming().enumerate() {
         if state.stop.load(Ordering::SeqCst) {
             return;
@@ -397,11 +421,18 @@ fn accept_loop(listener: &TcpListener, state: &Arc<State>) {
         if let Ok(handle) = stream.try_clone() {
             lock(&state.open).insert(id, handle);
         }
-        let shared = Arc::clone(state);
+        let (shared, tls) = (Arc::clone(state), tls.clone());
         let spawned = thread::Builder::new()
             .name(format!("fake-otx-{id}"))
             .spawn(move || {
-                serve_connection(stream, &shared);
+                // The handshake happens on the first read; one that fails
+                // (a client refusing the certificate) ends the connection
+                // before any request is recorded.
+                match tls.map(ServerConnection::new) {
+                    None => serve_connection(stream, &shared),
+                    Some(Ok(tls)) => serve_connection(StreamOwned::new(tls, stream), &shared),
+                    Some(Err(_)) => {}
+                }
                 // The socket really closes (FIN, or RST after `SO_LINGER` 0)
                 // only once this last handle is gone too.
                 lock(&shared.open).remove(&id);
@@ -415,16 +446,29 @@ fn accept_loop(listener: &TcpListener, state: &Arc<State>) {
 /// No test waits this long; it only bounds a thread a client forgot.
 const IDLE: Duration = Duration::from_secs(120);
 
+/// A connection of the fake: TCP, or TLS over TCP.
+trait Connection: Read + Write {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Connection for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Connection for StreamOwned<ServerConnection, TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        &self.sock
+    }
+}
+
 /// Serves requests on one connection until it closes, a fault ends it, or a
 /// side asks for `Connection: close`. Never panics: I/O errors end the connection.
-fn serve_connection(stream: TcpStream, state: &State) {
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(IDLE));
-    let Ok(read_half) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(read_half);
-    let mut writer = stream;
+fn serve_connection(stream: impl Connection, state: &State) {
+    let _ = stream.tcp().set_nodelay(true);
+    let _ = stream.tcp().set_read_timeout(Some(IDLE));
+    let mut reader = BufReader::new(stream);
     while !state.stop.load(Ordering::SeqCst) {
         let Some(lines) = read_head(&mut reader) else {
             return;
@@ -436,7 +480,7 @@ fn serve_connection(stream: TcpStream, state: &State) {
             _ => {
                 let bad =
                     "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-                let _ = writer.write_all(bad.as_bytes());
+                let _ = reader.get_mut().write_all(bad.as_bytes());
                 return;
             }
         };
@@ -460,16 +504,9 @@ fn serve_connection(stream: TcpStream, state: &State) {
         state.max_in_flight.fetch_max(now, Ordering::SeqCst);
 
         let (reply, latency) = state.reply_for(&request);
-        let head_at = arrived + latency + reply.head_delay;
-        let uncounted_at = reply
-            .in_flight_for
-            .map_or(head_at, |d| head_at.min(arrived + d));
-        let open = pause(&mut reader, uncounted_at);
+        let open = pause(&mut reader, arrived + latency + reply.head_delay);
         state.in_flight.fetch_sub(1, Ordering::SeqCst);
-        if !open
-            || !pause(&mut reader, head_at)
-            || !send_reply(&mut writer, &reply, keep_alive, state)
-        {
+        if !open || !send_reply(reader.get_mut(), &reply, keep_alive, state) {
             return;
         }
     }
@@ -479,7 +516,7 @@ fn serve_connection(stream: TcpStream, state: &State) {
 /// whether it is still open. What the client sends meanwhile stays unread.
 /// A socket's read timeout counts in the kernel's ticks (up to 10 ms late),
 /// so it watches for a close until 20 ms before `until` and sleeps the rest.
-fn pause(reader: &mut BufReader<TcpStream>, until: Instant) -> bool {
+fn pause(reader: &mut BufReader<impl Connection>, until: Instant) -> bool {
     const TICKS: Duration = Duration::from_millis(20);
     let left = || until.saturating_duration_since(Instant::now());
     loop {
@@ -487,7 +524,7 @@ fn pause(reader: &mut BufReader<TcpStream>, until: Instant) -> bool {
         if wait.is_zero() {
             break;
         }
-        if reader.get_ref().set_read_timeout(Some(wait)).is_err() {
+        if reader.get_ref().tcp().set_read_timeout(Some(wait)).is_err() {
             return false;
         }
         let timeout = [
@@ -503,24 +540,24 @@ fn pause(reader: &mut BufReader<TcpStream>, until: Instant) -> bool {
         }
     }
     thread::sleep(left());
-    reader.get_ref().set_read_timeout(Some(IDLE)).is_ok()
+    reader.get_ref().tcp().set_read_timeout(Some(IDLE)).is_ok()
 }
 
 /// Writes `reply`, applying its fault. Returns whether the connection may
 /// serve another request.
 fn send_reply(
-    writer: &mut TcpStream,
+    writer: &mut impl Connection,
     reply: &Reply,
     client_keeps_alive: bool,
     state: &State,
 ) -> bool {
     match reply.fault {
         Fault::CloseBeforeHead => {
-            let _ = writer.shutdown(Shutdown::Both);
+            let _ = writer.tcp().shutdown(Shutdown::Both);
             return false;
         }
         Fault::ResetBeforeHead => {
-            set_linger_zero(writer);
+            set_linger_zero(writer.tcp());
             return false;
         }
         Fault::None | Fault::TruncateBody | Fault::ResetMidBody => {}
@@ -562,12 +599,12 @@ fn send_reply(
     match reply.fault {
         Fault::TruncateBody => {
             write(half);
-            let _ = writer.shutdown(Shutdown::Both);
+            let _ = writer.tcp().shutdown(Shutdown::Both);
             false
         }
         Fault::ResetMidBody => {
             write(half);
-            set_linger_zero(writer);
+            set_linger_zero(writer.tcp());
             false
         }
         Fault::None | Fault::CloseBeforeHead | Fault::ResetBeforeHead => {

@@ -14,7 +14,6 @@
 
 mod fake;
 mod http1;
-mod https;
 mod json;
 pub mod procfs;
 mod redis;
@@ -25,15 +24,15 @@ use std::sync::{Mutex, MutexGuard};
 
 pub use fake::{
     percent_decode, reason_phrase, sample, sample_bytes, FakeOtx, Fault, Recorded, Reply,
-    SAMPLES_DIR,
+    SAMPLES_DIR, TEST_CERT,
 };
 pub use http1::{Client, Headers, Response};
-pub use https::{HttpsServer, Seen, TEST_CERT};
 pub use json::{check_json, is_time, is_uuid, regex_full_match};
 pub use redis::RedisServer;
 pub use relay::{find_secret, free_port, join_readers, run_cli, Exited, Relay, RelayCommand, Run};
 pub use token::{
-    b64url, bearer, hs256, jwt, jwt_raw, jwt_unsigned, jwt_with_header, token, KEY, SECRET,
+    b64url, bearer, hs256, jwt, jwt_raw, jwt_unsigned, jwt_with_header, token, SigningKey, KEY,
+    SECRET,
 };
 
 /// A lock that survives a panicked holder: a failing test must not turn every

@@ -1,8 +1,11 @@
-//! Bearer tokens: HS256 JWTs minted by hand, independent of the relay's code.
+//! Bearer tokens, independent of the relay's code: HS256 JWTs minted by
+//! hand, and RS256 ones (XDR's) signed with a key made by `openssl`.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
+use ring::rand::SystemRandom;
+use ring::signature::{RsaKeyPair, RsaPublicKeyComponents, RSA_PKCS1_SHA256};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
@@ -63,4 +66,46 @@ pub fn token() -> String {
 /// `Bearer <token>`, an `Authorization` header value.
 pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
+}
+
+/// A 2048-bit RSA key made by `openssl` for this run, with its `kid`.
+pub struct SigningKey {
+    pub kid: &'static str,
+    pair: RsaKeyPair,
+}
+
+impl SigningKey {
+    pub fn generate(kid: &'static str) -> SigningKey {
+        // PKCS#1 DER (`RSAPrivateKey`), which ring reads as it is.
+        let make = "openssl genrsa -traditional 2048 2>/dev/null \
+                    | openssl rsa -traditional -outform DER 2>/dev/null";
+        let out = std::process::Command::new("sh").args(["-c", make]).output();
+        let der = out.map(|out| out.stdout).unwrap_or_default();
+        let pair = RsaKeyPair::from_der(&der).expect("`openssl genrsa` makes an RSA key");
+        SigningKey { kid, pair }
+    }
+
+    /// The public key as a JWK.
+    pub fn jwk(&self) -> Value {
+        let public = RsaPublicKeyComponents::<Vec<u8>>::from(self.pair.public());
+        json!({"kty": "RSA", "kid": self.kid, "use": "sig", "alg": "RS256",
+               "n": b64url(&public.n), "e": b64url(&public.e)})
+    }
+
+    /// A JWT with `header` and `payload`, signed by this key.
+    pub fn sign(&self, header: &Value, payload: &Value) -> String {
+        let (header, payload) = (header.to_string(), payload.to_string());
+        let input = format!(
+            "{}.{}",
+            b64url(header.as_bytes()),
+            b64url(payload.as_bytes())
+        );
+        let mut signature = vec![0; self.pair.public().modulus_len()];
+        let rng = SystemRandom::new();
+        (self
+            .pair
+            .sign(&RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut signature))
+        .expect("RSA signing");
+        format!("{input}.{}", b64url(&signature))
+    }
 }

@@ -7,9 +7,11 @@ use serde_json::json;
 
 use crate::support::*;
 
-/// The harness's HTTPS server answering every request `200 {}`.
-fn https_otx() -> HttpsServer {
-    HttpsServer::start(|_| (200, "{}".to_owned()))
+/// The fake OTX over HTTPS, answering every request `200 {}`.
+fn https_otx() -> FakeOtx {
+    let otx = FakeOtx::start_tls();
+    otx.fallback(|_| Reply::json(json!({})));
+    otx
 }
 
 #[test]
@@ -33,7 +35,7 @@ fn an_unknown_certificate_is_an_ssl_verification_error() {
     );
     assert!(otx.connections() > 0, "the relay tried");
     assert!(
-        otx.seen().is_empty(),
+        otx.requests().is_empty(),
         "no request may cross a TLS connection whose certificate failed"
     );
 }
@@ -50,12 +52,8 @@ fn ssl_cert_file_makes_the_relay_trust_its_certificate() {
     let (status, body) = relay.post_auth("/health", "");
     assert_eq!(status, 200);
     check_json(&body, &json!({"data": {"status": "ok"}}));
-    let seen = otx.seen();
+    let seen = otx.requests();
     assert_eq!(seen.len(), 1);
-    let key = seen[0]
-        .headers
-        .iter()
-        .find(|(name, _)| name == "x-otx-api-key")
-        .map(|(_, v)| v.as_str());
+    let key = seen[0].header("X-OTX-API-KEY");
     assert_eq!(key, Some(KEY), "the key travels inside TLS");
 }

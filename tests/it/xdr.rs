@@ -1,9 +1,8 @@
 //! XDR's RS256 configuration tokens (SPEC §9) and the module type (§10),
 //! against the harness's HTTPS server as the JWKS host (its test
 //! certificate trusted through `SSL_CERT_FILE`) and RSA keys made at test
-//! time with the `openssl` command.
+//! time with the `openssl` command (the harness's `SigningKey`).
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
@@ -11,8 +10,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use ring::rand::SystemRandom;
-use ring::signature::{RsaKeyPair, RsaPublicKeyComponents, RSA_PKCS1_SHA256};
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -22,62 +19,10 @@ const OBSERVE: &str = "/observe/observables";
 
 // ---- RSA keys and tokens ----
 
-/// A 2048-bit RSA key made by `openssl` for this run, with its `kid`.
-struct TestKey {
-    kid: &'static str,
-    pair: RsaKeyPair,
-}
-
-impl TestKey {
-    fn generate(kid: &'static str) -> TestKey {
-        // PKCS#1 DER (`RSAPrivateKey`), which ring reads as it is.
-        let out = Command::new("sh")
-            .args([
-                "-c",
-                "openssl genrsa -traditional 2048 2>/dev/null | openssl rsa -traditional -outform DER 2>/dev/null",
-            ])
-            .output()
-            .expect("the openssl command makes the test RSA keys");
-        assert!(
-            out.status.success() && !out.stdout.is_empty(),
-            "openssl genrsa: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let pair = RsaKeyPair::from_der(&out.stdout).expect("a PKCS#1 RSA key");
-        TestKey { kid, pair }
-    }
-
-    /// The key as a JWK.
-    fn jwk(&self) -> Value {
-        let public = RsaPublicKeyComponents::<Vec<u8>>::from(self.pair.public());
-        json!({"kty": "RSA", "kid": self.kid, "use": "sig", "alg": "RS256",
-               "n": URL_SAFE_NO_PAD.encode(&public.n), "e": URL_SAFE_NO_PAD.encode(&public.e)})
-    }
-
-    /// A token with `header` and `payload`, signed by this key.
-    fn sign(&self, header: &Value, payload: &Value) -> String {
-        let input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(payload.to_string())
-        );
-        let mut signature = vec![0; self.pair.public().modulus_len()];
-        self.pair
-            .sign(
-                &RSA_PKCS1_SHA256,
-                &SystemRandom::new(),
-                input.as_bytes(),
-                &mut signature,
-            )
-            .expect("RSA signing");
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
-    }
-}
-
 /// Two keys for the whole suite (making one takes a moment).
-fn keys() -> &'static [TestKey; 2] {
-    static KEYS: OnceLock<[TestKey; 2]> = OnceLock::new();
-    KEYS.get_or_init(|| [TestKey::generate("key-1"), TestKey::generate("key-2")])
+fn keys() -> &'static [SigningKey; 2] {
+    static KEYS: OnceLock<[SigningKey; 2]> = OnceLock::new();
+    KEYS.get_or_init(|| [SigningKey::generate("key-1"), SigningKey::generate("key-2")])
 }
 
 fn now() -> u64 {
@@ -105,10 +50,10 @@ fn header(kid: &str) -> Value {
 
 // ---- the JWKS host ----
 
-/// The harness's HTTPS server as an XDR JWKS host: `GET /.well-known/jwks`
+/// The fake OTX over HTTPS as an XDR JWKS host: `GET /.well-known/jwks`
 /// answers the keys it is given (500 while "down").
 struct JwksHost {
-    server: HttpsServer,
+    server: FakeOtx,
     keys: Arc<Mutex<Vec<Value>>>,
     down: Arc<AtomicBool>,
 }
@@ -118,13 +63,14 @@ impl JwksHost {
         let keys = Arc::new(Mutex::new(keys));
         let down = Arc::new(AtomicBool::new(false));
         let (served, is_down) = (keys.clone(), down.clone());
-        let server = HttpsServer::start(move |path| match path {
-            _ if is_down.load(Ordering::SeqCst) => (500, "{}".to_owned()),
+        let server = FakeOtx::start_tls();
+        server.fallback(move |request| match request.path.as_str() {
+            _ if is_down.load(Ordering::SeqCst) => Reply::status(500),
             "/.well-known/jwks" => {
                 let keys = served.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                (200, json!({ "keys": keys }).to_string())
+                Reply::json(json!({ "keys": keys }))
             }
-            _ => (404, "{}".to_owned()),
+            _ => Reply::status(404),
         });
         JwksHost { server, keys, down }
     }
@@ -140,7 +86,7 @@ impl JwksHost {
 
     /// Key fetches answered so far.
     fn fetches(&self) -> usize {
-        self.server.seen().len()
+        self.server.requests().len()
     }
 
     fn connections(&self) -> usize {
