@@ -68,7 +68,6 @@ coverage:
 
 bench:
 	$(CARGO) bench --bench relay
-	$(CARGO) bench --bench capabilities
 
 # Every fuzz target for FUZZ_SECONDS each (cargo-fuzz, installed if missing;
 # seeds in fuzz/corpus/, what the run adds in fuzz/target/corpus/).

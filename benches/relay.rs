@@ -1,152 +1,111 @@
 //! `make bench`: the release relay, run as a child process against the
-//! harness's fake OTX with a fixed network latency, driven over HTTP.
-//! Prints one table: latency (cold, warm, a popular observable), OTX calls
-//! and connections, relay CPU and memory, throughput, start-up time.
+//! harness's synthetic OTX (50 ms of latency per answer), driven over HTTP;
+//! prints one table. Phases: `startup`, `cold`, `warm`, `popular`, `cheap`
+//! (`/refer`, `/version`), `big` (10 000- and 2 000-observable answers),
+//! `rs256` (XDR's tokens), `tiles` (1 000 subscribed pulses) and `fleet`
+//! (four relays sharing a real `redis-server`, and `/metrics`).
 //!
-//! `cargo bench` passes `--bench`; without it (`cargo test --all-targets`
-//! runs bench targets too) only a few-second smoke run checks the harness.
-//!
-//! Environment: `BENCH_LATENCY_MS` (default 50) is the fake OTX's delay
-//! before each answer; `BENCH_RELAY_BIN` replaces the relay binary (to
-//! compare builds); `BENCH_ONLY=popular,cold` runs only those phases
-//! (`startup`, `cold`, `warm`, `popular`, `cheap`); `AVOTX_CONCURRENCY`
-//! passes to the relay, whose environment is otherwise the harness's.
-//!
-//! Every phase is bounded in time; the whole run takes about 25 s.
+//! `cargo bench` passes `--bench`; without it (`make test` runs benches
+//! too) a smoke run of a few seconds checks the harness instead.
+//! `BENCH_ONLY=cold,warm` runs some phases; `BENCH_LATENCY_MS` changes the
+//! latency, `BENCH_RELAY_BIN` the relay binary (to compare builds), and
+//! `AVOTX_CONCURRENCY` passes to the relay.
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use otx_relay_harness::procfs::{cpu_time, status_kib};
-use otx_relay_harness::{bearer, hex, percent_decode, token, unhex};
-use otx_relay_harness::{Client, FakeOtx, Recorded, Relay, RelayCommand, Reply};
+use otx_relay::auth::{verify_with, KeySource, Verifier};
+use otx_relay::error::RelayError;
+use otx_relay::jwks::RsaKey;
+use otx_relay_harness::load::{mib, ms, percentile, run, timed, Load, Table};
+use otx_relay_harness::procfs::{cpu_time, reset_peak, status_kib};
+use otx_relay_harness::synth::{POPULAR, POPULAR_PULSES, POPULAR_RECORDS};
+use otx_relay_harness::{bearer, token, Client, FakeOtx, RedisServer, Relay, RelayCommand};
+use otx_relay_harness::{Reply, SigningKey, Synth};
 use serde_json::{json, Value};
 
-/// The observable with many big pulses.
-const POPULAR: &str = "popular.example.com";
-const POPULAR_PULSES: usize = 50;
-const POPULAR_RECORDS: usize = 5000;
-/// Pulses of every other observable; their record is on page 1.
-const PULSES_PER_OBSERVABLE: usize = 3;
+const OBSERVE: &str = "/observe/observables";
+const SECOND: Duration = Duration::from_secs(1);
+
+struct Bench {
+    bin: String,
+    otx: FakeOtx,
+    latency: Duration,
+    table: Table,
+}
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let latency = Duration::from_millis(
-        std::env::var("BENCH_LATENCY_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(if full { 50 } else { 5 }),
-    );
-    let relay_bin = std::env::var("BENCH_RELAY_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_otx-relay").to_owned());
-    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-    let runs = |phase: &str| only.is_empty() || only.split(',').any(|p| p.trim() == phase);
-    let started = Instant::now();
-    let otx = FakeOtx::start();
-    otx.set_latency(latency);
-    let popular = if full && runs("popular") {
-        popular_records()
-    } else {
-        Vec::new()
-    };
-    let pages = Mutex::new(HashMap::new());
-    otx.fallback(move |request| answer(request, &popular, &pages));
+    let latency = std::env::var("BENCH_LATENCY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let latency = Duration::from_millis(latency.unwrap_or(if full { 50 } else { 5 }));
+    let bin = std::env::var("BENCH_RELAY_BIN");
+    let bin = bin.unwrap_or(env!("CARGO_BIN_EXE_otx-relay").into());
+    let (otx, table) = (FakeOtx::start(), Table::default());
     let bench = Bench {
+        bin,
         otx,
         latency,
-        relay_bin,
-        rows: Mutex::new(Vec::new()),
+        table,
     };
+    bench.otx.set_latency(latency);
+    Synth::new(3).serve(&bench.otx);
     if !full {
-        bench.smoke();
-        println!("bench smoke run ok (run `make bench` for the measurements)");
-        return;
+        return bench.smoke();
     }
+    let cores = thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "otx-relay bench: {} on {} CPU(s), fake OTX latency {} ms (BENCH_LATENCY_MS)",
-        bench.relay_bin,
-        thread::available_parallelism().map_or(1, |n| n.get()),
-        latency.as_millis()
+        "otx-relay bench: {} on {cores} CPU(s), OTX latency {latency:?}",
+        bench.bin
     );
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     type Phase = fn(&Bench);
-    let phases: [(&str, Phase); 5] = [
+    let phases: [(&str, Phase); 9] = [
         ("startup", Bench::startup),
         ("cold", Bench::cold),
         ("warm", Bench::warm),
         ("popular", Bench::popular),
-        ("cheap", Bench::cheap_endpoints),
+        ("cheap", Bench::cheap),
+        ("big", Bench::big),
+        ("rs256", Bench::rs256),
+        ("tiles", Bench::tiles),
+        ("fleet", Bench::fleet),
     ];
     for (name, phase) in phases {
-        if runs(name) {
+        if only.is_empty() || only.split(',').any(|p| p.trim() == name) {
             phase(&bench);
         }
     }
-    bench.print();
-    println!("whole run: {:.1} s", started.elapsed().as_secs_f64());
+    bench.table.print();
 }
-
-// ---------------------------------------------------------------------------
-// The phases
-
-struct Bench {
-    otx: FakeOtx,
-    latency: Duration,
-    relay_bin: String,
-    rows: Mutex<Vec<Row>>,
-}
-
-struct Row {
-    metric: String,
-    value: String,
-    goal: String,
-    holds: Option<bool>,
-}
-
-/// The `/observe` and `/refer` path.
-const OBSERVE: &str = "/observe/observables";
 
 impl Bench {
-    fn row(&self, metric: &str, value: String, goal: &str, holds: Option<bool>) {
-        self.rows.lock().unwrap().push(Row {
-            metric: metric.to_owned(),
-            value,
-            goal: goal.to_owned(),
-            holds,
-        });
+    /// A relay against `otx`, its access log dropped.
+    fn relay_of(&self, otx: &FakeOtx, env: &[(&str, &str)]) -> Relay {
+        let mut command = RelayCommand::new(&self.bin, &otx.url()).env(env).quiet();
+        if let Ok(concurrency) = std::env::var("AVOTX_CONCURRENCY") {
+            command = command.env(&[("AVOTX_CONCURRENCY", &concurrency)]);
+        }
+        command.start().unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// A relay against the fake; its access log is dropped, not kept.
     fn relay(&self, env: &[(&str, &str)]) -> Relay {
-        let concurrency = std::env::var("AVOTX_CONCURRENCY").ok();
-        let inherited = concurrency.as_deref().map(|c| ("AVOTX_CONCURRENCY", c));
-        let env: Vec<(&str, &str)> = env.iter().copied().chain(inherited).collect();
-        let command = RelayCommand::new(&self.relay_bin, &self.otx.url());
-        (command.env(&env).quiet().start()).unwrap_or_else(|e| panic!("{e}"))
+        self.relay_of(&self.otx, env)
     }
 
-    /// A keep-alive client of `relay`, with the tenant's token.
-    fn client(&self, relay: &Relay) -> Client {
-        Client::new(relay.addr()).header("Authorization", &bearer(&token()))
-    }
-
-    /// One cold and one warm `/observe`, `/refer`, `/version`: proves the
-    /// harness works without spending time on numbers.
+    /// A cold and a warm `/observe`, `/version`: the harness works.
     fn smoke(&self) {
         let relay = self.relay(&[("CACHE_TTL", "300")]);
-        let mut client = self.client(&relay);
-        let body = observe_body(&observables(Some(1)));
-        let answer = post(&mut client, OBSERVE, &body);
-        assert!(answer.contains("\"sightings\""), "{answer}");
+        let mut client = client(&relay);
+        let body = observe_body(Some(1));
+        assert!(post(&mut client, OBSERVE, &body).contains("\"sightings\""));
         let calls = self.otx.request_count();
         post(&mut client, OBSERVE, &body);
         assert_eq!(self.otx.request_count(), calls, "the warm call asked OTX");
         assert!(post(&mut client, "/version", "").contains("version"));
-        let refer = observe_body(&observables(None));
-        post(&mut Client::new(relay.addr()), "/refer/observables", &refer);
+        println!("bench smoke run ok (run `make bench` for the measurements)");
     }
 
     fn startup(&self) {
@@ -154,592 +113,431 @@ impl Bench {
             .map(|_| {
                 let relay = self.relay(&[]);
                 let mut client = Client::new(relay.addr());
-                let until = Instant::now() + Duration::from_secs(5);
                 while !client
                     .post_json("/version", "")
                     .is_ok_and(|r| r.status == 200)
                 {
-                    assert!(Instant::now() < until, "no 200 on /version within 5 s");
+                    assert!(relay.spawned().elapsed() < 5 * SECOND, "no 200 in 5 s");
                     thread::sleep(Duration::from_micros(500));
                 }
                 relay.spawned().elapsed()
             })
             .collect();
         times.sort();
-        let median = times[times.len() / 2];
-        self.row(
-            "start-up to first 200 on /version (median of 5)",
-            ms(median),
-            "<= 50 ms",
-            Some(median <= Duration::from_millis(50)),
-        );
+        let (median, goal) = (times[2], Duration::from_millis(50));
+        let metric = "start-up to first 200 on /version (median of 5)";
+        self.table
+            .goal(metric, ms(median), "<= 50 ms", median <= goal);
     }
 
     fn cold(&self) {
-        let relay = self.relay(&[("CACHE_TTL", "0")]);
-        let mut client = self.client(&relay);
-        let floor = self.latency * 2;
-        // Warm the connection pool once (the first call also connects).
-        post(&mut client, OBSERVE, &observe_body(&observables(Some(0))));
-
-        let otx_before = self.otx.connections();
-        let requests_before = self.otx.request_count();
-        let cpu_before = cpu_time(relay.pid());
-        let mut times = Vec::new();
-        let until = Instant::now() + Duration::from_secs(4);
-        while times.len() < 40 && Instant::now() < until {
-            let body = observe_body(&observables(Some(next_round())));
-            let t = Instant::now();
-            let answer = post(&mut client, OBSERVE, &body);
-            times.push(t.elapsed());
+        let (relay, otx, table) = (self.relay(&[("CACHE_TTL", "0")]), &self.otx, &self.table);
+        let mut client = client(&relay);
+        post(&mut client, OBSERVE, &observe_body(Some(0))); // connects the pool
+        let (connections, requests) = (otx.connections(), otx.request_count());
+        let cpu = cpu_time(relay.pid());
+        let times = timed(40, 4 * SECOND, |n| {
+            let answer = post(&mut client, OBSERVE, &observe_body(Some(n as u64 + 1)));
             assert!(!answer.contains("\"errors\""), "{answer}");
-        }
-        let cpu = cpu_time(relay.pid()) - cpu_before;
-        let calls = times.len();
-        let otx_calls = self.otx.request_count() - requests_before;
-        times.sort();
+        });
+        let n = times.len();
+        let cpu = (cpu_time(relay.pid()) - cpu) / n as f64;
+        let otx_calls = (otx.request_count() - requests) as f64 / n as f64;
         let (p50, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
-        let ratio = p50.as_secs_f64() / floor.as_secs_f64();
-        self.row(
-            "cold /observe, 8 observables: p50 / p99",
-            format!("{} / {}  (n={calls})", ms(p50), ms(p99)),
-            "",
-            None,
-        );
-        self.row(
-            "cold p50 / 2-RTT floor",
-            format!("{ratio:.2}x of {}", ms(floor)),
-            "<= 1.2x",
-            Some(ratio <= 1.2),
-        );
-        self.row(
-            "OTX calls per cold /observe",
-            format!("{:.1}", otx_calls as f64 / calls as f64),
-            "",
-            None,
-        );
-        let cpu_per = cpu / calls as f64;
-        self.row(
+        let ratio = p50.as_secs_f64() / (self.latency * 2).as_secs_f64();
+        let value = format!("{} / {} (n={n})", ms(p50), ms(p99));
+        table.note("cold /observe, 8 observables: p50 / p99", value);
+        let value = format!("{ratio:.2} x of {}", ms(self.latency * 2));
+        table.goal("cold p50 / 2-RTT floor", value, "<= 1.2 x", ratio <= 1.2);
+        table.note("OTX calls per cold /observe", format!("{otx_calls:.1}"));
+        let value = format!("{:.2} ms", cpu * 1000.0);
+        table.goal(
             "relay CPU per cold /observe",
-            format!("{:.2} ms", cpu_per * 1000.0),
+            value,
             "<= 5 ms",
-            Some(cpu_per <= 0.005),
+            cpu <= 0.005,
         );
-
-        let mut rss = 0;
-        let mut throughput = |clients| {
-            let body = || observe_body(&observables(Some(next_round())));
-            let run = self.load(&relay, clients, Duration::from_secs(2), OBSERVE, true, body);
-            rss = rss.max(run.max_rss);
-            self.row(
-                &format!("cold /observe throughput, c={clients}"),
-                format!("{:.0} req/s", run.per_second()),
-                "",
-                None,
-            );
-            run.calls
-        };
-        let load_calls = throughput(16) + throughput(64);
-        let connections = self.otx.connections() - otx_before;
-        let total_calls = calls + load_calls;
-        self.row(
-            "new OTX connections per 100 cold /observe",
-            format!(
-                "{:.2}  ({connections} for {total_calls} calls)",
-                connections as f64 * 100.0 / total_calls as f64
-            ),
-            "",
-            None,
-        );
+        let (mut calls, mut rss) = (n, 0);
+        for clients in [16, 64] {
+            let load = observe_load(&relay, clients, 2 * SECOND, |n| observe_body(Some(n + 100)));
+            (calls, rss) = (calls + load.calls.len(), rss.max(load.peak_rss));
+            let metric = format!("cold /observe throughput, c={clients}");
+            table.note(&metric, format!("{:.0} req/s", load.per_second()));
+        }
+        let opened = otx.connections() - connections;
+        let per_100 = opened as f64 * 100.0 / calls as f64;
+        let value = format!("{per_100:.2} ({opened} for {calls} calls)");
+        table.note("new OTX connections per 100 cold /observe", value);
         // The relay keeps 2 × max(AVOTX_CONCURRENCY, 4) idle connections.
         let concurrency = std::env::var("AVOTX_CONCURRENCY")
             .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(32);
-        let pool = concurrency.max(4) * 2;
-        let total = self.otx.connections();
-        self.row(
+            .and_then(|v| v.parse().ok());
+        let (pool, total) = (
+            concurrency.unwrap_or(32_usize).max(4) * 2,
+            otx.connections(),
+        );
+        let (metric, goal) = (
             "OTX connections ever opened by the cold relay",
-            format!("{total}"),
-            &format!("<= pool ({pool})"),
-            Some(total <= pool),
+            format!("<= {pool}"),
         );
-        self.row(
-            "relay RSS under cold load (max VmRSS)",
-            mib(rss),
-            "<= 30 MiB",
-            Some(rss <= 30 << 20),
-        );
+        table.goal(metric, total.to_string(), &goal, total <= pool);
+        let metric = "relay RSS under cold load (peak)";
+        table.goal(metric, mib(rss), "<= 30 MiB", rss <= 30 << 20);
     }
 
     fn warm(&self) {
         let relay = self.relay(&[("CACHE_TTL", "300")]);
-        let mut client = self.client(&relay);
-        let body = observe_body(&observables(Some(7)));
+        let mut client = client(&relay);
+        let body = observe_body(Some(7));
         post(&mut client, OBSERVE, &body);
         let before = self.otx.request_count();
-        let mut times = Vec::new();
-        let until = Instant::now() + Duration::from_secs(3);
-        while times.len() < 500 && Instant::now() < until {
-            let t = Instant::now();
-            post(&mut client, OBSERVE, &body);
-            times.push(t.elapsed());
-        }
-        let otx_calls = self.otx.request_count() - before;
-        times.sort();
-        let p50 = percentile(&times, 0.5);
-        self.row(
-            "warm /observe (CACHE_TTL=300): p50 / p99",
-            format!(
-                "{} / {}  (n={})",
-                ms(p50),
-                ms(percentile(&times, 0.99)),
-                times.len()
-            ),
+        let times = timed(500, 3 * SECOND, |_| drop(post(&mut client, OBSERVE, &body)));
+        let (p50, p99, n) = (
+            percentile(&times, 0.5),
+            percentile(&times, 0.99),
+            times.len(),
+        );
+        let value = format!("{} / {} (n={n})", ms(p50), ms(p99));
+        let metric = "warm /observe (CACHE_TTL=300): p50 / p99";
+        self.table.goal(
+            metric,
+            value,
             "p50 <= 5 ms",
-            Some(p50 <= Duration::from_millis(5)),
+            p50 <= Duration::from_millis(5),
         );
         let mut rss = 0;
-        let mut otx_load_calls = 0;
         for clients in [16, 64] {
-            let before = self.otx.request_count();
-            let length = Duration::from_millis(1500);
-            let run = self.load(&relay, clients, length, OBSERVE, true, || body.clone());
-            otx_load_calls += self.otx.request_count() - before;
-            rss = rss.max(run.max_rss);
-            self.row(
-                &format!("warm /observe throughput, c={clients}"),
-                format!("{:.0} req/s", run.per_second()),
-                "",
-                None,
-            );
+            let load = observe_load(&relay, clients, 3 * SECOND / 2, |_| body.clone());
+            rss = rss.max(load.peak_rss);
+            let metric = format!("warm /observe throughput, c={clients}");
+            self.table
+                .note(&metric, format!("{:.0} req/s", load.per_second()));
         }
-        self.row(
-            "OTX calls while warm",
-            format!("{}", otx_calls + otx_load_calls),
-            "0",
-            Some(otx_calls + otx_load_calls == 0),
-        );
-        self.row(
-            "relay RSS under warm load (max VmRSS)",
-            mib(rss),
-            "<= 30 MiB",
-            Some(rss <= 30 << 20),
-        );
+        let calls = self.otx.request_count() - before;
+        self.table
+            .goal("OTX calls while warm", calls.to_string(), "0", calls == 0);
+        let metric = "relay RSS under warm load (peak)";
+        self.table
+            .goal(metric, mib(rss), "<= 30 MiB", rss <= 30 << 20);
     }
 
     fn popular(&self) {
         let relay = self.relay(&[("CACHE_TTL", "0")]);
-        let mut client = self.client(&relay);
-        let body = observe_body(&[("domain", POPULAR.to_owned())]);
-        let bytes_before = self.otx.bytes();
-        let mut times = Vec::new();
-        let until = Instant::now() + Duration::from_secs(6);
-        while times.len() < 12 && Instant::now() < until {
-            let t = Instant::now();
+        let mut client = client(&relay);
+        let body = json!([{"type": "domain", "value": POPULAR}]).to_string();
+        let bytes = self.otx.bytes();
+        let times = timed(12, 6 * SECOND, |_| {
             let answer = post(&mut client, OBSERVE, &body);
-            times.push(t.elapsed());
-            let found = answer.matches("\"type\":\"sighting\"").count();
             assert_eq!(
-                found,
-                POPULAR_PULSES,
-                "{}",
-                &answer[..answer.len().min(500)]
+                answer.matches("\"type\":\"sighting\"").count(),
+                POPULAR_PULSES
             );
-        }
-        let served = (self.otx.bytes() - bytes_before) / times.len() as u64;
-        times.sort();
-        let p50 = percentile(&times, 0.5);
-        self.row(
-            &format!(
-                "popular /observe ({POPULAR_PULSES} pulses x {POPULAR_RECORDS} records, {} of JSON): p50",
-                mib(served as usize)
-            ),
-            format!("{}  (n={})", ms(p50), times.len()),
-            "<= 250 ms",
-            Some(p50 <= Duration::from_millis(250)),
+        });
+        let served = mib((self.otx.bytes() - bytes) / times.len() as u64);
+        let (p50, n) = (percentile(&times, 0.5), times.len());
+        let metric = format!(
+            "popular /observe ({POPULAR_PULSES} pulses x {POPULAR_RECORDS} records, {served}): p50"
         );
-        let peak = rss_bytes(relay.pid(), "VmHWM");
-        self.row(
-            "relay peak RSS after popular (VmHWM)",
-            mib(peak),
-            "<= 64 MiB",
-            Some(peak <= 64 << 20),
-        );
+        let holds = p50 <= Duration::from_millis(250);
+        self.table
+            .goal(&metric, format!("{} (n={n})", ms(p50)), "<= 250 ms", holds);
+        let peak = status_kib(relay.pid(), "VmHWM").unwrap_or(0) * 1024;
+        let metric = "relay peak RSS after popular (VmHWM)";
+        self.table
+            .goal(metric, mib(peak), "<= 64 MiB", peak <= 64 << 20);
     }
 
-    fn cheap_endpoints(&self) {
+    fn cheap(&self) {
         let relay = self.relay(&[]);
-        let refer = observe_body(&observables(None));
+        let refer = observe_body(None);
         for (path, body) in [("/refer/observables", refer.as_str()), ("/version", "")] {
-            let cpu_before = cpu_time(relay.pid());
-            let length = Duration::from_secs(2);
-            let run = self.load(&relay, 64, length, path, false, || body.to_owned());
-            let cpu = cpu_time(relay.pid()) - cpu_before;
-            let rps = run.per_second();
-            let goal = if path == "/version" {
-                ""
-            } else {
-                ">= 30000 req/s"
-            };
-            self.row(
-                &format!("{path} at c=64 (keep-alive)"),
-                format!(
-                    "{rps:.0} req/s  (relay CPU {:.1} us/req)",
-                    cpu * 1e6 / run.calls.max(1) as f64
-                ),
-                goal,
-                (path != "/version").then_some(rps >= 30_000.0),
+            let cpu = cpu_time(relay.pid());
+            let load = run(
+                relay.pid(),
+                64,
+                2 * SECOND,
+                || Client::new(relay.addr()),
+                |c, _| {
+                    post(c, path, body);
+                },
             );
+            let cpu = (cpu_time(relay.pid()) - cpu) * 1e6 / load.calls.len().max(1) as f64;
+            let rps = load.per_second();
+            let value = format!("{rps:.0} req/s (relay CPU {cpu:.1} us/req)");
+            let metric = format!("{path} at c=64 (keep-alive)");
+            match path {
+                "/version" => self.table.note(&metric, value),
+                _ => self
+                    .table
+                    .goal(&metric, value, ">= 30000 req/s", rps >= 30_000.0),
+            }
         }
     }
 
-    /// `clients` threads, each with its own keep-alive client (with the
-    /// token when `auth`), posting `body()` to `path` for `length`; the
-    /// relay's VmRSS sampled meanwhile.
-    fn load(
-        &self,
-        relay: &Relay,
-        clients: usize,
-        length: Duration,
-        path: &str,
-        auth: bool,
-        body: impl Fn() -> String + Sync,
-    ) -> Run {
-        let stop = AtomicBool::new(false);
-        let calls = AtomicUsize::new(0);
-        let started = Instant::now();
-        let max_rss = thread::scope(|s| {
-            for _ in 0..clients {
-                s.spawn(|| {
-                    let mut client = if auth {
-                        self.client(relay)
-                    } else {
-                        Client::new(relay.addr())
-                    };
-                    let mut mine = 0;
-                    while !stop.load(Ordering::Relaxed) {
-                        post(&mut client, path, &body());
-                        mine += 1;
-                    }
-                    calls.fetch_add(mine, Ordering::Relaxed);
+    /// One big `/observe` (every IP in one pulse, no latency): the relay's
+    /// peak RSS against the answer's size, and OTX requests in flight.
+    fn big(&self) {
+        let otx = FakeOtx::start();
+        Synth::new(1).serve(&otx);
+        for n in [10_000, 2_000] {
+            let env = [
+                ("RELAY_DEADLINE", "300"),
+                ("CACHE_TTL", "0"),
+                ("AVOTX_TIMEOUT", "60"),
+            ];
+            let relay = self.relay_of(&otx, &env);
+            let ip = |i: usize| format!("10.{}.{}.{}", i >> 16, i >> 8 & 255, i & 255);
+            let ips = (0..n).map(|i| json!({"type": "ip", "value": ip(i)}));
+            let body = Value::Array(ips.collect()).to_string();
+            let before = status_kib(relay.pid(), "VmRSS").unwrap_or(0) * 1024;
+            assert!(
+                reset_peak(relay.pid()),
+                "cannot reset the peak RSS (/proc/PID/clear_refs)"
+            );
+            let _ = otx.take_max_in_flight();
+            let (started, mut client) = (Instant::now(), client(&relay).timeout(600 * SECOND));
+            let answer = client.post_json(OBSERVE, &body).expect("an answer");
+            let took = started.elapsed().as_secs_f64();
+            let peak = status_kib(relay.pid(), "VmHWM").unwrap_or(0) * 1024;
+            let parsed: Value = serde_json::from_slice(&answer.body).expect("JSON");
+            assert_eq!(
+                parsed["data"]["sightings"]["count"], n,
+                "every observable found"
+            );
+            let (size, in_flight) = (answer.body.len() as u64, otx.take_max_in_flight());
+            let ratio = peak as f64 / size as f64;
+            if n == 10_000 {
+                let value = format!(
+                    "{}, {}, {ratio:.2} x (in {took:.1} s)",
+                    mib(size),
+                    mib(peak)
+                );
+                let metric = "10 000-observable /observe: answer, peak RSS, peak / answer";
+                self.table.goal(metric, value, "<= 3 x", ratio <= 3.0);
+                let metric = "... its OTX requests in flight at most";
+                self.table
+                    .goal(metric, in_flight.to_string(), "<= 32", in_flight <= 32);
+            } else {
+                let growth = peak.saturating_sub(before) as f64 / size as f64;
+                let value = format!("{growth:.2} bytes ({} -> {} peak)", mib(before), mib(peak));
+                let metric = "2 000-observable /observe: RSS growth per answer byte";
+                self.table
+                    .goal(metric, value, "< 9.3 (older relay)", growth < 9.3);
+            }
+        }
+    }
+
+    /// The relay's RS256 check itself (its library), with the keys cached.
+    fn rs256(&self) {
+        struct OneKey(RsaKey);
+        impl KeySource for OneKey {
+            fn key(&self, _host: &str, _kid: Option<&str>) -> Result<RsaKey, RelayError> {
+                Ok(self.0.clone())
+            }
+        }
+        let signer = SigningKey::generate("k1");
+        let ((n, e), kid) = (signer.public(), "k1".to_owned());
+        let keys = OneKey(RsaKey { kid, n, e });
+        let (now, audience) = (now(), "https://relay.example");
+        let claims = json!({"key": "k", "jwks_host": "jwks", "aud": audience, "exp": now + 3600});
+        let header = bearer(&signer.sign(&json!({"alg": "RS256", "kid": "k1"}), &claims));
+        let audiences = [audience.to_owned()];
+        let verifier = Verifier {
+            secret: None,
+            audiences: &audiences,
+            keys: Some(&keys),
+        };
+        let verify = || verify_with(Some(&header), &verifier, now as f64);
+        assert!(verify().is_ok(), "the token verifies");
+        let each = timed(1, SECOND, |_| (0..2_000).for_each(|_| drop(verify())))[0] / 2_000;
+        let metric = "RS256 token check with cached keys, per request";
+        self.table
+            .note(metric, format!("{:.1} us", each.as_secs_f64() * 1e6));
+    }
+
+    /// tile-data over 1 000 subscribed pulses of 1 000 indicators (20 pages).
+    fn tiles(&self) {
+        let indicators: Vec<Value> = (0..1_000)
+            .map(|i| {
+                let ip = format!("198.51.{}.{}", i / 256, i % 256);
+                json!({"id": i, "indicator": ip, "type": "IPv4", "created": "2026-11-29T10:00:00"})
+            })
+            .collect();
+        let otx = FakeOtx::start();
+        otx.set_latency(self.latency);
+        for page in 0..20 {
+            let pulses: Vec<Value> = (page * 50..page * 50 + 50)
+                .map(|n| {
+                    let modified = otx_relay::time::format_seconds(now() - 60 - n * 300);
+                    json!({"id": format!("{n:024x}"), "name": format!("Pulse {n}"),
+                           "author_name": "analyst", "modified": modified,
+                           "adversary": format!("APT {}", n % 7), "indicators": indicators,
+                           "malware_families": [format!("family-{}", n % 11)]})
+                })
+                .collect();
+            let next = (page < 19).then_some("https://otx/next");
+            let reply = Reply::json(json!({"count": 1_000, "next": next, "results": pulses}));
+            otx.on_page("/api/v1/pulses/subscribed", page as u32 + 1, reply);
+        }
+        let relay = self.relay_of(&otx, &[("RELAY_DEADLINE", "60"), ("TILE_CACHE_TTL", "600")]);
+        reset_peak(relay.pid());
+        let tile = |id: &str| {
+            let body = json!({"tile_id": id, "period": "last_30_days"}).to_string();
+            let answer = client(&relay).post_json("/tiles/tile-data", &body);
+            serde_json::from_slice::<Value>(&answer.expect("an answer").body).expect("JSON")
+        };
+        let took = timed(1, SECOND, |_| {
+            let summary = tile("otx-activity-summary");
+            assert_eq!(summary["data"]["data"][0]["value"], 1_000, "{summary}");
+            assert_eq!(summary["data"]["data"][1]["value"], 1_000_000);
+        })[0];
+        let peak = status_kib(relay.pid(), "VmHWM").unwrap_or(0) * 1024;
+        let floor = self.latency * 2 * 20;
+        let ratio = took.as_secs_f64() / floor.as_secs_f64();
+        let value = format!(
+            "{} = {ratio:.2} x of {}, {}",
+            ms(took),
+            ms(floor),
+            mib(peak)
+        );
+        let metric =
+            "tile-data, 1 000 pulses x 1 000 indicators (20 pages): time / floor, peak RSS";
+        self.table.goal(
+            metric,
+            value,
+            "<= 2 x, <= 64 MiB",
+            ratio <= 2.0 && peak <= 64 << 20,
+        );
+        let next = timed(1, SECOND, |_| drop(tile("otx-top-malware")))[0];
+        self.table
+            .note("the next tile of that dashboard (cached walk)", ms(next));
+    }
+
+    fn fleet(&self) {
+        let Some(redis) = RedisServer::start() else {
+            return self
+                .table
+                .note("fleet", "skipped: no redis-server".to_owned());
+        };
+        let otx = FakeOtx::start();
+        otx.set_latency(self.latency);
+        Synth::new(1).serve(&otx);
+        let url = redis.url();
+        let env = [("REDIS_URL", url.as_str()), ("CACHE_TTL", "300")];
+        let relays: Vec<Relay> = (0..4).map(|_| self.relay_of(&otx, &env)).collect();
+        // 1 000 identical requests, spread over the 4 relays, 40 at a time.
+        let body = json!([{"type": "ip", "value": "10.100.100.100"}]).to_string();
+        let before = otx.request_count();
+        thread::scope(|s| {
+            for w in 0..40 {
+                let (relays, body) = (&relays, &body);
+                s.spawn(move || {
+                    let mut clients: Vec<Client> = relays.iter().map(client).collect();
+                    (0..25).for_each(|i| drop(post(&mut clients[(w + i) % 4], OBSERVE, body)));
                 });
             }
-            let mut max_rss = 0;
-            while started.elapsed() < length {
-                thread::sleep(Duration::from_millis(50));
-                max_rss = max_rss.max(rss_bytes(relay.pid(), "VmRSS"));
-            }
-            stop.store(true, Ordering::Relaxed);
-            max_rss
         });
-        Run {
-            calls: calls.into_inner(),
-            elapsed: started.elapsed(),
-            max_rss,
-        }
-    }
-
-    fn print(&self) {
-        let rows = self.rows.lock().unwrap();
-        let width = |f: fn(&Row) -> &str, title: &str| {
-            rows.iter()
-                .map(|r| f(r).chars().count())
-                .max()
-                .unwrap_or(0)
-                .max(title.len())
+        let calls = otx.request_count() - before;
+        let metric = "OTX calls for 1 000 identical /observe on 4 relays (2 URLs)";
+        self.table
+            .goal(metric, calls.to_string(), "1 per URL", calls == 2);
+        // Warm from Redis: relay 0 asks OTX, then relay 1 answers.
+        let (mut first, mut second) = (client(&relays[0]), client(&relays[1]));
+        let mut times: Vec<Duration> = (0..50)
+            .map(|i| {
+                let body = json!([{"type": "ip", "value": format!("10.101.100.{i}")}]);
+                post(&mut first, OBSERVE, &body.to_string());
+                let calls = otx.request_count();
+                let time = timed(1, SECOND, |_| {
+                    drop(post(&mut second, OBSERVE, &body.to_string()))
+                });
+                assert_eq!(otx.request_count(), calls, "the second relay asked OTX");
+                time[0]
+            })
+            .collect();
+        times.sort();
+        let p50 = percentile(&times, 0.5);
+        let metric = "warm /observe from Redis, by a relay that never asked OTX: p50";
+        self.table
+            .goal(metric, ms(p50), "<= 3 ms", p50 <= Duration::from_millis(3));
+        // The cost of /metrics: warm p50 without it, then scraped every second.
+        let warm = |metrics: &str| {
+            let relay = self.relay_of(&otx, &[("CACHE_TTL", "300"), ("METRICS", metrics)]);
+            let stop = AtomicBool::new(false);
+            thread::scope(|s| {
+                s.spawn(|| {
+                    while metrics == "on" && !stop.load(Ordering::SeqCst) {
+                        let _ = Client::new(relay.addr()).send("GET", "/metrics", &[], b"");
+                        thread::sleep(SECOND);
+                    }
+                });
+                let mut c = client(&relay);
+                post(&mut c, OBSERVE, &body);
+                let times = timed(2_000, 60 * SECOND, |_| drop(post(&mut c, OBSERVE, &body)));
+                stop.store(true, Ordering::SeqCst);
+                percentile(&times, 0.5)
+            })
         };
-        let (w1, w2, w3) = (
-            width(|r| &r.metric, "metric"),
-            width(|r| &r.value, "value"),
-            width(|r| &r.goal, "goal"),
-        );
-        let mut out = String::new();
-        let line = format!(
-            "+-{}-+-{}-+-{}-+------+",
-            "-".repeat(w1),
-            "-".repeat(w2),
-            "-".repeat(w3)
-        );
-        let _ = writeln!(out, "{line}");
-        let _ = writeln!(
-            out,
-            "| {:w1$} | {:w2$} | {:w3$} | ok?  |",
-            "metric", "value", "goal"
-        );
-        let _ = writeln!(out, "{line}");
-        for r in rows.iter() {
-            let holds = match r.holds {
-                Some(true) => "yes",
-                Some(false) => "NO",
-                None => "",
-            };
-            let _ = writeln!(
-                out,
-                "| {:w1$} | {:w2$} | {:w3$} | {holds:4} |",
-                r.metric, r.value, r.goal
-            );
-        }
-        let _ = writeln!(out, "{line}");
-        print!("{out}");
+        let value = format!("{} / {}", ms(warm("off")), ms(warm("on")));
+        let metric = "warm /observe p50: METRICS=off / on and scraped every second";
+        self.table.note(metric, value);
     }
 }
 
-struct Run {
-    calls: usize,
-    elapsed: Duration,
-    max_rss: usize,
+/// `clients` clients posting `body(n)` to `/observe` for `length`.
+fn observe_load(
+    relay: &Relay,
+    clients: usize,
+    length: Duration,
+    body: impl Fn(u64) -> String + Sync,
+) -> Load<()> {
+    run(
+        relay.pid(),
+        clients,
+        length,
+        || client(relay),
+        |c, n| drop(post(c, OBSERVE, &body(n))),
+    )
 }
 
-impl Run {
-    fn per_second(&self) -> f64 {
-        self.calls as f64 / self.elapsed.as_secs_f64()
-    }
+/// A keep-alive client of `relay` with the tenant's token.
+fn client(relay: &Relay) -> Client {
+    Client::new(relay.addr()).header("Authorization", &bearer(&token()))
 }
 
 /// POSTs `body`; panics unless the relay answers 200.
 fn post(client: &mut Client, path: &str, body: &str) -> String {
-    let answer = (client.post_json(path, body)).unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    let answer = client
+        .post_json(path, body)
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
     assert_eq!(answer.status, 200, "POST {path}: {}", answer.text());
     answer.text()
 }
 
-/// A `kB` line of `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in bytes.
-fn rss_bytes(pid: u32, name: &str) -> usize {
-    status_kib(pid, name).unwrap_or(0) as usize * 1024
-}
-
-/// Distinct values for each round, so that no cache or single-flight merges
-/// the calls of two rounds.
-fn next_round() -> u64 {
-    static ROUND: AtomicU64 = AtomicU64::new(1000);
-    ROUND.fetch_add(1, Ordering::Relaxed)
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The observables of `observables.json`; with `Some(round)` their values
-/// are varied (keeping their shape) so that each round is new to the relay.
-fn observables(round: Option<u64>) -> Vec<(&'static str, String)> {
-    let text = include_str!("../observables.json");
-    let list: Vec<serde_json::Value> = serde_json::from_str(text).expect("observables.json");
-    list.iter()
-        .map(|o| {
-            let kind = match o["type"].as_str().expect("a type") {
-                "ip" => "ip",
-                "ipv6" => "ipv6",
-                "domain" => "domain",
-                "url" => "url",
-                "md5" => "md5",
-                "sha1" => "sha1",
-                "sha256" => "sha256",
-                _ => "email",
-            };
-            let value = o["value"].as_str().expect("a value").to_owned();
-            let Some(n) = round else {
-                return (kind, value);
-            };
-            let varied = match kind {
-                "ip" => format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255),
-                "ipv6" => format!("2001:db8::{:x}", n & 0xffff),
-                "domain" | "email" => format!("r{n}.{value}"),
-                "url" => format!("{value}&r={n}"),
-                _ => format!("{}{n:08x}", &value[..value.len() - 8]),
-            };
-            (kind, varied)
-        })
-        .collect()
-}
-
-fn observe_body(observables: &[(&str, String)]) -> String {
-    let list: Vec<serde_json::Value> = observables
-        .iter()
-        .map(|(t, v)| serde_json::json!({"type": t, "value": v}))
-        .collect();
-    serde_json::Value::Array(list).to_string()
-}
-
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn mib(bytes: usize) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
-}
-
-// ---------------------------------------------------------------------------
-// The fake OTX's answers: any `/general` (a few pulses each, whose page 1
-// holds the record) and the popular observable's big pages, sliced by
-// `limit` and `page`.
-
-/// An answer body, built once and shared by the connections that serve it.
-type Body = Arc<[u8]>;
-
-fn answer(
-    request: &Recorded,
-    popular: &[Vec<u8>],
-    pages: &Mutex<HashMap<(usize, usize), Body>>,
-) -> Reply {
-    let path = request.path.as_str();
-    let general = path
-        .strip_prefix("/api/v1/indicators/")
-        .and_then(|r| r.strip_suffix("/general"))
-        .and_then(|r| r.split_once('/'));
-    if let Some((_, value)) = general {
-        return Reply::json(general_answer(&percent_decode(value)));
-    }
-    let pulse = path
-        .strip_prefix("/api/v1/pulses/")
-        .and_then(|r| r.strip_suffix("/indicators"));
-    let param = |name: &str| {
-        request
-            .query_param(name)
-            .and_then(|v| v.parse::<usize>().ok())
-    };
-    let (limit, page) = (param("limit").unwrap_or(10), param("page").unwrap_or(1));
-    match pulse {
-        Some(id) if id.starts_with("b0b0") => {
-            let body = popular_page(popular, pages, limit.max(1), page.max(1));
-            Reply {
-                body,
-                ..Reply::raw(200, b"")
-            }
-            .with_header("Content-Type", "application/json")
-        }
-        // `<pulse number, 2 hex digits><the value in hex>`.
-        Some(id) => match (id.get(..2), id.get(2..).and_then(unhex)) {
-            (Some(n), Some(value)) => {
-                let n = usize::from_str_radix(n, 16).unwrap_or(0);
-                Reply::json(small_page(&value, n))
-            }
-            _ => Reply::status(404),
-        },
-        None => Reply::status(404),
-    }
-}
-
-/// The popular pulses' records, each serialized, newest first; the popular
-/// observable's own record is the last (the slowest to find).
-fn popular_records() -> Vec<Vec<u8>> {
-    (0..POPULAR_RECORDS)
-        .map(|i| {
-            let last = i == POPULAR_RECORDS - 1;
-            let indicator = if last {
-                POPULAR.to_owned()
-            } else {
-                format!("host-{i:05}.campaign.example.net")
-            };
-            let day = 28 - (i * 28 / POPULAR_RECORDS);
-            format!(
-                r#"{{"id": {}, "indicator": "{indicator}", "type": "domain", "created": "2024-03-{day:02}T12:{:02}:{:02}", "content": "", "title": "", "description": "", "expiration": null, "is_active": 1, "false_positive": {{"assessment": null}}, "role": null}}"#,
-                3_100_000_000u64 + i as u64,
-                i % 60,
-                (i / 60) % 60
-            )
-            .into_bytes()
-        })
-        .collect()
-}
-
-fn general_answer(value: &str) -> Value {
-    let ids: Vec<String> = if value == POPULAR {
-        (0..POPULAR_PULSES)
-            .map(|n| format!("b0b0{n:020x}"))
-            .collect()
-    } else {
-        (0..PULSES_PER_OBSERVABLE)
-            .map(|n| format!("{n:02x}{}", hex(value)))
-            .collect()
-    };
-    let pulses: Vec<Value> = ids
-        .iter()
-        .enumerate()
-        .map(|(n, id)| {
-            json!({
-                "id": id,
-                "name": format!("Campaign {n} infrastructure"),
-                "description": "Indicators observed in a phishing and malware campaign.",
-                "author": {"username": "bench-analyst", "id": "1"},
-                "tags": ["phishing", "malware", "c2"],
-                "TLP": "white",
-                "created": "2024-03-01T10:00:00.000000",
-                "modified": "2024-03-02T10:00:00.000000",
-                "indicator_count": 5000,
-                "indicator_type_counts": {"X": 1},
-                "references": [],
-                "targeted_countries": [],
-                "malware_families": [],
-                "attack_ids": [],
-                "industries": []
-            })
-        })
-        .collect();
-    json!({
-        "indicator": value,
-        "type": "X",
-        "base_indicator": {"indicator": value, "type": "X", "id": 1, "access_type": "public"},
-        "pulse_info": {"count": pulses.len(), "pulses": pulses, "references": [], "related": {}},
-        "validation": [],
-        "false_positive": [],
-        "sections": ["general", "geo", "malware", "url_list", "passive_dns"]
-    })
-}
-
-/// Page 1 of pulse `n` of `value`: ten records, the value's at position `n`.
-fn small_page(value: &str, n: usize) -> Value {
-    let results: Vec<Value> = (0..10)
-        .map(|i| {
-            let indicator = if i == n {
-                value.to_owned()
-            } else {
-                format!("other-{i}.example.org")
-            };
-            json!({
-                "id": 2_000_000 + i, "indicator": indicator, "type": "X",
-                "created": format!("2024-02-{:02}T08:00:00", 20 - i - n),
-                "content": "", "title": "", "description": "", "expiration": null,
-                "is_active": 1, "role": null
-            })
-        })
-        .collect();
-    json!({"results": results, "count": 10, "previous": null, "next": null})
-}
-
-/// The popular pulses' page `page` of `limit` records.
-fn popular_page(
-    records: &[Vec<u8>],
-    pages: &Mutex<HashMap<(usize, usize), Body>>,
-    limit: usize,
-    page: usize,
-) -> Body {
-    if let Some(body) = pages.lock().unwrap().get(&(limit, page)) {
-        return body.clone();
-    }
-    let start = (page - 1).saturating_mul(limit).min(records.len());
-    let end = start.saturating_add(limit).min(records.len());
-    let mut body = Vec::with_capacity((end - start) * 300 + 200);
-    body.extend_from_slice(br#"{"results": ["#);
-    body.extend_from_slice(&records[start..end].join(&b", "[..]));
-    let next = if end < records.len() {
-        format!(
-            "\"https://otx.alienvault.com/api/v1/pulses/x/indicators?limit={limit}&page={}\"",
-            page + 1
-        )
-    } else {
-        "null".to_owned()
-    };
-    let tail = format!(
-        r#"], "count": {}, "previous": null, "next": {next}}}"#,
-        records.len()
-    );
-    body.extend_from_slice(tail.as_bytes());
-    let body: Body = body.into();
-    pages.lock().unwrap().insert((limit, page), body.clone());
-    body
+/// are varied (keeping their shape), so that each round is new to the relay.
+fn observe_body(round: Option<u64>) -> String {
+    let list: Value = serde_json::from_str(include_str!("../observables.json")).expect("JSON");
+    let varied = list.as_array().into_iter().flatten().map(|o| {
+        let (kind, value) = (
+            o["type"].as_str().unwrap_or(""),
+            o["value"].as_str().unwrap_or(""),
+        );
+        let Some(n) = round else { return o.clone() };
+        let value = match kind {
+            "ip" => format!("10.{}.{}.{}", n >> 16 & 255, n >> 8 & 255, n & 255),
+            "ipv6" => format!("2001:db8::{:x}", n & 0xffff),
+            "domain" | "email" => format!("r{n}.{value}"),
+            "url" => format!("{value}&r={n}"),
+            _ => format!("{}{n:08x}", &value[..value.len() - 8]),
+        };
+        json!({"type": kind, "value": value})
+    });
+    Value::Array(varied.collect()).to_string()
 }

@@ -15,21 +15,23 @@
 mod fake;
 mod http1;
 mod json;
+pub mod load;
 pub mod procfs;
 mod redis;
 mod relay;
+pub mod synth;
 mod token;
 
 use std::sync::{Mutex, MutexGuard};
 
-pub use fake::{
-    percent_decode, reason_phrase, sample, sample_bytes, FakeOtx, Fault, Recorded, Reply,
-    SAMPLES_DIR, TEST_CERT,
-};
+use fake::percent_decode;
+
+pub use fake::{sample, FakeOtx, Fault, Recorded, Reply, TEST_CERT};
 pub use http1::{Client, Headers, Response};
 pub use json::{check_json, is_time, is_uuid, regex_full_match};
 pub use redis::RedisServer;
 pub use relay::{find_secret, free_port, join_readers, run_cli, Exited, Relay, RelayCommand, Run};
+pub use synth::Synth;
 pub use token::{
     b64url, bearer, hs256, jwt, jwt_raw, jwt_unsigned, jwt_with_header, token, SigningKey, KEY,
     SECRET,

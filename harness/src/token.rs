@@ -85,11 +85,17 @@ impl SigningKey {
         SigningKey { kid, pair }
     }
 
+    /// The public key's modulus and exponent, big-endian.
+    pub fn public(&self) -> (Vec<u8>, Vec<u8>) {
+        let public = RsaPublicKeyComponents::<Vec<u8>>::from(self.pair.public());
+        (public.n, public.e)
+    }
+
     /// The public key as a JWK.
     pub fn jwk(&self) -> Value {
-        let public = RsaPublicKeyComponents::<Vec<u8>>::from(self.pair.public());
+        let (n, e) = self.public();
         json!({"kty": "RSA", "kid": self.kid, "use": "sig", "alg": "RS256",
-               "n": b64url(&public.n), "e": b64url(&public.e)})
+               "n": b64url(&n), "e": b64url(&e)})
     }
 
     /// A JWT with `header` and `payload`, signed by this key.
