@@ -75,7 +75,7 @@ fuzz:
 	sh fuzz/run $(FUZZ_SECONDS)
 
 # The release relay under load against a flaky in-process fake OTX on
-# 127.0.0.1 (SOAK_SECONDS, SOAK_CONCURRENCY, SOAK_BIG: see examples/soak.rs).
+# 127.0.0.1 (SOAK_SECONDS, SOAK_CONCURRENCY: see examples/soak.rs).
 soak:
 	$(CARGO) build --release
 	$(CARGO) run --release --example soak

@@ -177,26 +177,11 @@ impl Recorded {
     }
 }
 
-/// Decodes `%XX` and `+`; a malformed escape is kept as is.
+/// Decodes `+` and `%XX` (a malformed escape is kept as is).
 pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 2;
-            }
-            (b'+', _) => out.push(b' '),
-            (b, _) => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let plus_as_space = s.replace('+', " ");
+    let decoded = percent_encoding::percent_decode_str(&plus_as_space).decode_utf8_lossy();
+    decoded.into_owned()
 }
 
 /// Answers the requests nothing else was programmed for.
