@@ -2,15 +2,19 @@
 //! (`tests/it`), the bench (`benches/relay.rs`), the soak (`examples/soak.rs`)
 //! and `.ci/docker-smoke` (through the `fake-otx` binary).
 //!
-//! - `token`: HS256 JWTs minted by hand, independent of the relay's code.
-//! - `FakeOtx`: a raw HTTP/1.1 server standing in for OTX, programmable per
-//!   test, counting requests and connections, with latency and faults.
+//! - `FakeOtx`: a raw HTTP/1.1 server standing in for OTX (or, over TLS, a
+//!   JWKS host), programmable per test, counting requests and connections,
+//!   with latency and faults; `Synth`, the made-up OTX of the loads.
 //! - `Relay`: the relay binary run as a child process on a free port; on
 //!   `Drop` it checks that no secret reached its output.
 //! - `Client`: a small keep-alive HTTP/1.1 client written by hand, so that
 //!   nothing is added or hidden and a load costs less than the relay.
+//! - `token`: HS256 JWTs minted by hand and RS256 ones (`SigningKey`),
+//!   independent of the relay's code.
 //! - `check_json`: whole-document comparison with `<<...>>` placeholders.
-//! - `procfs`: CPU time, memory and descriptors of a process.
+//! - `RedisServer`: a throwaway `redis-server` for the fleet.
+//! - `load` and `procfs`: loads, their figures, and what Linux tells of a
+//!   process (CPU time, memory, descriptors).
 
 mod fake;
 mod http1;
