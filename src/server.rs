@@ -27,6 +27,14 @@ use crate::routes::{self, route};
 
 /// The largest request body read.
 pub const MAX_BODY: usize = 1024 * 1024;
+
+/// A client must take each answer within `RELAY_CLIENT_TIMEOUT` plus the
+/// time its bytes take at this rate (64 KiB/s, 0.5 Mbit/s: a 20 MiB answer
+/// may take 5 minutes more); slower, the connection is closed, so that a
+/// client reading a big answer a few bytes at a time cannot hold a worker.
+pub const MIN_SEND_RATE: u64 = 64 * 1024;
+/// Bytes of an answer the kernel may hold unsent (`TCP_NOTSENT_LOWAT`).
+const NOTSENT_LOWAT: u32 = 64 * 1024;
 /// How long in-flight requests may take to finish after SIGTERM.
 pub const DRAIN: Duration = Duration::from_secs(10);
 
@@ -58,9 +66,14 @@ impl Relay {
         let bind = format!("{}:{}", app.config.host, app.config.port);
         let listener = std::net::TcpListener::bind(&bind)
             .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+        // Inherited by every accepted connection: the kernel holds at most
+        // this much of an answer not yet sent, so what a worker has written
+        // is close to what the client has taken (see MIN_SEND_RATE).
+        let _ = socket2::SockRef::from(&listener).set_tcp_notsent_lowat(NOTSENT_LOWAT);
         let limits = Limits {
             client_timeout: app.config.client_timeout,
             max_body: MAX_BODY,
+            min_send_rate: MIN_SEND_RATE,
         };
         let server = Server::from_listener_with_limits(listener, None, limits)
             .map_err(|e| format!("cannot listen on {bind}: {e}"))?;

@@ -12,6 +12,8 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 
+use socket2::{Domain, Socket, Type};
+
 use crate::support::{check_version_answers, FakeOtx, Relay};
 
 const ONE_WORKER: [(&str, &str); 2] = [("RELAY_THREADS", "1"), ("RELAY_CLIENT_TIMEOUT", "1")];
@@ -177,4 +179,60 @@ fn a_huge_head_is_refused_and_the_relay_lives() {
         );
     }
     check_version_answers(&relay);
+}
+
+#[test]
+fn a_client_that_reads_its_answer_slowly_cannot_hold_the_worker() {
+    let otx = FakeOtx::start();
+    let env = [("RELAY_THREADS", "1"), ("RELAY_CLIENT_TIMEOUT", "2")];
+    let relay = Relay::start(&otx, &env);
+    // A /refer answer of several MB, for 20 000 IPs.
+    let ips: Vec<String> = (0..20_000)
+        .map(|i| format!(r#"{{"type":"ip","value":"10.0.{}.{}"}}"#, i / 256, i % 256))
+        .collect();
+    let body = format!("[{}]", ips.join(","));
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("a small receive buffer");
+    socket
+        .connect(&relay.addr().into())
+        .expect("connect to the relay");
+    let mut slow = TcpStream::from(socket);
+    let head = format!(
+        "POST /refer/observables HTTP/1.1\r\nHost: relay\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    slow.write_all(format!("{head}{body}").as_bytes())
+        .expect("a request");
+    // 6 KiB every 250 ms (24 KiB/s): enough for each of the worker's writes
+    // to go on within the 2 s timeout, a third of the 64 KiB/s the relay
+    // asks for: it gives up some 5 s in (2 s, plus what the bytes taken
+    // would take at 64 KiB/s, plus the 64 KiB the kernel may hold). The
+    // whole answer would take minutes. Bounded: 30 s at most, or until the
+    // socket is shut down below.
+    let mut reader = slow.try_clone().expect("clone");
+    let reading = thread::spawn(move || {
+        let mut buf = [0u8; 6 * 1024];
+        for _ in 0..120 {
+            if matches!(reader.read(&mut buf), Ok(0) | Err(_)) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(250));
+        }
+    });
+    thread::sleep(Duration::from_millis(1500));
+    let mut prompt = connect(&relay);
+    prompt
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    prompt
+        .write_all(b"POST /version HTTP/1.1\r\nHost: relay\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .expect("a request");
+    let mut answer = String::new();
+    let read = prompt.read_to_string(&mut answer);
+    let _ = slow.shutdown(std::net::Shutdown::Both);
+    let _ = reading.join();
+    read.expect("/version answered while the slow reader goes on");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }

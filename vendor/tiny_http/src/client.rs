@@ -28,7 +28,7 @@ pub struct ClientConnection {
 
     // sequence of Writers to the stream, to avoid writing response #2 before
     //  response #1
-    sink: SequentialWriterBuilder<BufWriter<RefinedTcpStream>>,
+    sink: SequentialWriterBuilder<BufWriter<DeadlineWriter>>,
 
     // set to true if we know that the previous request is the last one
     no_more_requests: bool,
@@ -67,6 +67,65 @@ impl Read for DeadlineReader {
     }
 }
 
+/// otx-relay patch: the write half of a connection, whose writes end by a
+/// deadline: each answer must be taken by the client within
+/// `Limits::client_timeout`, plus the time its bytes take at
+/// `Limits::min_send_rate`. A client that reads an answer slowly (a few
+/// bytes within each write's timeout) would otherwise hold the worker
+/// writing it for as long as it likes. Past the deadline the connection is
+/// shut down, and the write fails.
+pub(crate) struct DeadlineWriter {
+    inner: RefinedTcpStream,
+    limits: Limits,
+    /// When the answer being written began; bytes written since.
+    began: Instant,
+    written: u64,
+    /// The socket's write timeout now.
+    timeout: Duration,
+}
+
+/// A socket's write timeout is changed only when it is this far from the
+/// deadline's rest: no system call per write for small answers.
+const SLACK: Duration = Duration::from_millis(50);
+
+impl DeadlineWriter {
+    /// A new answer begins.
+    fn begin(&mut self) {
+        self.began = Instant::now();
+        self.written = 0;
+    }
+}
+
+impl Write for DeadlineWriter {
+    fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
+        let rate = self.limits.min_send_rate.max(1) as f64;
+        let allowed = self.limits.client_timeout + Duration::from_secs_f64(self.written as f64 / rate);
+        let left = allowed.saturating_sub(self.began.elapsed());
+        if left.is_zero() {
+            let _ = self.inner.shutdown_both();
+            return Err(ErrorKind::TimedOut.into());
+        }
+        let timeout = left.min(self.limits.client_timeout);
+        if timeout + SLACK < self.timeout || timeout > self.timeout + SLACK {
+            self.inner.set_write_timeout(Some(timeout))?;
+            self.timeout = timeout;
+        }
+        match self.inner.write(buf) {
+            Ok(n) => {
+                self.written += n as u64;
+                Ok(n)
+            }
+            // SO_SNDTIMEO expiring reads as EAGAIN on Unix.
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Err(ErrorKind::TimedOut.into()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn flush(&mut self) -> IoResult<()> {
+        self.inner.flush()
+    }
+}
+
 impl ClientConnection {
     /// Creates a new `ClientConnection` that takes ownership of the `TcpStream`.
     pub fn new(
@@ -83,9 +142,19 @@ impl ClientConnection {
             deadline: None,
         };
 
+        // The accept loop set the socket's write timeout to `client_timeout`.
+        let writer = DeadlineWriter {
+            inner: write_socket,
+            limits,
+            began: Instant::now(),
+            written: 0,
+            timeout: limits.client_timeout,
+        };
         ClientConnection {
             source: BufReader::with_capacity(4096, reader),
-            sink: SequentialWriterBuilder::new(BufWriter::with_capacity(1024, write_socket)),
+            sink: SequentialWriterBuilder::with_turn(BufWriter::with_capacity(1024, writer), |w| {
+                w.get_mut().begin()
+            }),
             remote_addr,
             no_more_requests: false,
             refused_answered: None,
@@ -106,7 +175,7 @@ impl ClientConnection {
     /// Writes a bodiless answer of tiny_http's own (`100 Continue`, `408`),
     /// in its turn among the answers to requests already read.
     fn write_interim(
-        sink: &mut SequentialWriterBuilder<BufWriter<RefinedTcpStream>>,
+        sink: &mut SequentialWriterBuilder<BufWriter<DeadlineWriter>>,
         status_line: &[u8],
     ) -> IoResult<()> {
         match sink.next() {
@@ -236,5 +305,67 @@ impl Iterator for ClientConnection {
             return None;
         }
         self.read()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+    use std::thread;
+
+    /// 256 MiB through a `DeadlineWriter` asking for 64 MiB/s after 1 s, to
+    /// a client that reads `per_tick` bytes every 10 ms (all it can when
+    /// `None`): whether it all went, and how long it took.
+    fn send(per_tick: Option<usize>) -> (IoResult<()>, Duration) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let limits = Limits {
+            client_timeout: Duration::from_secs(1),
+            max_body: 0,
+            min_send_rate: 64 << 20,
+        };
+        server.set_write_timeout(Some(limits.client_timeout)).unwrap();
+        let server = crate::connection::Connection::from(server);
+        let (_, inner) = RefinedTcpStream::new(server).unwrap();
+        let mut writer = DeadlineWriter {
+            inner,
+            limits,
+            began: Instant::now(),
+            written: 0,
+            timeout: limits.client_timeout,
+        };
+        let reader = thread::spawn(move || {
+            let mut buf = vec![0; per_tick.unwrap_or(1 << 20)];
+            while matches!(client.read(&mut buf), Ok(n) if n > 0) {
+                if per_tick.is_some() {
+                    thread::sleep(Duration::from_millis(10));
+                }
+            }
+        });
+        writer.begin();
+        let (started, chunk) = (Instant::now(), vec![b'x'; 1 << 20]);
+        let written = (0..256).try_for_each(|_| writer.write_all(&chunk));
+        let took = started.elapsed();
+        drop(writer);
+        reader.join().unwrap();
+        (written, took)
+    }
+
+    #[test]
+    fn a_client_that_takes_an_answer_slowly_is_cut_off_by_the_deadline() {
+        // 16 MiB/s: each write goes on well within its 1 s timeout, but the
+        // whole would take 16 s; the deadline (1 s, plus the bytes taken
+        // at 64 MiB/s, plus what the kernel buffered) ends it in about 2.
+        let (written, took) = send(Some(160 * 1024));
+        assert_eq!(written.unwrap_err().kind(), ErrorKind::TimedOut, "after {took:?}");
+        assert!(took < Duration::from_secs(8), "{took:?}");
+    }
+
+    #[test]
+    fn a_client_that_takes_an_answer_fast_gets_it_whole() {
+        let (written, took) = send(None);
+        assert!(written.is_ok(), "{written:?} after {took:?}");
     }
 }

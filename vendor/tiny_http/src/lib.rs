@@ -139,6 +139,10 @@ pub struct Limits {
     /// The largest request body read; a larger one is refused
     /// (`Refusal::BodyTooLarge`) without being read.
     pub max_body: usize,
+    /// A client must take each answer within `client_timeout` plus the
+    /// time its bytes take at this rate (bytes per second); else the
+    /// connection is closed.
+    pub min_send_rate: u64,
 }
 
 impl Default for Limits {
@@ -146,6 +150,7 @@ impl Default for Limits {
         Limits {
             client_timeout: Duration::from_secs(30),
             max_body: 16 * 1024 * 1024,
+            min_send_rate: 64 * 1024,
         }
     }
 }

@@ -135,6 +135,21 @@ impl RefinedTcpStream {
         }
     }
 
+    /// otx-relay patch: the timeout of the next writes (a deadline's rest).
+    pub(crate) fn set_write_timeout(&self, timeout: Option<Duration>) -> IoResult<()> {
+        match &self.stream {
+            Stream::Http(connection) => connection.set_write_timeout(timeout),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => Ok(()),
+        }
+    }
+
+    /// otx-relay patch: ends the connection both ways (a client too slow
+    /// to take its answer).
+    pub(crate) fn shutdown_both(&mut self) -> IoResult<()> {
+        self.stream.shutdown(Shutdown::Both)
+    }
+
     /// otx-relay patch: ends our side of the connection (a FIN after what
     /// was written), while the client can still be read.
     pub(crate) fn shutdown_write(&mut self) -> IoResult<()> {

@@ -45,6 +45,7 @@ where
 {
     writer: Arc<Mutex<W>>,
     next_trigger: Option<Receiver<()>>,
+    on_turn: fn(&mut W),
 }
 
 pub struct SequentialWriter<W>
@@ -54,6 +55,9 @@ where
     trigger: Option<Receiver<()>>,
     writer: Arc<Mutex<W>>,
     on_finish: Sender<()>,
+    // otx-relay patch: called on the writer when this one's turn begins
+    // (its first write or flush), then set to None.
+    on_turn: Option<fn(&mut W)>,
 }
 
 impl<R: Read + Send> SequentialReaderBuilder<R> {
@@ -66,9 +70,16 @@ impl<R: Read + Send> SequentialReaderBuilder<R> {
 
 impl<W: Write + Send> SequentialWriterBuilder<W> {
     pub fn new(writer: W) -> SequentialWriterBuilder<W> {
+        SequentialWriterBuilder::with_turn(writer, |_| {})
+    }
+
+    /// otx-relay patch: `on_turn` is called on the writer as each
+    /// `SequentialWriter`'s turn begins: each answer's start.
+    pub fn with_turn(writer: W, on_turn: fn(&mut W)) -> SequentialWriterBuilder<W> {
         SequentialWriterBuilder {
             writer: Arc::new(Mutex::new(writer)),
             next_trigger: None,
+            on_turn,
         }
     }
 }
@@ -106,6 +117,7 @@ impl<W: Write + Send> Iterator for SequentialWriterBuilder<W> {
             trigger: next_next_trigger,
             writer: self.writer.clone(),
             on_finish: tx,
+            on_turn: Some(self.on_turn),
         })
     }
 }
@@ -124,23 +136,29 @@ impl<R: Read + Send> Read for SequentialReader<R> {
     }
 }
 
-impl<W: Write + Send> Write for SequentialWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
+impl<W: Write + Send> SequentialWriter<W> {
+    /// Waits for this writer's turn, then hands the writer over.
+    fn turn(&mut self) -> std::sync::MutexGuard<'_, W> {
         if let Some(v) = self.trigger.as_mut() {
             v.recv().unwrap()
         }
         self.trigger = None;
 
-        self.writer.lock().unwrap().write(buf)
+        let mut writer = self.writer.lock().unwrap();
+        if let Some(on_turn) = self.on_turn.take() {
+            on_turn(&mut writer);
+        }
+        writer
+    }
+}
+
+impl<W: Write + Send> Write for SequentialWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
+        self.turn().write(buf)
     }
 
     fn flush(&mut self) -> IoResult<()> {
-        if let Some(v) = self.trigger.as_mut() {
-            v.recv().unwrap()
-        }
-        self.trigger = None;
-
-        self.writer.lock().unwrap().flush()
+        self.turn().flush()
     }
 }
 
