@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 
-use crate::support::{check_version_answers, FakeOtx, Relay};
+use crate::support::{check_version_answers, FakeOtx, Relay, StartRelay};
 
 const ONE_WORKER: [(&str, &str); 2] = [("RELAY_THREADS", "1"), ("RELAY_CLIENT_TIMEOUT", "1")];
 
