@@ -29,7 +29,7 @@ pub use fake::{
 };
 pub use http1::{Client, Headers, Response};
 pub use https::{HttpsServer, Seen, TEST_CERT};
-pub use json::{check_json, is_time, is_uuid, regex_full_match};
+pub use json::{check_json, regex_full_match};
 pub use redis::RedisServer;
 pub use relay::{find_secret, free_port, join_readers, run_cli, Relay, RelayCommand, Run};
 pub use token::{
