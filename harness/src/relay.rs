@@ -118,7 +118,7 @@ fn read(
 }
 
 /// Checks `done` every 5 ms for up to `within`; whether it held.
-fn poll(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+pub(crate) fn poll(within: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
     while !done() {
         if Instant::now() >= deadline {
