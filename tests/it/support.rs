@@ -23,12 +23,8 @@ pub trait StartRelay {
         Self::spawn(&otx.url(), env, &[])
     }
 
-    /// As `start`, then unsets each variable of `remove` (e.g. `SECRET_KEY`).
-    fn start_without(otx: &FakeOtx, env: &[(&str, &str)], remove: &[&str]) -> Relay {
-        Self::spawn(&otx.url(), env, remove)
-    }
-
-    /// As `start_without`, with any `AVOTX_URL` (an unreachable one, say).
+    /// With any `AVOTX_URL` (an unreachable one, say), then unsets each
+    /// variable of `remove` (e.g. `SECRET_KEY`).
     fn spawn(otx_url: &str, env: &[(&str, &str)], remove: &[&str]) -> Relay {
         let command = RelayCommand::new(BIN, otx_url).env(env).remove(remove);
         command
@@ -109,7 +105,6 @@ pub fn expected_verdict(
         2 => ("Malicious", "High", "High"),
         _ => ("Suspicious", "Medium", "Medium"),
     };
-    let valid_time = json!({"start_time": "<<time>>", "end_time": "<<time>>"});
     let judgement = json!({
         "type": "judgement",
         "schema_version": "1.0.17",
@@ -124,15 +119,15 @@ pub fn expected_verdict(
         "severity": severity,
         "tlp": "white",
         "reason": reason,
-        "valid_time": valid_time,
+        "valid_time": {"start_time": "<<time>>", "end_time": "<<time>>"},
     });
     let verdict = json!({
         "type": "verdict",
         "disposition": disposition,
         "disposition_name": name,
         "observable": observable,
-        "valid_time": valid_time,
-        "judgement_id": "<<prefix:transient:judgement->>",
+        "valid_time": judgement["valid_time"],
+        "judgement_id": judgement["id"],
     });
     (judgement, verdict)
 }
