@@ -325,8 +325,8 @@ impl Relay {
     }
 
     /// One request over a fresh connection (`Connection: close`), see
-    /// `Client`. Returns the status, the
-    /// headers (names lower-cased) and the body (de-chunked).
+    /// `Client`. Returns the status, the headers (names lower-cased) and the
+    /// body (de-chunked).
     pub fn request(
         &self,
         method: &str,
@@ -391,11 +391,12 @@ impl Drop for Relay {
         // (which is also what lets coverage tools write their data); killed
         // if it has not gone within a second.
         self.0.stop_within(Duration::from_secs(1));
-        let logs = self.logs();
-        let printed = lock(&self.0.printed);
-        let leak = (printed.leak.clone()).or_else(|| find_secret(&logs, &printed.forbidden));
-        if let Some(leak) = leak.filter(|_| !thread::panicking()) {
-            drop(printed);
+        if thread::panicking() {
+            return;
+        }
+        let (logs, printed) = (self.logs(), lock(&self.0.printed));
+        let leak = printed.leak.clone();
+        if let Some(leak) = leak.or_else(|| find_secret(&logs, &printed.forbidden)) {
             panic!("{leak}");
         }
     }
