@@ -12,18 +12,12 @@ pub type Headers = Vec<(String, String)>;
 /// their CRLF. `None` on EOF, error, or a head over 64 KiB. Empty lines before
 /// the start line are skipped, as RFC 9112 allows.
 pub(crate) fn read_head(reader: &mut impl BufRead) -> Option<Vec<String>> {
-    const MAX_HEAD: usize = 64 * 1024;
-    let (mut lines, mut size, mut line) = (Vec::new(), 0, Vec::new());
+    let mut limited = reader.by_ref().take(64 * 1024);
+    let mut lines = Vec::new();
     loop {
-        line.clear();
-        let limit = (MAX_HEAD - size + 1) as u64;
-        let n = reader
-            .by_ref()
-            .take(limit)
-            .read_until(b'\n', &mut line)
-            .ok()?;
-        size += n;
-        if n == 0 || size > MAX_HEAD || !line.ends_with(b"\n") {
+        let mut line = Vec::new();
+        limited.read_until(b'\n', &mut line).ok()?;
+        if !line.ends_with(b"\n") {
             return None;
         }
         let text = String::from_utf8_lossy(&line);
@@ -47,8 +41,8 @@ pub(crate) fn parse_headers(lines: &[String]) -> Headers {
 
 /// The first header called `name` (any case).
 pub(crate) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    let mut matching = headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name));
-    matching.next().map(|(_, v)| v.as_str())
+    let found = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name));
+    found.map(|(_, v)| v.as_str())
 }
 
 /// Whether a header `name` lists `token` (comma-separated, any case).
@@ -72,29 +66,24 @@ pub(crate) fn read_body(
     if has_token(headers, "transfer-encoding", "chunked") {
         loop {
             let mut line = String::new();
-            if reader.read_line(&mut line)? == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            let size = line.trim().split(';').next().unwrap_or_default().trim();
+            reader.read_line(&mut line)?;
+            let size = line.split(';').next().unwrap_or_default().trim();
             let size = usize::from_str_radix(size, 16)
                 .map_err(|_| invalid(format!("bad chunk size {size:?}")))?;
             if size == 0 {
-                // Trailers, up to the empty line.
-                loop {
-                    line.clear();
-                    if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
-                        return Ok(body);
-                    }
-                }
+                break;
             }
-            let start = body.len();
-            body.resize(start + size, 0);
-            reader.read_exact(&mut body[start..])?;
-            let mut crlf = [0u8; 2];
-            reader.read_exact(&mut crlf)?;
-            if &crlf != b"\r\n" {
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk)?;
+            if !chunk.ends_with(b"\r\n") {
                 return Err(invalid("chunk not followed by CRLF".into()));
             }
+            body.extend_from_slice(&chunk[..size]);
+        }
+        // Trailers, up to the empty line.
+        let mut line = String::new();
+        while reader.read_line(&mut line)? > 0 && !line.trim().is_empty() {
+            line.clear();
         }
     } else if let Some(length) = header(headers, "content-length") {
         let length: u64 = length
@@ -132,42 +121,31 @@ impl Response {
     }
 }
 
-/// Reads one response (skipping 1xx interim ones) to the end of its body:
-/// `Content-Length`, chunked, or until the connection closes. Returns it
-/// and whether the connection may carry another request.
+/// Reads one response to the end of its body: `Content-Length`, chunked, or
+/// until the connection closes. Returns it and whether the connection may
+/// carry another request.
 fn read_response(reader: &mut impl BufRead, method: &str) -> io::Result<(Response, bool)> {
-    loop {
-        let lines = read_head(reader).ok_or_else(|| {
-            let what = "connection closed before a complete head";
-            io::Error::new(io::ErrorKind::UnexpectedEof, what)
-        })?;
-        let status_line = &lines[0];
-        let status: u16 = (status_line.split(' ').nth(1))
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("bad status line {status_line:?}")))?;
-        let headers = parse_headers(&lines[1..]);
-        if (100..200).contains(&status) && status != 101 {
-            continue;
-        }
-        let bodyless = method == "HEAD" || status == 204 || status == 304;
-        let framed = bodyless
-            || header(&headers, "content-length").is_some()
-            || has_token(&headers, "transfer-encoding", "chunked");
-        let body = if bodyless {
-            Vec::new()
-        } else {
-            read_body(reader, &headers, true)?
-        };
-        let reusable = framed && !has_token(&headers, "connection", "close");
-        return Ok((
-            Response {
-                status,
-                headers,
-                body,
-            },
-            reusable,
-        ));
-    }
+    let lines = read_head(reader).ok_or(io::ErrorKind::UnexpectedEof)?;
+    let status = lines[0].split(' ').nth(1).and_then(|s| s.parse().ok());
+    let bad = || io::Error::other(format!("bad status line {:?}", lines[0]));
+    let status: u16 = status.ok_or_else(bad)?;
+    let headers = parse_headers(&lines[1..]);
+    let bodyless = method == "HEAD" || status == 204 || status == 304;
+    let framed = bodyless
+        || header(&headers, "content-length").is_some()
+        || has_token(&headers, "transfer-encoding", "chunked");
+    let body = if bodyless {
+        Vec::new()
+    } else {
+        read_body(reader, &headers, true)?
+    };
+    let reusable = framed && !has_token(&headers, "connection", "close");
+    let response = Response {
+        status,
+        headers,
+        body,
+    };
+    Ok((response, reusable))
 }
 
 /// A keep-alive HTTP/1.1 client of one server, written by hand so that
@@ -176,17 +154,16 @@ fn read_response(reader: &mut impl BufRead, method: &str) -> io::Result<(Respons
 pub struct Client {
     addr: SocketAddr,
     timeout: Duration,
-    headers: Vec<(String, String)>,
+    headers: Headers,
     connection: Option<BufReader<TcpStream>>,
 }
 
 impl Client {
     /// Connects on the first request; reads and writes time out after 60 s.
     pub fn new(addr: SocketAddr) -> Client {
-        let timeout = Duration::from_secs(60);
         Client {
             addr,
-            timeout,
+            timeout: Duration::from_secs(60),
             headers: Vec::new(),
             connection: None,
         }
@@ -206,12 +183,8 @@ impl Client {
 
     /// POSTs `body` as JSON.
     pub fn post_json(&mut self, path: &str, body: &str) -> io::Result<Response> {
-        self.send(
-            "POST",
-            path,
-            &[("Content-Type", "application/json")],
-            body.as_bytes(),
-        )
+        let json = [("Content-Type", "application/json")];
+        self.send("POST", path, &json, body.as_bytes())
     }
 
     /// One request, on the open connection if there is one (and again on a
@@ -228,29 +201,24 @@ impl Client {
         let given = |name: &str| all.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
         let mut head = format!("{method} {path} HTTP/1.1\r\n");
         if !given("host") {
-            head.push_str(&format!("Host: {}\r\n", self.addr));
+            head += &format!("Host: {}\r\n", self.addr);
         }
         for (k, v) in &all {
-            head.push_str(&format!("{k}: {v}\r\n"));
+            head += &format!("{k}: {v}\r\n");
         }
         let bodyless = body.is_empty() && matches!(method, "GET" | "HEAD");
         if !given("content-length") && !given("transfer-encoding") && !bodyless {
-            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+            head += &format!("Content-Length: {}\r\n", body.len());
         }
-        head.push_str("\r\n");
-        let mut message = head.into_bytes();
-        message.extend_from_slice(body);
-        let closes = all
-            .iter()
-            .any(|(k, v)| k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close"));
+        let message = [head.as_bytes(), b"\r\n", body].concat();
         let reused = self.connection.is_some();
-        match self.exchange(&message, method, closes) {
-            Err(_) if reused => self.exchange(&message, method, closes),
+        match self.exchange(&message, method) {
+            Err(_) if reused => self.exchange(&message, method),
             result => result,
         }
     }
 
-    fn exchange(&mut self, message: &[u8], method: &str, closes: bool) -> io::Result<Response> {
+    fn exchange(&mut self, message: &[u8], method: &str) -> io::Result<Response> {
         let mut connection = match self.connection.take() {
             Some(connection) => connection,
             None => {
@@ -265,7 +233,7 @@ impl Client {
         // so a failed write is not an error: the answer is what counts.
         let _ = connection.get_mut().write_all(message);
         let (response, reusable) = read_response(&mut connection, method)?;
-        if reusable && !closes {
+        if reusable {
             self.connection = Some(connection);
         }
         Ok(response)

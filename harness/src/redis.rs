@@ -3,12 +3,11 @@
 //! again on the same port (Redis going down and coming back).
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::relay::free_port;
+use crate::relay::{free_port, poll};
 
 /// A running (or stopped) `redis-server`.
 pub struct RedisServer {
@@ -19,10 +18,8 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts one; `None` where `redis-server` is not installed.
     pub fn start() -> Option<RedisServer> {
-        let mut server = RedisServer {
-            port: free_port(),
-            child: None,
-        };
+        let (port, child) = (free_port(), None);
+        let mut server = RedisServer { port, child };
         server.up().then_some(server)
     }
 
@@ -47,56 +44,34 @@ impl RedisServer {
 
     /// A command's raw answer (RESP), e.g. `["DBSIZE"]`.
     pub fn command(&self, args: &[&str]) -> String {
-        let mut request = format!("*{}\r\n", args.len());
-        for arg in args {
-            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-        }
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("redis");
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        stream.write_all(request.as_bytes()).expect("a command");
-        let mut answer = [0u8; 4096];
-        let n = stream.read(&mut answer).unwrap_or(0);
-        String::from_utf8_lossy(&answer[..n]).into_owned()
+        self.try_command(args).expect("an answer from redis-server")
     }
 
-    fn up(&mut self) -> bool {
-        let spawned = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let Ok(child) = spawned else {
-            return false;
-        };
-        self.child = Some(child);
-        let until = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < until {
-            let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-            if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-                let mut pong = [0u8; 7];
-                if s.write_all(b"PING\r\n").is_ok()
-                    && s.read_exact(&mut pong).is_ok()
-                    && &pong == b"+PONG\r\n"
-                {
-                    return true;
-                }
-            }
-            thread::sleep(Duration::from_millis(20));
+    fn try_command(&self, args: &[&str]) -> Option<String> {
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request += &format!("${}\r\n{arg}\r\n", arg.len());
         }
-        false
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut answer = [0u8; 4096];
+        let n = stream.read(&mut answer).ok()?;
+        Some(String::from_utf8_lossy(&answer[..n]).into_owned())
+    }
+
+    /// Spawns `redis-server` (no snapshots: nothing survives a stop) and
+    /// waits (max 10 s) for its PONG.
+    fn up(&mut self) -> bool {
+        let port = self.port.to_string();
+        let args = ["--port", &port, "--bind", "127.0.0.1", "--save", ""];
+        let spawned = Command::new("redis-server")
+            .args(args)
+            .stdout(Stdio::null())
+            .spawn();
+        self.child = spawned.ok();
+        let pong = || self.try_command(&["PING"]).as_deref() == Some("+PONG\r\n");
+        self.child.is_some() && poll(Duration::from_secs(10), pong)
     }
 }
 

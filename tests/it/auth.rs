@@ -346,7 +346,7 @@ fn the_checks_answer_the_first_failure_in_the_documented_order() {
 #[test]
 fn without_secret_key_the_relay_starts_warns_and_answers_that_it_is_missing() {
     let otx = healthy_otx();
-    let relay = Relay::start_without(&otx, &[], &["SECRET_KEY"]);
+    let relay = Relay::spawn(&otx.url(), &[], &["SECRET_KEY"]);
     assert!(
         relay.wait_log("SECRET_KEY"),
         "no warning about SECRET_KEY: {}",

@@ -3,7 +3,7 @@
 //! one used to overflow later, in a request); `token --ttl` that would
 //! overflow the expiry; `healthcheck` against the address of `HOST`.
 
-use crate::support::{check_refused, free_port, run_cli, FakeOtx, Relay, SECRET};
+use crate::support::{check_refused, free_port, run_cli, FakeOtx, Relay, StartRelay, SECRET};
 
 #[test]
 fn values_above_the_upper_bounds_stop_start_up() {

@@ -184,7 +184,7 @@ fn refer_links_every_supported_type_in_input_order() {
 #[test]
 fn refer_needs_no_token_and_keeps_path_characters_inside_one_segment() {
     let otx = FakeOtx::start();
-    let relay = Relay::start_without(&otx, &[], &["SECRET_KEY"]);
+    let relay = Relay::spawn(&otx.url(), &[], &["SECRET_KEY"]);
     let body = json!([
         {"type": "url", "value": "a/b?c#d%e f"},
         {"type": "email", "value": "x:y@z"},

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 
-use crate::support::{check_version_answers, FakeOtx, Relay};
+use crate::support::{check_version_answers, FakeOtx, Relay, StartRelay};
 
 const ONE_WORKER: [(&str, &str); 2] = [("RELAY_THREADS", "1"), ("RELAY_CLIENT_TIMEOUT", "1")];
 

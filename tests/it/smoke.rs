@@ -379,6 +379,13 @@ fn check_json_reports_the_path_of_the_first_difference() {
     let message = panic_message(|| check_json(&json!({}), &json!({"a-b": 1})));
     assert!(message.contains("at $[\"a-b\"]: missing"), "{message}");
 
+    let message = panic_message(|| check_json(&json!({"n": 2}), &json!({"n": 1.0})));
+    assert!(
+        message.contains("at $.n: expected 1.0, found 2"),
+        "{message}"
+    );
+    check_json(&json!({"n": 1}), &json!({"n": 1.0}));
+
     let message = panic_message(|| check_json(&json!([1, 2]), &json!([1])));
     assert!(
         message.contains("at $: expected an array of 1 items, found 2"),

@@ -3,59 +3,37 @@
 //! and the checks that know the relay's answers.
 #![allow(dead_code)] // Not every helper is used by every test module.
 
-use std::ops::Deref;
+use std::process::Command;
 use std::time::Duration;
 
 pub use otx_relay_harness::*;
-use std::process::{Command, Stdio};
-
 use serde_json::{json, Value};
 
 /// The relay binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_otx-relay");
 
-/// The harness's `Relay`, run from `BIN`.
-pub struct Relay(otx_relay_harness::Relay);
-
-impl Relay {
-    /// Starts the relay on 127.0.0.1 and a free port, against `otx`, with the
-    /// test defaults (`SECRET_KEY=SECRET`, `CACHE_TTL=0`) overridden by `env`;
-    /// an entry with the value "" sets the variable to empty. Waits (max 10 s)
-    /// for the `listening on` line, and panics with the relay's output if it
-    /// exits before.
-    pub fn start(otx: &FakeOtx, env: &[(&str, &str)]) -> Relay {
-        Relay::spawn(&otx.url(), env, &[])
+/// The harness's `Relay` run from `BIN` on 127.0.0.1 and a free port, with
+/// the test defaults (`SECRET_KEY=SECRET`, `CACHE_TTL=0`) overridden by
+/// `env` (an entry with the value "" sets the variable to empty). Each waits
+/// (max 10 s) for the `listening on` line, and panics with the relay's
+/// output if it exits before.
+pub trait StartRelay {
+    /// Against `otx`.
+    fn start(otx: &FakeOtx, env: &[(&str, &str)]) -> Relay {
+        Self::spawn(&otx.url(), env, &[])
     }
 
-    /// As `start`, then unsets each variable of `remove` (e.g. `SECRET_KEY`).
-    pub fn start_without(otx: &FakeOtx, env: &[(&str, &str)], remove: &[&str]) -> Relay {
-        Relay::spawn(&otx.url(), env, remove)
-    }
-
-    /// As `start_without`, with any `AVOTX_URL` (an unreachable one, say).
-    pub fn spawn(otx_url: &str, env: &[(&str, &str)], remove: &[&str]) -> Relay {
+    /// With any `AVOTX_URL` (an unreachable one, say), then unsets each
+    /// variable of `remove` (e.g. `SECRET_KEY`).
+    fn spawn(otx_url: &str, env: &[(&str, &str)], remove: &[&str]) -> Relay {
         let command = RelayCommand::new(BIN, otx_url).env(env).remove(remove);
-        Relay(
-            command
-                .start()
-                .unwrap_or_else(|failure| panic!("{failure}")),
-        )
-    }
-
-    /// Sends SIGTERM and waits (max 15 s) for the exit; returns the exit code
-    /// (`None` if a signal ended it). Panics if it does not exit.
-    pub fn terminate(self) -> Option<i32> {
-        self.0.terminate()
+        command
+            .start()
+            .unwrap_or_else(|failure| panic!("{failure}"))
     }
 }
 
-impl Deref for Relay {
-    type Target = otx_relay_harness::Relay;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
+impl StartRelay for Relay {}
 
 /// Runs `otx-relay args…` with only `env` in its environment; fails the
 /// test if it has not exited within 10 s.
@@ -83,32 +61,33 @@ pub fn check_version_answers(relay: &Relay) {
 }
 
 /// The relay refuses `variable=value` at start-up: a non-zero exit, one
-/// line on stderr that names the variable (`invalid VAR: …`), no panic.
+/// line on stderr that names the variable (`invalid VAR: …`), no panic, no
+/// secret.
 #[track_caller]
-pub fn check_refused(otx: &FakeOtx, variable: &str, value: &str) -> Exited {
-    let exited = RelayCommand::new(BIN, &otx.url())
-        .env(&[(variable, value)])
-        .start_failure();
-    let context = format!("{variable}={value:?}: {exited:?}");
+pub fn check_refused(otx: &FakeOtx, variable: &str, value: &str) -> Run {
+    let port = free_port().to_string();
+    let env = [
+        ("HOST", "127.0.0.1"),
+        ("PORT", &port),
+        ("SECRET_KEY", SECRET),
+        ("AVOTX_URL", &otx.url()),
+        (variable, value),
+    ];
+    let run = run_cli(&[], &env);
+    let context = format!("{variable}={value:?}: {run:?}");
     assert!(
-        exited.code.is_some_and(|code| code != 0),
-        "a non-zero exit code: {context}"
+        run.code.is_some_and(|code| code != 0),
+        "a non-zero exit: {context}"
     );
-    assert_eq!(
-        exited.stderr.lines().count(),
-        1,
-        "one line on stderr: {context}"
-    );
+    let stderr: Vec<&str> = run.stderr.lines().collect();
     assert!(
-        exited.stderr.contains(&format!("invalid {variable}: ")),
-        "the line names the variable: {context}"
+        matches!(stderr[..], [line] if line.contains(&format!("invalid {variable}: "))),
+        "one line on stderr, naming the variable: {context}"
     );
-    let all = format!("{}{}", exited.stdout, exited.stderr);
-    assert!(
-        !all.contains("panicked") && !all.contains("RUST_BACKTRACE"),
-        "no panic: {context}"
-    );
-    exited
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(!all.contains("panicked"), "no panic: {context}");
+    assert_eq!(find_secret(&all, &[]), None, "{context}");
+    run
 }
 
 /// The judgement and verdict expected for `observable` with `disposition`
@@ -126,7 +105,6 @@ pub fn expected_verdict(
         2 => ("Malicious", "High", "High"),
         _ => ("Suspicious", "Medium", "Medium"),
     };
-    let valid_time = json!({"start_time": "<<time>>", "end_time": "<<time>>"});
     let judgement = json!({
         "type": "judgement",
         "schema_version": "1.0.17",
@@ -141,15 +119,15 @@ pub fn expected_verdict(
         "severity": severity,
         "tlp": "white",
         "reason": reason,
-        "valid_time": valid_time,
+        "valid_time": {"start_time": "<<time>>", "end_time": "<<time>>"},
     });
     let verdict = json!({
         "type": "verdict",
         "disposition": disposition,
         "disposition_name": name,
         "observable": observable,
-        "valid_time": valid_time,
-        "judgement_id": "<<prefix:transient:judgement->>",
+        "valid_time": judgement["valid_time"],
+        "judgement_id": judgement["id"],
     });
     (judgement, verdict)
 }
@@ -159,13 +137,7 @@ pub fn expected_verdict(
 /// `OTX_RELAY_REQUIRE_TOOLS` (comma-separated; `.ci/run` sets it for what
 /// it installs) must be there: its absence is a failure.
 pub fn tool(name: &str) -> Option<&str> {
-    let found = Command::new(name)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if found {
+    if Command::new(name).arg("--version").output().is_ok() {
         return Some(name);
     }
     let why = format!("{name} is not installed (Debian: see .ci/run)");

@@ -2,7 +2,9 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{bearer, check_json, expected_verdict, sample, token, FakeOtx, Relay, Reply};
+use crate::support::{
+    bearer, check_json, expected_verdict, sample, token, FakeOtx, Relay, Reply, StartRelay,
+};
 
 const IP: &str = "151.106.3.179";
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use socket2::SockRef;
 
-use crate::support::{check_version_answers, FakeOtx, Relay};
+use crate::support::{check_version_answers, FakeOtx, Relay, StartRelay};
 
 /// A complete request for `/version`, as a smuggler would hide it.
 const SMUGGLED: &str = "POST /version HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";

@@ -231,8 +231,8 @@ fn hs256_still_works_beside_rs256_and_rs256_needs_no_secret_key() {
     assert_eq!(health(&relay, &rs256), "ok");
 
     let allowed = jwks.host();
-    let relay = Relay::start_without(
-        &otx,
+    let relay = Relay::spawn(
+        &otx.url(),
         &[
             ("RELAY_AUDIENCE", AUDIENCE),
             ("JWKS_HOSTS", &allowed),
