@@ -37,9 +37,11 @@ run:
 
 # Unit tests, the integration suite (tests/it) and a short smoke run of the
 # benchmark, for the relay and the test harness (harness/, a workspace
-# member); examples are only compiled (by lint), they hold no tests.
+# member); examples are only compiled (by lint), they hold no tests. Then
+# the unit tests of the patched tiny_http (vendor/, not a member).
 test:
 	$(CARGO) test --workspace --lib --bins --tests --benches
+	$(CARGO) test -p tiny_http --lib
 
 lint:
 	$(CARGO) fmt --check
