@@ -417,7 +417,7 @@ impl LookupData {
                 first = false;
                 text.push_str(&format!("\"{name}\":{{\"count\":{count},\"docs\":"));
                 parts.push(std::mem::take(&mut text).into_bytes());
-                parts.push(docs);
+                parts.extend(docs);
                 text.push_str("]}");
             }
             text.push('}');
