@@ -199,7 +199,8 @@ pub fn find_secret(logs: &str, extra: &[String]) -> Option<String> {
 /// sets the variable to empty) and `remove`, in the order given.
 #[derive(Clone)]
 pub struct RelayCommand {
-    bin: PathBuf,
+    /// The command that runs the relay, before its environment is set.
+    program: Arc<dyn Fn() -> Command + Send + Sync>,
     /// `None` removes the variable.
     env: Vec<(String, Option<String>)>,
     quiet: bool,
@@ -207,13 +208,28 @@ pub struct RelayCommand {
 
 impl RelayCommand {
     pub fn new(bin: impl Into<PathBuf>, otx_url: &str) -> RelayCommand {
-        let (bin, env, quiet) = (bin.into(), Vec::new(), false);
+        let bin = bin.into();
+        RelayCommand::wrapped(move || Command::new(&bin), otx_url)
+    }
+
+    /// The relay run by the command `program` makes (the binary in a jail,
+    /// say), whose process must become the relay's (by `exec`).
+    pub fn wrapped(
+        program: impl Fn() -> Command + Send + Sync + 'static,
+        otx_url: &str,
+    ) -> RelayCommand {
+        let (program, env, quiet) = (Arc::new(program), Vec::new(), false);
         let defaults = [
             ("SECRET_KEY", SECRET),
             ("AVOTX_URL", otx_url),
             ("CACHE_TTL", "0"),
         ];
-        RelayCommand { bin, env, quiet }.env(&defaults)
+        RelayCommand {
+            program,
+            env,
+            quiet,
+        }
+        .env(&defaults)
     }
 
     pub fn env(mut self, env: &[(&str, &str)]) -> RelayCommand {
@@ -239,7 +255,7 @@ impl RelayCommand {
     /// another port if its port was taken meanwhile. The error holds the
     /// relay's output.
     pub fn start(&self) -> Result<Relay, String> {
-        let mut command = Command::new(&self.bin);
+        let mut command = (self.program)();
         for (name, _) in std::env::vars_os() {
             if name.to_str().is_some_and(is_relay_variable) {
                 command.env_remove(name);

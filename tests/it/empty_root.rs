@@ -25,13 +25,12 @@
 //! it fails with that reason instead: `.ci/run` sets it, so CI always runs
 //! this test.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
@@ -74,7 +73,7 @@ fn static_binary_serves_from_an_empty_root_as_nobody() {
     let otx = FakeOtx::start();
     let otx_url = format!("http://{OTX_HOST}:{}", otx.addr().port());
     program_otx(&otx);
-    let root = EmptyRoot::new(&binary, jail);
+    let root = Arc::new(EmptyRoot::new(&binary, jail));
 
     // A first run that only prints the version tells a root that cannot be
     // entered from a relay that misbehaves.
@@ -95,9 +94,17 @@ fn static_binary_serves_from_an_empty_root_as_nobody() {
         format!("otx-relay {}\n", env!("CARGO_PKG_VERSION"))
     );
 
-    let relay = Jailed::start(&root, &otx_url);
-    assert_runs_as_nobody(relay.child.id(), jail);
-    let base = format!("http://127.0.0.1:{}", relay.port);
+    // `setpriv` and `unshare` exec in turn: the child's pid is the relay's.
+    let jailed = Arc::clone(&root);
+    let relay = RelayCommand::wrapped(move || jailed.command(&[], &[]), &otx_url)
+        .start()
+        .unwrap_or_else(|e| {
+            panic!(
+                "in the empty root (a permission error means nobody cannot read the binary): {e}"
+            )
+        });
+    assert_runs_as_nobody(relay.pid(), jail);
+    let base = relay.url();
     let agent = http_agent();
 
     let (status, body) = call(&agent, "POST", &format!("{base}/version"), &[], "");
@@ -154,7 +161,10 @@ fn static_binary_serves_from_an_empty_root_as_nobody() {
 
     // The image's HEALTHCHECK: the same binary, in the same kind of root.
     let healthy = root
-        .command(&[("PORT", &relay.port.to_string())], &["healthcheck"])
+        .command(
+            &[("PORT", &relay.addr().port().to_string())],
+            &["healthcheck"],
+        )
         .output()
         .expect("run otx-relay healthcheck");
     assert_eq!(
@@ -174,7 +184,15 @@ fn static_binary_serves_from_an_empty_root_as_nobody() {
         outputs(&nobody_there)
     );
 
-    let logs = relay.terminate_expecting_success();
+    let mut relay = relay;
+    let status = relay.stop();
+    let logs = relay.logs();
+    let code = status.and_then(|status| status.code());
+    assert_eq!(
+        code,
+        Some(0),
+        "exit status after SIGTERM ({status:?}); output:\n{logs}"
+    );
     for line in [
         "POST /version 200",
         "GET /watchdog 200",
@@ -557,155 +575,6 @@ impl Drop for EmptyRoot {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// The relay serving from an `EmptyRoot`, its output captured. `setpriv`
-/// and `unshare` exec in turn, so the child's pid is the relay's.
-struct Jailed {
-    child: Child,
-    port: u16,
-    output: Arc<Mutex<String>>,
-    readers: Vec<JoinHandle<()>>,
-}
-
-impl Jailed {
-    /// Starts it on 127.0.0.1 and a free port (another try if that port is
-    /// taken meanwhile); waits (max 10 s) for its `listening on` line.
-    fn start(root: &EmptyRoot, otx_url: &str) -> Jailed {
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let port = free_port();
-            let mut relay = Jailed::spawn(root, otx_url, port);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            let needle = format!(" listening on http://127.0.0.1:{port}");
-            loop {
-                if relay.logs().contains(&needle) {
-                    return relay;
-                }
-                if let Ok(Some(status)) = relay.child.try_wait() {
-                    relay.join_readers();
-                    let logs = relay.logs();
-                    if attempts < 3 && logs.to_ascii_lowercase().contains("in use") {
-                        break;
-                    }
-                    panic!(
-                        "the relay exited ({status}) before listening in the empty root \
-                         (a permission error means nobody cannot read it); its output:\n{logs}"
-                    );
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "the relay did not listen within 10 s; its output:\n{}",
-                    relay.logs()
-                );
-                thread::sleep(Duration::from_millis(10));
-            }
-        }
-    }
-
-    fn spawn(root: &EmptyRoot, otx_url: &str, port: u16) -> Jailed {
-        let port_text = port.to_string();
-        let env = [
-            ("HOST", "127.0.0.1"),
-            ("PORT", port_text.as_str()),
-            ("SECRET_KEY", SECRET),
-            ("AVOTX_URL", otx_url),
-        ];
-        let mut child = root
-            .command(&env, &[])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run the jailed relay: {e}"));
-        let output = Arc::new(Mutex::new(String::new()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let readers = vec![collect(stdout, &output), collect(stderr, &output)];
-        Jailed {
-            child,
-            port,
-            output,
-            readers,
-        }
-    }
-
-    fn logs(&self) -> String {
-        self.output
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
-    /// SIGTERM, then the exit (max 15 s), which must be 0; returns the whole
-    /// output once checked for secrets.
-    fn terminate_expecting_success(mut self) -> String {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status();
-        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid} failed");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait for the relay") {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the relay did not exit within 15 s of SIGTERM; its output:\n{}",
-                self.logs()
-            );
-            thread::sleep(Duration::from_millis(20));
-        };
-        self.join_readers();
-        let logs = self.logs();
-        assert_eq!(
-            status.code(),
-            Some(0),
-            "exit status after SIGTERM ({status}); output:\n{logs}"
-        );
-        if let Some(leak) = find_secret(&logs, &[]) {
-            panic!("{leak}");
-        }
-        logs
-    }
-
-    fn join_readers(&mut self) {
-        crate::support::join_readers(&mut self.readers);
-    }
-}
-
-impl Drop for Jailed {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-        self.join_readers();
-        if !thread::panicking() {
-            if let Some(leak) = find_secret(&self.logs(), &[]) {
-                panic!("{leak}");
-            }
-        }
-    }
-}
-
-/// Appends each line `source` prints to `output`.
-fn collect(source: impl Read + Send + 'static, output: &Arc<Mutex<String>>) -> JoinHandle<()> {
-    let output = Arc::clone(output);
-    thread::spawn(move || {
-        let mut reader = BufReader::new(source);
-        let mut line = Vec::new();
-        while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
-            let mut text = String::from_utf8_lossy(&line).into_owned();
-            if !text.ends_with('\n') {
-                text.push('\n');
-            }
-            output
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .push_str(&text);
-            line.clear();
-        }
-    })
 }
 
 /// The relay's ids as the host sees them (nobody's as root; this user's,

@@ -28,6 +28,18 @@ fn connect(relay: &Relay) -> TcpStream {
     stream
 }
 
+/// `POST /version` on a new connection: the answer, or the error of a read
+/// that waited `within` (the worker was held).
+fn prompt_version(relay: &Relay, within: Duration) -> std::io::Result<String> {
+    let mut prompt = connect(relay);
+    prompt.set_read_timeout(Some(within))?;
+    prompt.write_all(
+        b"POST /version HTTP/1.1\r\nHost: relay\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )?;
+    let mut answer = String::new();
+    prompt.read_to_string(&mut answer).map(|_| answer)
+}
+
 /// Reads until the relay closes the connection; panics if it never does.
 fn read_until_closed(stream: &mut TcpStream) -> String {
     let mut answer = Vec::new();
@@ -109,17 +121,8 @@ fn a_body_trickling_in_cannot_hold_the_worker_past_the_timeout() {
     // Answered well before the trickle (12 s) ends: the worker gave up on
     // it at the 1 s timeout although each byte came within 1 s (and the
     // unread rest is not drained for more than 2 s).
-    let mut prompt = connect(&relay);
-    prompt
-        .set_read_timeout(Some(Duration::from_secs(7)))
-        .expect("read timeout");
-    prompt
-        .write_all(b"POST /version HTTP/1.1\r\nHost: relay\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        .expect("a request");
-    let mut answer = String::new();
-    prompt
-        .read_to_string(&mut answer)
-        .expect("/version answered while the trickle goes on");
+    let answer = prompt_version(&relay, Duration::from_secs(7));
+    let answer = answer.expect("/version answered while the trickle goes on");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     // The trickler itself now only holds a connection thread of tiny_http
     // (as a slow head does), never a worker; end it.
@@ -222,17 +225,9 @@ fn a_client_that_reads_its_answer_slowly_cannot_hold_the_worker() {
         }
     });
     thread::sleep(Duration::from_millis(1500));
-    let mut prompt = connect(&relay);
-    prompt
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("read timeout");
-    prompt
-        .write_all(b"POST /version HTTP/1.1\r\nHost: relay\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        .expect("a request");
-    let mut answer = String::new();
-    let read = prompt.read_to_string(&mut answer);
+    let answer = prompt_version(&relay, Duration::from_secs(10));
     let _ = slow.shutdown(std::net::Shutdown::Both);
     let _ = reading.join();
-    read.expect("/version answered while the slow reader goes on");
+    let answer = answer.expect("/version answered while the slow reader goes on");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
