@@ -393,7 +393,10 @@ impl<T: Serialize> Bundle<T> {
     pub fn push(&mut self, doc: &T) {
         let room = |chunk: &Vec<u8>| chunk.len() < CHUNK - CHUNK / 8;
         if !self.chunks.last().is_some_and(room) {
-            self.chunks.push(Vec::with_capacity(CHUNK));
+            // The first chunk grows as small answers need; later ones are
+            // made whole.
+            let capacity = if self.chunks.is_empty() { 0 } else { CHUNK };
+            self.chunks.push(Vec::with_capacity(capacity));
         }
         if let Some(chunk) = self.chunks.last_mut() {
             chunk.push(if self.count == 0 { b'[' } else { b',' });
