@@ -15,9 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use otx_relay::auth::{verify_with, KeySource, Verifier};
+use otx_relay::auth::{verify_with, KeySource, RsaKey, Verifier};
 use otx_relay::error::RelayError;
-use otx_relay::jwks::RsaKey;
 use otx_relay_harness::load::{mib, ms, percentile, run, timed, Load, Table};
 use otx_relay_harness::procfs::{cpu_time, reset_peak, status_kib};
 use otx_relay_harness::synth::{POPULAR, POPULAR_PULSES, POPULAR_RECORDS};

@@ -17,7 +17,6 @@ use sha2::Sha256;
 
 use crate::config;
 use crate::error::RelayError;
-use crate::jwks::RsaKey;
 
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
 pub const LEEWAY: f64 = 60.0;
@@ -56,8 +55,16 @@ impl std::fmt::Debug for Claims {
     }
 }
 
-/// Where the keys of RS256 tokens come from: the JWKS store in the relay,
-/// anything in tests. `kid` is `None` when the token's header has none.
+/// One usable RSA key: its modulus and exponent, big-endian.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RsaKey {
+    pub kid: String,
+    pub n: Vec<u8>,
+    pub e: Vec<u8>,
+}
+
+/// Where the keys of RS256 tokens come from: the JWKS store in the relay
+/// (`jwks`), anything in tests. `kid` is `None` when the token's header has none.
 pub trait KeySource {
     fn key(&self, jwks_host: &str, kid: Option<&str>) -> Result<RsaKey, RelayError>;
 }

@@ -13,6 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::Deserialize;
 
+use crate::auth::{KeySource, RsaKey};
 use crate::config::Config;
 use crate::egress;
 use crate::error::RelayError;
@@ -23,14 +24,6 @@ use crate::metrics::Metrics;
 pub const MAX_JWKS_BODY: u64 = 1024 * 1024;
 /// The least time between two refetches of one host for an unknown `kid`.
 pub const REFETCH_EVERY: Duration = Duration::from_secs(60);
-
-/// One usable RSA key: its modulus and exponent, big-endian.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RsaKey {
-    pub kid: String,
-    pub n: Vec<u8>,
-    pub e: Vec<u8>,
-}
 
 /// What is known of one host.
 #[derive(Default)]
@@ -58,7 +51,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl crate::auth::KeySource for Jwks {
+impl KeySource for Jwks {
     fn key(&self, jwks_host: &str, kid: Option<&str>) -> Result<RsaKey, RelayError> {
         Jwks::key(self, jwks_host, kid)
     }

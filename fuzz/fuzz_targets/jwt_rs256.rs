@@ -9,9 +9,8 @@
 use std::cell::Cell;
 
 use libfuzzer_sys::fuzz_target;
-use otx_relay::auth::{self, KeySource, Verifier};
+use otx_relay::auth::{self, KeySource, RsaKey, Verifier};
 use otx_relay::error::RelayError;
-use otx_relay::jwks::RsaKey;
 
 const SECRET: &[u8] = b"fuzz-secret-0123456789abcdef";
 const NOW: f64 = 1_700_000_000.0;
