@@ -7,16 +7,22 @@
 //!
 //! - [`server`]: tiny_http, worker threads, panic guard, graceful stop.
 //! - [`routes`]: one `match` on (method, path).
-//! - [`handlers`]: one function per endpoint: body → auth → OTX → CTIM.
+//! - [`handlers`]: one function per endpoint: body → auth → OTX → CTIM;
+//!   [`tiles`] and [`respond`]: the dashboard and respond endpoints.
 //! - [`fan_out`]: one request's OTX work on the OTX pool, until its deadline.
-//! - [`app`]: what every handler shares (config, OTX client).
+//! - [`app`]: what every handler shares (config, OTX client, JWKS keys).
 //! - [`ctim`] and [`verdict`]: the CTIM entities emitted.
-//! - [`otx`]: the OTX client: URLs, headers, retries, status mapping, pages.
-//! - [`auth`]: the HS256 JWT, checked by hand (pure; `now` is an argument).
+//! - [`otx`]: the OTX client: URLs, headers, retries, status mapping, pages;
+//!   [`pool`]: its bounded threads; [`egress`]: the HTTP agent and proxy.
+//! - [`jwks`]: XDR's signing keys, fetched and kept; [`module_type`]: the
+//!   `module-type` document.
+//! - [`auth`]: HS256 and RS256 JWTs, checked by hand (pure; `now` is an
+//!   argument; RS256 keys come through its `KeySource`).
 //! - [`http`]: requests and replies as values; [`log`]: one-line, escaped logs.
 //! - [`pulse`]: what is kept of OTX's answers (`General`, `Pulse`, `Record`).
 //! - [`observable`]: supported types, body parsing, percent-encoding.
-//! - [`cache`]: per-tenant TTL/LRU cache with single-flight.
+//! - [`cache`]: per-tenant TTL/LRU cache with single-flight;
+//!   [`shared_cache`]: its Redis tier (`REDIS_URL`); [`metrics`]: `/metrics`.
 //! - [`config`], [`error`], [`time`]: the environment, the one error type,
 //!   calendar and formatting; they import nothing of the relay above them.
 //!
