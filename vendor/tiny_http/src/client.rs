@@ -359,13 +359,13 @@ mod tests {
         // whole would take 16 s; the deadline (1 s, plus the bytes taken
         // at 64 MiB/s, plus what the kernel buffered) ends it in about 2.
         let (written, took) = send(Some(160 * 1024));
-        assert_eq!(written.unwrap_err().kind(), ErrorKind::TimedOut, "after {took:?}");
-        assert!(took < Duration::from_secs(8), "{took:?}");
+        assert_eq!(written.unwrap_err().kind(), ErrorKind::TimedOut, "after {:?}", took);
+        assert!(took < Duration::from_secs(8), "{:?}", took);
     }
 
     #[test]
     fn a_client_that_takes_an_answer_fast_gets_it_whole() {
         let (written, took) = send(None);
-        assert!(written.is_ok(), "{written:?} after {took:?}");
+        assert!(written.is_ok(), "{:?} after {:?}", written, took);
     }
 }

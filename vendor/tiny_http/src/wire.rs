@@ -544,7 +544,7 @@ mod tests {
                 assert!(!head.close);
                 assert_eq!(body, b"[]");
             }
-            other => panic!("{other:?}"),
+            other => panic!("{:?}", other),
         }
         assert_eq!(bytes, b"rest");
     }
@@ -590,7 +590,7 @@ mod tests {
         let ok = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2;x=y\r\n[]\r\n1 \r\n \r\n0\r\nT: 1\r\n\r\n";
         match read(ok) {
             Ok(Read1::Request(_, body)) => assert_eq!(body, b"[] "),
-            other => panic!("{other:?}"),
+            other => panic!("{:?}", other),
         }
         let big = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n401\r\n";
         assert_eq!(refusal(big), Refusal::BodyTooLarge);
@@ -605,7 +605,7 @@ mod tests {
                 assert_eq!(method, "GET");
                 assert_eq!(target, "/a\x1b b HTTP/1.1");
             }
-            other => panic!("{other:?}"),
+            other => panic!("{:?}", other),
         }
     }
 
