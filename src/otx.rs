@@ -4,9 +4,9 @@
 //! One [`Otx`] lives for the whole process: one `ureq` agent (a keep-alive
 //! pool shared by every request and tenant), one bounded rayon pool for the
 //! fan-out, and the caches. Wire shapes stay private here; callers get the
-//! domain types [`General`], [`Pulse`] and [`Record`].
+//! domain types [`General`], [`Pulse`](crate::pulse::Pulse) and [`Record`].
 //!
-//! Every GET goes through [`Otx::send`]: retries (429/502/503/504, a reset
+//! Every GET goes through `Otx::send`: retries (429/502/503/504, a reset
 //! before the answer) with backoff, never past the [`Session`] deadline, and
 //! the SPEC's status mapping.
 
