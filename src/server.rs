@@ -67,8 +67,12 @@ impl Relay {
         let listener = std::net::TcpListener::bind(&bind)
             .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
         // Inherited by every accepted connection: the kernel holds at most
-        // this much of an answer not yet sent, so what a worker has written
-        // is close to what the client has taken (see MIN_SEND_RATE).
+        // this much of an answer not yet sent (up to 4 MiB otherwise), so
+        // what a worker has written is near what the client has taken (see
+        // MIN_SEND_RATE). Bytes in flight and in the client's own receive
+        // buffer still count as taken: a client with a huge receive buffer
+        // (it sets it, up to the kernel's rmem_max) buys itself that much
+        // more time at 64 KiB/s, once per answer.
         let _ = socket2::SockRef::from(&listener).set_tcp_notsent_lowat(NOTSENT_LOWAT);
         let limits = Limits {
             client_timeout: app.config.client_timeout,

@@ -1,7 +1,7 @@
 //! HTTP/1.1 on the wire, written by hand for both sides: message heads and
 //! bodies, and a keep-alive client.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -73,12 +73,15 @@ pub(crate) fn read_body(
             if size == 0 {
                 break;
             }
-            let mut chunk = vec![0; size + 2];
-            reader.read_exact(&mut chunk)?;
-            if !chunk.ends_with(b"\r\n") {
-                return Err(invalid("chunk not followed by CRLF".into()));
+            // Read through `take`: the size is the peer's word, not an
+            // allocation to make up front.
+            let start = body.len();
+            reader.take(size as u64).read_to_end(&mut body)?;
+            let mut crlf = [0; 2];
+            reader.read_exact(&mut crlf)?;
+            if body.len() - start != size || &crlf != b"\r\n" {
+                return Err(invalid("a chunk cut short, or not followed by CRLF".into()));
             }
-            body.extend_from_slice(&chunk[..size]);
         }
         // Trailers, up to the empty line.
         let mut line = String::new();
@@ -98,6 +101,16 @@ pub(crate) fn read_body(
     }
     Ok(body)
 }
+
+/// How an exchange failed: `Stale` when the kept connection it used gave
+/// back nothing at all (the server had closed it), so that the request may
+/// go again on a new one.
+enum Attempt {
+    Stale,
+    Fresh,
+}
+
+use Attempt::{Fresh, Stale};
 
 /// One HTTP answer.
 #[derive(Clone, Debug)]
@@ -121,14 +134,19 @@ impl Response {
     }
 }
 
-/// Reads one response to the end of its body: `Content-Length`, chunked, or
-/// until the connection closes. Returns it and whether the connection may
-/// carry another request.
+/// Reads one response (after any interim 1xx) to the end of its body:
+/// `Content-Length`, chunked, or until the connection closes. Returns it and
+/// whether the connection may carry another request.
 fn read_response(reader: &mut impl BufRead, method: &str) -> io::Result<(Response, bool)> {
-    let lines = read_head(reader).ok_or(io::ErrorKind::UnexpectedEof)?;
-    let status = lines[0].split(' ').nth(1).and_then(|s| s.parse().ok());
-    let bad = || io::Error::other(format!("bad status line {:?}", lines[0]));
-    let status: u16 = status.ok_or_else(bad)?;
+    let (status, lines) = loop {
+        let lines = read_head(reader).ok_or(io::ErrorKind::UnexpectedEof)?;
+        let status = lines[0].split(' ').nth(1).and_then(|s| s.parse().ok());
+        let bad = || io::Error::other(format!("bad status line {:?}", lines[0]));
+        let status: u16 = status.ok_or_else(bad)?;
+        if !(100..200).contains(&status) || status == 101 {
+            break (status, lines);
+        }
+    };
     let headers = parse_headers(&lines[1..]);
     let bodyless = method == "HEAD" || status == 204 || status == 304;
     let framed = bodyless
@@ -188,7 +206,9 @@ impl Client {
     }
 
     /// One request, on the open connection if there is one (and again on a
-    /// new one if that fails: the server may have closed it meanwhile).
+    /// new one if not a byte of an answer came back on it: the server may
+    /// have closed it meanwhile). An answer cut short is an error, never
+    /// asked again.
     pub fn send(
         &mut self,
         method: &str,
@@ -211,28 +231,43 @@ impl Client {
             head += &format!("Content-Length: {}\r\n", body.len());
         }
         let message = [head.as_bytes(), b"\r\n", body].concat();
-        let reused = self.connection.is_some();
         match self.exchange(&message, method) {
-            Err(_) if reused => self.exchange(&message, method),
-            result => result,
+            Err((_, Stale)) => self.exchange(&message, method).map_err(|(e, _)| e),
+            result => result.map_err(|(e, _)| e),
         }
     }
 
-    fn exchange(&mut self, message: &[u8], method: &str) -> io::Result<Response> {
+    fn connect(&self) -> io::Result<TcpStream> {
+        let stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(self.timeout))?;
+        stream.set_write_timeout(Some(self.timeout))?;
+        Ok(stream)
+    }
+
+    fn exchange(&mut self, message: &[u8], method: &str) -> Result<Response, (io::Error, Attempt)> {
+        let reused = self.connection.is_some();
         let mut connection = match self.connection.take() {
             Some(connection) => connection,
-            None => {
-                let stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
-                stream.set_nodelay(true)?;
-                stream.set_read_timeout(Some(self.timeout))?;
-                stream.set_write_timeout(Some(self.timeout))?;
-                BufReader::new(stream)
-            }
+            None => BufReader::new(self.connect().map_err(|e| (e, Fresh))?),
         };
         // The server may answer early (413) and close before reading it all,
         // so a failed write is not an error: the answer is what counts.
         let _ = connection.get_mut().write_all(message);
-        let (response, reusable) = read_response(&mut connection, method)?;
+        let gone = [
+            ErrorKind::ConnectionReset,
+            ErrorKind::ConnectionAborted,
+            ErrorKind::BrokenPipe,
+        ];
+        let stale = match connection.fill_buf() {
+            Ok(bytes) => bytes.is_empty(),
+            Err(e) => gone.contains(&e.kind()),
+        };
+        if reused && stale {
+            return Err((ErrorKind::ConnectionAborted.into(), Stale));
+        }
+        let (response, reusable) =
+            read_response(&mut connection, method).map_err(|e| (e, Fresh))?;
         if reusable {
             self.connection = Some(connection);
         }

@@ -268,7 +268,8 @@ impl RelayCommand {
                 None => command.env_remove(name),
             };
         }
-        let port_chosen = command.get_envs().any(|(name, _)| name == "PORT");
+        let port_chosen =
+            (command.get_envs()).any(|(name, value)| name == "PORT" && value.is_some());
         for attempt in 1.. {
             if !port_chosen {
                 command.env("PORT", free_port().to_string());

@@ -217,17 +217,29 @@ fn a_client_that_reads_its_answer_slowly_cannot_hold_the_worker() {
     let mut reader = slow.try_clone().expect("clone");
     let reading = thread::spawn(move || {
         let mut buf = [0u8; 6 * 1024];
+        // The head, from the first read: what the slow reader is given.
+        let n = reader.read(&mut buf).unwrap_or(0);
+        let head = String::from_utf8_lossy(&buf[..n]).into_owned();
         for _ in 0..120 {
             if matches!(reader.read(&mut buf), Ok(0) | Err(_)) {
-                return;
+                break;
             }
             thread::sleep(Duration::from_millis(250));
         }
+        head
     });
     thread::sleep(Duration::from_millis(1500));
     let answer = prompt_version(&relay, Duration::from_secs(10));
     let _ = slow.shutdown(std::net::Shutdown::Both);
-    let _ = reading.join();
+    let head = reading.join().expect("the slow reader");
+    // It was given a 200 of several MB (sent chunked: over tiny_http's
+    // 32 KiB threshold): the worker really was writing it.
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "));
+    let length: usize = length.and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+    let big = head.contains("\r\nTransfer-Encoding: chunked\r\n") || length > 3_000_000;
+    assert!(head.starts_with("HTTP/1.1 200") && big, "{head:.300}");
     let answer = answer.expect("/version answered while the slow reader goes on");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }

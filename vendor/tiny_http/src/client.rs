@@ -72,8 +72,10 @@ impl Read for DeadlineReader {
 /// `Limits::client_timeout`, plus the time its bytes take at
 /// `Limits::min_send_rate`. A client that reads an answer slowly (a few
 /// bytes within each write's timeout) would otherwise hold the worker
-/// writing it for as long as it likes. Past the deadline the connection is
-/// shut down, and the write fails.
+/// writing it for as long as it likes. Past the deadline the write fails.
+/// A write that fails, for any reason, shuts the connection down and fails
+/// every later one: an answer cut short must not be followed by the next,
+/// which the client would read as its rest.
 pub(crate) struct DeadlineWriter {
     inner: RefinedTcpStream,
     limits: Limits,
@@ -82,6 +84,8 @@ pub(crate) struct DeadlineWriter {
     written: u64,
     /// The socket's write timeout now.
     timeout: Duration,
+    /// A write failed: the connection is shut down.
+    broken: bool,
 }
 
 /// A socket's write timeout is changed only when it is this far from the
@@ -96,13 +100,13 @@ impl DeadlineWriter {
     }
 }
 
-impl Write for DeadlineWriter {
-    fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
+impl DeadlineWriter {
+    fn write_by_deadline(&mut self, buf: &[u8]) -> IoResult<usize> {
         let rate = self.limits.min_send_rate.max(1) as f64;
-        let allowed = self.limits.client_timeout + Duration::from_secs_f64(self.written as f64 / rate);
+        let fair = Duration::try_from_secs_f64(self.written as f64 / rate).unwrap_or(Duration::MAX);
+        let allowed = self.limits.client_timeout.saturating_add(fair);
         let left = allowed.saturating_sub(self.began.elapsed());
         if left.is_zero() {
-            let _ = self.inner.shutdown_both();
             return Err(ErrorKind::TimedOut.into());
         }
         let timeout = left.min(self.limits.client_timeout);
@@ -119,6 +123,20 @@ impl Write for DeadlineWriter {
             Err(e) if e.kind() == ErrorKind::WouldBlock => Err(ErrorKind::TimedOut.into()),
             Err(e) => Err(e),
         }
+    }
+}
+
+impl Write for DeadlineWriter {
+    fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
+        if self.broken {
+            return Err(ErrorKind::BrokenPipe.into());
+        }
+        let written = self.write_by_deadline(buf);
+        if written.as_ref().is_err_and(|e| e.kind() != ErrorKind::Interrupted) {
+            self.broken = true;
+            let _ = self.inner.shutdown_both();
+        }
+        written
     }
 
     fn flush(&mut self) -> IoResult<()> {
@@ -149,6 +167,7 @@ impl ClientConnection {
             began: Instant::now(),
             written: 0,
             timeout: limits.client_timeout,
+            broken: false,
         };
         ClientConnection {
             source: BufReader::with_capacity(4096, reader),
@@ -192,7 +211,9 @@ impl ClientConnection {
     /// that closing does not reset the connection before the client has
     /// read the answer ("lingering close", RFC 9112 §9.6).
     fn linger(&mut self, answered: Receiver<()>) {
-        let _ = answered.recv_timeout(self.limits.client_timeout + Duration::from_secs(60));
+        // Bounded by the answers' own write deadlines (a big answer ahead
+        // of it may fairly take minutes).
+        let _ = answered.recv();
         let _ = self.source.get_mut().inner.shutdown_write();
         self.source.get_mut().deadline = Some(Instant::now() + LINGER);
         let mut sink = [0u8; 16 * 1024];
@@ -314,19 +335,17 @@ mod tests {
     use std::net::{TcpListener, TcpStream};
     use std::thread;
 
-    /// 256 MiB through a `DeadlineWriter` asking for 64 MiB/s after 1 s, to
-    /// a client that reads `per_tick` bytes every 10 ms (all it can when
-    /// `None`): whether it all went, and how long it took.
-    fn send(per_tick: Option<usize>) -> (IoResult<()>, Duration) {
+    /// A `DeadlineWriter` on a connection to the `TcpStream` returned.
+    fn connected(client_timeout: Duration, min_send_rate: u64) -> (DeadlineWriter, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
         let limits = Limits {
-            client_timeout: Duration::from_secs(1),
+            client_timeout,
             max_body: 0,
-            min_send_rate: 64 << 20,
+            min_send_rate,
         };
-        server.set_write_timeout(Some(limits.client_timeout)).unwrap();
+        server.set_write_timeout(Some(client_timeout)).unwrap();
         let server = crate::connection::Connection::from(server);
         let (_, inner) = RefinedTcpStream::new(server).unwrap();
         let mut writer = DeadlineWriter {
@@ -334,8 +353,18 @@ mod tests {
             limits,
             began: Instant::now(),
             written: 0,
-            timeout: limits.client_timeout,
+            timeout: client_timeout,
+            broken: false,
         };
+        writer.begin();
+        (writer, client)
+    }
+
+    /// 256 MiB through a `DeadlineWriter` asking for 64 MiB/s after 1 s, to
+    /// a client that reads `per_tick` bytes every 10 ms (all it can when
+    /// `None`): whether it all went, and how long it took.
+    fn send(per_tick: Option<usize>) -> (IoResult<()>, Duration) {
+        let (mut writer, mut client) = connected(Duration::from_secs(1), 64 << 20);
         let reader = thread::spawn(move || {
             let mut buf = vec![0; per_tick.unwrap_or(1 << 20)];
             while matches!(client.read(&mut buf), Ok(n) if n > 0) {
@@ -344,7 +373,6 @@ mod tests {
                 }
             }
         });
-        writer.begin();
         let (started, chunk) = (Instant::now(), vec![b'x'; 1 << 20]);
         let written = (0..256).try_for_each(|_| writer.write_all(&chunk));
         let took = started.elapsed();
@@ -367,5 +395,17 @@ mod tests {
     fn a_client_that_takes_an_answer_fast_gets_it_whole() {
         let (written, took) = send(None);
         assert!(written.is_ok(), "{:?} after {:?}", written, took);
+    }
+
+    #[test]
+    fn no_answer_follows_one_cut_short() {
+        // A client that reads nothing: the first answer times out once the
+        // buffers are full; the next one must not be written behind it.
+        let (mut writer, _client) = connected(Duration::from_millis(200), 1 << 20);
+        let first = writer.write_all(&vec![b'x'; 64 << 20]);
+        assert_eq!(first.unwrap_err().kind(), ErrorKind::TimedOut);
+        writer.begin();
+        let next = writer.write(b"HTTP/1.1 200 OK\r\n");
+        assert_eq!(next.unwrap_err().kind(), ErrorKind::BrokenPipe);
     }
 }
