@@ -2,7 +2,7 @@
 //! keep-alive clients, the relay's peak memory meanwhile, percentiles and a
 //! table of results.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::thread;
@@ -70,11 +70,7 @@ pub fn run<T: Send>(
         }
         stop.store(true, Ordering::Relaxed);
     });
-    let hwm = if exact {
-        status_kib(pid, "VmHWM")
-    } else {
-        None
-    };
+    let hwm = exact.then(|| status_kib(pid, "VmHWM")).flatten();
     Load {
         calls: results.into_inner().unwrap_or_else(|p| p.into_inner()),
         elapsed: started.elapsed(),
@@ -118,35 +114,45 @@ pub fn timed(n: usize, limit: Duration, mut f: impl FnMut(usize)) -> Vec<Duratio
 /// Rows of metric, value, goal and whether the goal holds, printed as a
 /// Markdown table.
 #[derive(Default)]
-pub struct Table(RefCell<Vec<[String; 4]>>);
+pub struct Table {
+    rows: RefCell<Vec<[String; 4]>>,
+    failed: Cell<bool>,
+}
 
 impl Table {
     /// A figure with no goal.
     pub fn note(&self, metric: &str, value: String) {
-        let row = [metric, &value, "", ""].map(String::from);
-        self.0.borrow_mut().push(row);
+        self.row([metric, &value, "", ""]);
     }
 
     /// A figure, its goal and whether it holds.
     pub fn goal(&self, metric: &str, value: String, goal: &str, holds: bool) {
-        let row = [metric, &value, goal, if holds { "yes" } else { "NO" }];
-        self.0.borrow_mut().push(row.map(String::from));
+        self.row([metric, &value, goal, if holds { "yes" } else { "NO" }]);
+    }
+
+    /// A goal that must hold: `failed` tells whether one did not.
+    pub fn check(&self, metric: &str, value: String, goal: &str, holds: bool) {
+        self.goal(metric, value, goal, holds);
+        self.failed.set(self.failed.get() || !holds);
+    }
+
+    pub fn failed(&self) -> bool {
+        self.failed.get()
+    }
+
+    fn row(&self, row: [&str; 4]) {
+        self.rows.borrow_mut().push(row.map(String::from));
     }
 
     pub fn print(&self) {
-        let mut rows = self.0.borrow().clone();
-        rows.insert(0, ["metric", "value", "goal", "ok?"].map(String::from));
-        let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
-        let widths = [width(0), width(1), width(2), width(3)];
-        for (n, row) in rows.iter().enumerate() {
-            let cells: Vec<String> = (0..4)
-                .map(|i| format!("{:w$}", row[i], w = widths[i]))
-                .collect();
-            println!("| {} |", cells.join(" | "));
-            if n == 0 {
-                let rules: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-                println!("|-{}-|", rules.join("-|-"));
-            }
+        let mut rows = vec![["metric", "value", "goal", "ok?"].map(String::from)];
+        rows.extend(self.rows.borrow().iter().cloned());
+        let widths: [usize; 4] =
+            std::array::from_fn(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0));
+        rows.insert(1, widths.map(|w| "-".repeat(w)));
+        for row in rows {
+            let cells = row.iter().zip(widths).map(|(cell, w)| format!("{cell:w$}"));
+            println!("| {} |", cells.collect::<Vec<_>>().join(" | "));
         }
     }
 }
