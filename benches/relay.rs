@@ -455,10 +455,11 @@ impl Bench {
         let panics = relay.stderr().matches("panicked").count();
 
         let (calls, times) = (&load.calls, load.latencies());
-        let statuses = tally(calls.iter().map(|(_, (_, status, _))| status.as_ref().ok()));
-        let paths = tally(calls.iter().map(|(_, (path, _, _))| path));
-        let errors = tally(calls.iter().flat_map(|(_, (_, _, codes))| codes));
-        let lost: Vec<&String> = calls.iter().filter_map(|c| c.1 .1.as_ref().err()).collect();
+        let outcomes: Vec<&Outcome> = calls.iter().map(|(_, outcome)| outcome).collect();
+        let statuses = tally(outcomes.iter().map(|(_, status, _)| status.as_ref().ok()));
+        let paths = tally(outcomes.iter().map(|(path, _, _)| path));
+        let errors = tally(outcomes.iter().flat_map(|(_, _, codes)| codes));
+        let lost: Vec<&String> = outcomes.iter().filter_map(|o| o.1.as_ref().err()).collect();
         let server_errors: usize = statuses.range(Some(&500)..).map(|(_, n)| n).sum();
         let late = times.iter().filter(|t| **t > 30 * SECOND).count();
         let value = format!("{} ({:.0}/s) {statuses:?}", calls.len(), load.per_second());
