@@ -44,14 +44,9 @@ pub fn run<T: Send>(
     client: impl Fn() -> Client + Sync,
     call: impl Fn(&mut Client, u64) -> T + Sync,
 ) -> Load<T> {
-    let (stop, count, results) = (
-        AtomicBool::new(false),
-        AtomicU64::new(0),
-        Mutex::new(vec![]),
-    );
-    let exact = reset_peak(pid);
-    let started = Instant::now();
-    let mut sampled = 0;
+    let (stop, count) = (AtomicBool::new(false), AtomicU64::new(0));
+    let results = Mutex::new(vec![]);
+    let (exact, started, mut sampled) = (reset_peak(pid), Instant::now(), 0);
     thread::scope(|s| {
         for _ in 0..clients {
             s.spawn(|| {
