@@ -67,21 +67,19 @@ impl Synth {
 
     fn general(&self, value: &str) -> Reply {
         let hash = fnv(value);
-        let count = match self.varied {
-            true => hash as usize % (self.pulses + 1),
-            false => self.pulses,
+        let count = match value {
+            POPULAR => POPULAR_PULSES,
+            _ if !self.varied => self.pulses,
+            _ if hash.is_multiple_of(8) => return Reply::status(404),
+            _ => hash as usize % (self.pulses + 1),
         };
-        let ids: Vec<String> = match value {
-            POPULAR => (0..POPULAR_PULSES)
-                .map(|n| format!("b0b0{n:020x}"))
-                .collect(),
-            _ if self.varied && hash.is_multiple_of(8) => return Reply::status(404),
-            _ => (0..count)
-                .map(|n| format!("{n:02x}{}", hex(value)))
-                .collect(),
-        };
-        let pulses: Vec<Value> = (ids.iter().enumerate())
-            .map(|(n, id)| {
+        let hex = hex(value);
+        let pulses: Vec<Value> = (0..count)
+            .map(|n| {
+                let id = match value {
+                    POPULAR => format!("b0b0{n:020x}"),
+                    _ => format!("{n:02x}{hex}"),
+                };
                 json!({"id": id, "name": format!("Campaign {n} infrastructure"),
                        "description": "Indicators observed in a phishing and malware campaign.",
                        "author": {"username": "analyst", "id": "1"},
@@ -107,8 +105,7 @@ impl Synth {
         let first_of_two = self.varied && fnv(id).is_multiple_of(3) && page == 1;
         let records: Vec<Value> = (0..if first_of_two { 20 } else { 10 })
             .map(|i| {
-                let mine = i == n && !first_of_two;
-                let indicator = match mine {
+                let indicator = match i == n && !first_of_two {
                     true => value.to_owned(),
                     false => format!("other-{i}.example.org"),
                 };
@@ -128,12 +125,12 @@ impl Synth {
         let body = pages.entry((limit, page)).or_insert_with(|| {
             let start = (page - 1).saturating_mul(limit).min(POPULAR_RECORDS);
             let end = start.saturating_add(limit).min(POPULAR_RECORDS);
-            let records: Vec<String> = (start..end).map(popular_record).collect();
-            let next = match end < POPULAR_RECORDS {
-                true => json!(format!("{NEXT_PAGE}{}", page + 1)),
-                false => Value::Null,
-            };
-            let (records, count) = (records.join(", "), POPULAR_RECORDS);
+            let records = (start..end)
+                .map(popular_record)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let next = json!((end < POPULAR_RECORDS).then(|| format!("{NEXT_PAGE}{}", page + 1)));
+            let count = POPULAR_RECORDS;
             let body = format!(
                 r#"{{"results": [{records}], "count": {count}, "previous": null, "next": {next}}}"#
             );
