@@ -1,8 +1,8 @@
 //! Tests of the harness itself, touching the relay only through endpoints
 //! that exist from the start (`/version`, `/watchdog`).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Duration;
 
@@ -334,6 +334,38 @@ fn fake_otx_delays_the_answer() {
         .into();
     assert!(agent.get(&format!("{}{PATH}", otx.url())).call().is_err());
     assert_eq!(otx.requests_to(PATH).len(), 1, "recorded before the delay");
+}
+
+/// Two answers on one connection: the first after a 100, in chunks with
+/// an extension and a trailer.
+const CHUNKED: &str = "HTTP/1.1 100 Continue\r\n\r\n\
+    HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+    3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\n";
+const NO_CONTENT: &str = "HTTP/1.1 204 No Content\r\n\r\n";
+
+#[test]
+fn client_skips_1xx_and_ends_a_chunked_body_at_its_empty_chunk() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("an address");
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("a connection");
+        let mut reader = BufReader::new(stream.try_clone().expect("a second handle"));
+        for answer in [CHUNKED, NO_CONTENT] {
+            let mut line = String::new();
+            while reader.read_line(&mut line).expect("a request line") > 2 {
+                line.clear();
+            }
+            stream.write_all(answer.as_bytes()).expect("write");
+        }
+    });
+    // A body read up to the close would wait for the server, which waits for
+    // the second request on the same connection.
+    let mut client = Client::new(addr).timeout(Duration::from_secs(5));
+    let first = client.send("GET", "/a", &[], b"").expect("an answer");
+    assert_eq!((first.status, first.text().as_str()), (200, "abcde"));
+    let second = client.send("GET", "/b", &[], b"").expect("a second answer");
+    assert_eq!(second.status, 204);
+    server.join().expect("the server");
 }
 
 #[test]
