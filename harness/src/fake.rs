@@ -15,6 +15,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use serde_json::{json, Value};
+use socket2::SockRef;
 
 use crate::http1::{has_token, head, header, read_body, read_head, Headers};
 use crate::lock;
@@ -116,18 +117,8 @@ impl Reply {
         self
     }
 
-    pub fn with_reason(mut self, reason: &str) -> Reply {
-        self.reason = Some(reason.to_string());
-        self
-    }
-
     pub fn with_head_delay(mut self, d: Duration) -> Reply {
         self.head_delay = d;
-        self
-    }
-
-    pub fn with_body_delay(mut self, d: Duration) -> Reply {
-        self.body_delay = d;
         self
     }
 
@@ -209,7 +200,6 @@ impl FakeOtx {
         FakeOtx::start_on("127.0.0.1:0").expect("bind the fake OTX")
     }
 
-    /// A fake OTX listening on `addr`.
     pub fn start_on(addr: &str) -> std::io::Result<FakeOtx> {
         FakeOtx::listen(addr, None)
     }
@@ -234,12 +224,11 @@ impl FakeOtx {
         let acceptor = thread::Builder::new()
             .name("fake-otx-accept".into())
             .spawn(move || accept_loop(&listener, &shared, tls))?;
-        let acceptor = Some(acceptor);
         Ok(FakeOtx {
             addr,
             tls: is_tls,
             state,
-            acceptor,
+            acceptor: Some(acceptor),
         })
     }
 
@@ -408,11 +397,10 @@ fn serve(io: impl Read + Write, tcp: &TcpStream, state: &Mutex<State>) {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         let keep_alive = !has_token(&headers, "connection", "close")
             && (version != "HTTP/1.0" || has_token(&headers, "connection", "keep-alive"));
-        let (method, path, query) = (method.into(), path.into(), query.into());
         let request = Recorded {
-            method,
-            path,
-            query,
+            method: method.into(),
+            path: path.into(),
+            query: query.into(),
             headers,
             body,
         };
@@ -495,10 +483,9 @@ fn send_reply(
 /// Ends the connection as `fault` says: FIN, or RST (`SO_LINGER` 0: the
 /// close that follows sends RST).
 fn close(tcp: &TcpStream, fault: Fault) {
+    use Fault::*;
     let _ = match fault {
-        Fault::CloseBeforeHead | Fault::TruncateBody => tcp.shutdown(Shutdown::Both),
-        Fault::ResetBeforeHead | Fault::ResetMidBody => {
-            socket2::SockRef::from(tcp).set_linger(Some(Duration::ZERO))
-        }
+        CloseBeforeHead | TruncateBody => tcp.shutdown(Shutdown::Both),
+        ResetBeforeHead | ResetMidBody => SockRef::from(tcp).set_linger(Some(Duration::ZERO)),
     };
 }

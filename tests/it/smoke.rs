@@ -313,7 +313,13 @@ fn fake_otx_faults_close_with_fin_or_rst() {
 fn fake_otx_writes_unknown_statuses_with_an_empty_reason() {
     let otx = FakeOtx::start();
     otx.on("/odd", Reply::raw(599, b"{}"));
-    otx.on("/custom", Reply::status(500).with_reason("Oh No"));
+    otx.on(
+        "/custom",
+        Reply {
+            reason: Some("Oh No".into()),
+            ..Reply::status(500)
+        },
+    );
     let odd = raw_exchange(&otx, "/odd").expect("an answer");
     assert!(odd.starts_with(b"HTTP/1.1 599 \r\n"));
     let custom = raw_exchange(&otx, "/custom").expect("an answer");
