@@ -36,9 +36,9 @@ pub(crate) fn read_head(reader: &mut impl BufRead) -> Option<(String, Headers)> 
 }
 
 /// The first header called `name` (any case).
-pub(crate) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    let found = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name));
-    found.map(|(_, v)| v.as_str())
+pub(crate) fn header<'a, S: AsRef<str>>(headers: &'a [(S, S)], name: &str) -> Option<&'a str> {
+    let named = |(k, _): &&(S, S)| k.as_ref().eq_ignore_ascii_case(name);
+    headers.iter().find(named).map(|(_, v)| v.as_ref())
 }
 
 /// Whether a header `name` lists `token` (comma-separated, any case).
@@ -49,21 +49,19 @@ pub(crate) fn has_token(headers: &[(String, String)], name: &str, token: &str) -
 
 /// A message head: `start`, `headers`, each of `defaults` that `headers`
 /// lack (any case), then the empty line.
-pub(crate) fn head(
+pub(crate) fn head<S: AsRef<str>>(
     start: fmt::Arguments,
-    headers: &[(impl AsRef<str>, impl AsRef<str>)],
+    headers: &[(S, S)],
     defaults: &[(&str, &dyn Display)],
 ) -> String {
     let mut head = format!("{start}\r\n");
     for (k, v) in headers {
         let _ = write!(head, "{}: {}\r\n", k.as_ref(), v.as_ref());
     }
-    let given = |name: &str| {
-        headers
-            .iter()
-            .any(|(k, _)| k.as_ref().eq_ignore_ascii_case(name))
-    };
-    for (k, v) in defaults.iter().filter(|(k, _)| !given(k)) {
+    for (k, v) in defaults
+        .iter()
+        .filter(|(k, _)| header(headers, k).is_none())
+    {
         let _ = write!(head, "{k}: {v}\r\n");
     }
     head + "\r\n"
@@ -220,11 +218,8 @@ impl Client {
     ) -> io::Result<Response> {
         let own = self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
         let all: Vec<(&str, &str)> = own.chain(headers.iter().copied()).collect();
-        let bodyless = body.is_empty() && matches!(method, "GET" | "HEAD");
-        let chunked = all
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("transfer-encoding"));
-        let sized = !bodyless && !chunked;
+        let sized = !(body.is_empty() && matches!(method, "GET" | "HEAD"));
+        let sized = sized && header(&all, "transfer-encoding").is_none();
         let defaults: [(&str, &dyn Display); 2] =
             [("Host", &self.addr), ("Content-Length", &body.len())];
         let defaults = &defaults[..if sized { 2 } else { 1 }];
