@@ -458,11 +458,11 @@ fn send_reply(
     let phrase = (reply.reason.as_deref()).or_else(|| reason(reply.status));
     let head = head(
         format_args!("HTTP/1.1 {} {}", reply.status, phrase.unwrap_or("")),
-        &reply.headers,
         &[
             ("Content-Length", &reply.body.len()),
             ("Connection", &connection),
         ],
+        &reply.headers,
     );
     let mut write = |bytes: &[u8]| {
         lock(state).bytes += bytes.len() as u64;

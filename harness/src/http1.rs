@@ -47,22 +47,21 @@ pub(crate) fn has_token(headers: &[(String, String)], name: &str, token: &str) -
     values.any(|(_, v)| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
-/// A message head: `start`, `headers`, each of `defaults` that `headers`
-/// lack (any case), then the empty line.
+/// A message head: `start`, each of `defaults` that `headers` lack (any
+/// case), `headers`, then the empty line.
 pub(crate) fn head<S: AsRef<str>>(
     start: fmt::Arguments,
-    headers: &[(S, S)],
     defaults: &[(&str, &dyn Display)],
+    headers: &[(S, S)],
 ) -> String {
     let mut head = format!("{start}\r\n");
+    for (k, v) in defaults {
+        if header(headers, k).is_none() {
+            let _ = write!(head, "{k}: {v}\r\n");
+        }
+    }
     for (k, v) in headers {
         let _ = write!(head, "{}: {}\r\n", k.as_ref(), v.as_ref());
-    }
-    for (k, v) in defaults
-        .iter()
-        .filter(|(k, _)| header(headers, k).is_none())
-    {
-        let _ = write!(head, "{k}: {v}\r\n");
     }
     head + "\r\n"
 }
@@ -223,7 +222,7 @@ impl Client {
         let defaults: [(&str, &dyn Display); 2] =
             [("Host", &self.addr), ("Content-Length", &body.len())];
         let defaults = &defaults[..if sized { 2 } else { 1 }];
-        let head = head(format_args!("{method} {path} HTTP/1.1"), &all, defaults);
+        let head = head(format_args!("{method} {path} HTTP/1.1"), defaults, &all);
         let message = [head.as_bytes(), body].concat();
         // Once more on a new connection if the kept one gave back nothing
         // at all (the server had closed it), never else.
