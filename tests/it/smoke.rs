@@ -342,36 +342,56 @@ fn fake_otx_delays_the_answer() {
     assert_eq!(otx.requests_to(PATH).len(), 1, "recorded before the delay");
 }
 
-/// Two answers on one connection: the first after a 100, in chunks with
-/// an extension and a trailer.
+/// An answer after a 100, in chunks with an extension and a trailer.
 const CHUNKED: &str = "HTTP/1.1 100 Continue\r\n\r\n\
     HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
     3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\n";
 const NO_CONTENT: &str = "HTTP/1.1 204 No Content\r\n\r\n";
+const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+/// 3 bytes of the 10 announced.
+const CUT_SHORT: &str = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc";
+
+/// Accepts a connection and writes `answers` on it, one a request head,
+/// then closes it.
+fn answer_raw(listener: &TcpListener, answers: &[&str]) {
+    let (mut stream, _) = listener.accept().expect("a connection");
+    let mut reader = BufReader::new(stream.try_clone().expect("a second handle"));
+    for answer in answers {
+        let mut line = String::new();
+        while reader.read_line(&mut line).expect("a request line") > 2 {
+            line.clear();
+        }
+        stream.write_all(answer.as_bytes()).expect("write");
+    }
+}
 
 #[test]
-fn client_skips_1xx_and_ends_a_chunked_body_at_its_empty_chunk() {
+fn client_reads_chunks_skips_1xx_and_asks_again_only_on_a_stale_connection() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("an address");
     let server = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().expect("a connection");
-        let mut reader = BufReader::new(stream.try_clone().expect("a second handle"));
-        for answer in [CHUNKED, NO_CONTENT] {
-            let mut line = String::new();
-            while reader.read_line(&mut line).expect("a request line") > 2 {
-                line.clear();
-            }
-            stream.write_all(answer.as_bytes()).expect("write");
-        }
+        answer_raw(&listener, &[CHUNKED, NO_CONTENT]);
+        answer_raw(&listener, &[OK, CUT_SHORT]);
+        listener.set_nonblocking(true).expect("non-blocking");
+        std::thread::sleep(Duration::from_millis(300));
+        listener.accept().is_ok()
     });
     // A body read up to the close would wait for the server, which waits for
-    // the second request on the same connection.
+    // the next request on the same connection.
     let mut client = Client::new(addr).timeout(Duration::from_secs(5));
     let first = client.send("GET", "/a", &[], b"").expect("an answer");
     assert_eq!((first.status, first.text().as_str()), (200, "abcde"));
-    let second = client.send("GET", "/b", &[], b"").expect("a second answer");
+    let second = client
+        .send("GET", "/b", &[], b"")
+        .expect("on the same connection");
     assert_eq!(second.status, 204);
-    server.join().expect("the server");
+    let third = client
+        .send("GET", "/c", &[], b"")
+        .expect("again on a new connection");
+    assert_eq!((third.status, third.text().as_str()), (200, "ok"));
+    assert!(client.send("GET", "/d", &[], b"").is_err(), "cut short");
+    let asked_again = server.join().expect("the server");
+    assert!(!asked_again, "an answer cut short is not asked again");
 }
 
 #[test]
