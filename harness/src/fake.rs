@@ -382,14 +382,10 @@ fn serve(io: impl Read + Write, tcp: &TcpStream, state: &Mutex<State>) {
     let mut reader = BufReader::new(io);
     while let Some((start, headers)) = read_head(&mut reader) {
         let arrived = Instant::now();
-        let (method, target, version) = match start.split(' ').collect::<Vec<_>>()[..] {
-            [m, t, v] if !m.is_empty() && !t.is_empty() => (m, t, v),
-            _ => {
-                let bad =
-                    "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-                let _ = reader.get_mut().write_all(bad.as_bytes());
-                return;
-            }
+        let parts: Vec<&str> = start.split(' ').collect();
+        let [method, target, version] = parts[..] else {
+            send_reply(reader.get_mut(), tcp, &Reply::raw(400, b""), false, state);
+            return;
         };
         let Ok(body) = read_body(&mut reader, &headers, false) else {
             return;
@@ -456,12 +452,10 @@ fn send_reply(
     let keep_alive = keep_alive && !has_token(&reply.headers, "connection", "close");
     let connection = if keep_alive { "keep-alive" } else { "close" };
     let phrase = (reply.reason.as_deref()).or_else(|| reason(reply.status));
+    let length = reply.body.len();
     let head = head(
         format_args!("HTTP/1.1 {} {}", reply.status, phrase.unwrap_or("")),
-        &[
-            ("Content-Length", &reply.body.len()),
-            ("Connection", &connection),
-        ],
+        &[("Content-Length", &length), ("Connection", &connection)],
         &reply.headers,
     );
     let mut write = |bytes: &[u8]| {
