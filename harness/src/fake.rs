@@ -278,10 +278,9 @@ impl FakeOtx {
 
     /// The requests whose raw path equals `path`.
     pub fn requests_to(&self, path: &str) -> Vec<Recorded> {
-        self.requests()
-            .into_iter()
-            .filter(|r| r.path == path)
-            .collect()
+        let state = lock(&self.state);
+        let log = state.log.iter();
+        log.filter(|r| r.path == path).cloned().collect()
     }
 
     /// Forgets the recorded requests (the programming and the counts stay).
