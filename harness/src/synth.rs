@@ -17,12 +17,15 @@ pub const POPULAR_RECORDS: usize = 5000;
 /// The `next` of a pulse's page, but for the number of that page.
 const NEXT_PAGE: &str = "https://otx.example/api/v1/pulses/x/indicators?page=";
 
+/// Pages by (limit, page).
+type Pages = HashMap<(usize, usize), Arc<[u8]>>;
+
 #[derive(Default)]
 pub struct Synth {
     pulses: usize,
     varied: bool,
     /// The popular pulses' pages by (limit, page), made once: 61 MiB.
-    popular: Mutex<HashMap<(usize, usize), Arc<[u8]>>>,
+    popular: Mutex<Pages>,
 }
 
 impl Synth {
