@@ -23,7 +23,8 @@ const TIME: &str = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9
 #[track_caller]
 pub fn check_json(actual: &Value, expected: &Value) {
     if let Err(difference) = compare(actual, expected, "$") {
-        panic!("JSON mismatch at {difference}\n--- expected ---\n{expected:#}\n--- actual ---\n{actual:#}");
+        let documents = format!("--- expected ---\n{expected:#}\n--- actual ---\n{actual:#}");
+        panic!("JSON mismatch at {difference}\n{documents}");
     }
 }
 

@@ -17,7 +17,6 @@ pub const POPULAR_RECORDS: usize = 5000;
 /// The `next` of a pulse's page, but for the number of that page.
 const NEXT_PAGE: &str = "https://otx.example/api/v1/pulses/x/indicators?page=";
 
-/// Pages by (limit, page).
 type Pages = HashMap<(usize, usize), Arc<[u8]>>;
 
 #[derive(Default)]
