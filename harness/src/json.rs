@@ -22,28 +22,23 @@ const TIME: &str = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9
 /// documents pretty-printed.
 #[track_caller]
 pub fn check_json(actual: &Value, expected: &Value) {
-    if let Err(difference) = compare(Some(actual), Some(expected), "$") {
-        let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
-        panic!(
-            "JSON mismatch at {difference}\n--- expected ---\n{}\n--- actual ---\n{}",
-            pretty(expected),
-            pretty(actual)
-        );
+    if let Err(difference) = compare(actual, expected, "$") {
+        let documents = format!("--- expected ---\n{expected:#}\n--- actual ---\n{actual:#}");
+        panic!("JSON mismatch at {difference}\n{documents}");
     }
 }
 
 /// `path` extended by an object key, `.key` when it reads well, else `["key"]`.
 fn key_path(path: &str, key: &str) -> String {
     let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    if key.starts_with(|c: char| word(c) && !c.is_ascii_digit()) && key.chars().all(word) {
-        format!("{path}.{key}")
-    } else {
-        format!("{path}[{}]", Value::from(key))
+    match key.starts_with(|c: char| word(c) && !c.is_ascii_digit()) && key.chars().all(word) {
+        true => format!("{path}.{key}"),
+        false => format!("{path}[{}]", Value::from(key)),
     }
 }
 
 /// `value` for a failure message, cut after 200 characters.
-fn brief(value: &Value) -> String {
+fn cut(value: &Value) -> String {
     let text = value.to_string();
     match text.char_indices().nth(200) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
@@ -51,48 +46,39 @@ fn brief(value: &Value) -> String {
     }
 }
 
-/// The first difference, as `<JSON path>: <what differs>`; `None` stands
-/// for a key that one of two objects lacks.
-fn compare(actual: Option<&Value>, expected: Option<&Value>, path: &str) -> Result<(), String> {
-    let (actual, expected) = match (actual, expected) {
-        (Some(actual), Some(expected)) => (actual, expected),
-        (Some(a), None) => return Err(format!("{path}: unexpected key, holding {}", brief(a))),
-        (None, Some(e)) => return Err(format!("{path}: missing, expected {}", brief(e))),
-        (None, None) => return Ok(()),
-    };
+/// The first difference, as `<JSON path>: <what differs>`.
+fn compare(actual: &Value, expected: &Value, path: &str) -> Result<(), String> {
     let placeholder = expected
         .as_str()
         .and_then(|e| e.strip_prefix("<<")?.strip_suffix(">>"));
-    let same = match (placeholder, expected, actual) {
-        (Some(inner), _, _) => matches_placeholder(inner, actual),
+    match (placeholder, expected, actual) {
+        (Some(inner), _, _) if matches_placeholder(inner, actual) => Ok(()),
         (None, Value::Object(e), Value::Object(a)) => {
-            let keys: BTreeSet<&String> = e.keys().chain(a.keys()).collect();
-            for key in keys {
-                compare(a.get(key), e.get(key), &key_path(path, key))?;
+            for key in e.keys().chain(a.keys()).collect::<BTreeSet<_>>() {
+                let path = key_path(path, key);
+                match (a.get(key), e.get(key)) {
+                    (Some(a), Some(e)) => compare(a, e, &path)?,
+                    (Some(a), None) => return Err(format!("{path}: unexpected key: {}", cut(a))),
+                    (None, _) => return Err(format!("{path}: missing, expected {}", cut(&e[key]))),
+                }
             }
-            true
+            Ok(())
         }
-        (None, Value::Array(e), Value::Array(a)) if e.len() != a.len() => {
-            let (e, a) = (e.len(), a.len());
-            return Err(format!("{path}: expected an array of {e} items, found {a}"));
+        (None, Value::Array(e), Value::Array(a)) if e.len() == a.len() => {
+            let mut pairs = a.iter().zip(e).enumerate();
+            pairs.try_for_each(|(i, (a, e))| compare(a, e, &format!("{path}[{i}]")))
         }
         (None, Value::Array(e), Value::Array(a)) => {
-            for (i, (a, e)) in a.iter().zip(e).enumerate() {
-                compare(Some(a), Some(e), &format!("{path}[{i}]"))?;
-            }
-            true
+            let (e, a) = (e.len(), a.len());
+            Err(format!("{path}: expected an array of {e} items, found {a}"))
         }
-        (None, Value::Number(e), Value::Number(a)) => e.as_f64() == a.as_f64(),
-        _ => expected == actual,
-    };
-    if same {
-        return Ok(());
+        (None, Value::Number(e), Value::Number(a)) if e.as_f64() == a.as_f64() => Ok(()),
+        (None, _, _) if expected == actual => Ok(()),
+        _ => {
+            let (e, a) = (cut(expected), cut(actual));
+            Err(format!("{path}: expected {e}, found {a}"))
+        }
     }
-    Err(format!(
-        "{path}: expected {}, found {}",
-        brief(expected),
-        brief(actual)
-    ))
 }
 
 /// Whether `actual` is a value the placeholder `<<inner>>` stands for.

@@ -14,10 +14,12 @@ use crate::{hex, lock, percent_decode, unhex, FakeOtx, Recorded, Reply};
 pub const POPULAR: &str = "popular.example.com";
 pub const POPULAR_PULSES: usize = 50;
 pub const POPULAR_RECORDS: usize = 5000;
+/// The `next` of a pulse's page, but for the number of that page.
+const NEXT_PAGE: &str = "https://otx.example/api/v1/pulses/x/indicators?page=";
 
-/// Pages by (limit, page).
 type Pages = HashMap<(usize, usize), Arc<[u8]>>;
 
+#[derive(Default)]
 pub struct Synth {
     pulses: usize,
     varied: bool,
@@ -28,21 +30,17 @@ pub struct Synth {
 impl Synth {
     /// Every observable in `pulses` pulses, on their first page.
     pub fn new(pulses: usize) -> Synth {
-        let popular = Mutex::default();
         Synth {
             pulses,
-            varied: false,
-            popular,
+            ..Synth::default()
         }
     }
 
     /// Each observable (by a stable hash of it) in 0 to `pulses` pulses or
     /// unknown to OTX (404), and a third of the pulses on their second page.
-    pub fn varied(self) -> Synth {
-        Synth {
-            varied: true,
-            ..self
-        }
+    pub fn varied(mut self) -> Synth {
+        self.varied = true;
+        self
     }
 
     /// Answers what `otx` was not programmed for.
@@ -71,23 +69,19 @@ impl Synth {
 
     fn general(&self, value: &str) -> Reply {
         let hash = fnv(value);
-        let ids: Vec<String> = if value == POPULAR {
-            (0..POPULAR_PULSES)
-                .map(|n| format!("b0b0{n:020x}"))
-                .collect()
-        } else if self.varied && hash.is_multiple_of(8) {
-            return Reply::status(404);
-        } else {
-            let count = match self.varied {
-                true => hash as usize % (self.pulses + 1),
-                false => self.pulses,
-            };
-            (0..count)
-                .map(|n| format!("{n:02x}{}", hex(value)))
-                .collect()
+        let count = match value {
+            POPULAR => POPULAR_PULSES,
+            _ if !self.varied => self.pulses,
+            _ if hash.is_multiple_of(8) => return Reply::status(404),
+            _ => hash as usize % (self.pulses + 1),
         };
-        let pulses: Vec<Value> = (ids.iter().enumerate())
-            .map(|(n, id)| {
+        let hex = hex(value);
+        let pulses: Vec<Value> = (0..count)
+            .map(|n| {
+                let id = match value {
+                    POPULAR => format!("b0b0{n:020x}"),
+                    _ => format!("{n:02x}{hex}"),
+                };
                 json!({"id": id, "name": format!("Campaign {n} infrastructure"),
                        "description": "Indicators observed in a phishing and malware campaign.",
                        "author": {"username": "analyst", "id": "1"},
@@ -113,8 +107,7 @@ impl Synth {
         let first_of_two = self.varied && fnv(id).is_multiple_of(3) && page == 1;
         let records: Vec<Value> = (0..if first_of_two { 20 } else { 10 })
             .map(|i| {
-                let mine = i == n && !first_of_two;
-                let indicator = match mine {
+                let indicator = match i == n && !first_of_two {
                     true => value.to_owned(),
                     false => format!("other-{i}.example.org"),
                 };
@@ -124,7 +117,7 @@ impl Synth {
                        "is_active": 1, "role": null})
             })
             .collect();
-        let next = first_of_two.then_some("https://otx.example/api/v1/pulses/x/indicators?page=2");
+        let next = first_of_two.then(|| format!("{NEXT_PAGE}2"));
         json!({"results": records, "count": records.len(), "previous": null, "next": next})
     }
 
@@ -134,26 +127,18 @@ impl Synth {
         let body = pages.entry((limit, page)).or_insert_with(|| {
             let start = (page - 1).saturating_mul(limit).min(POPULAR_RECORDS);
             let end = start.saturating_add(limit).min(POPULAR_RECORDS);
-            let records: Vec<String> = (start..end).map(popular_record).collect();
-            let next = match end < POPULAR_RECORDS {
-                true => format!(
-                    "\"https://otx.example/api/v1/pulses/x/indicators?page={}\"",
-                    page + 1
-                ),
-                false => "null".to_owned(),
-            };
-            let (records, count) = (records.join(", "), POPULAR_RECORDS);
+            let records = (start..end)
+                .map(popular_record)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let next = json!((end < POPULAR_RECORDS).then(|| format!("{NEXT_PAGE}{}", page + 1)));
+            let count = POPULAR_RECORDS;
             let body = format!(
                 r#"{{"results": [{records}], "count": {count}, "previous": null, "next": {next}}}"#
             );
             body.into_bytes().into()
         });
-        let body = Arc::clone(body);
-        Reply {
-            body,
-            ..Reply::raw(200, b"")
-        }
-        .with_header("Content-Type", "application/json")
+        Reply::json_bytes(Arc::clone(body))
     }
 }
 

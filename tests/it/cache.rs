@@ -367,10 +367,7 @@ fn check_big_page(at: usize) {
     otx.on(&general_path(ip), Reply::json(general(ip, &[PULSE])));
     let page = big_page(ip, at);
     assert!(page.len() > 4_000_000, "{} bytes", page.len());
-    otx.on(
-        &pulse_path(PULSE),
-        Reply::raw(200, &page).with_header("Content-Type", "application/json"),
-    );
+    otx.on(&pulse_path(PULSE), Reply::json_bytes(page));
     let relay = Relay::start(&otx, &[]);
     let data = observe(&relay, ip);
     let sightings = docs(&data, "sightings");

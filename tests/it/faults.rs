@@ -546,7 +546,10 @@ fn otx_error_statuses_map_to_the_spec_codes_and_messages() {
         ),
         fault(
             "500 with an odd reason phrase",
-            Reply::status(500).with_reason("Oh No"),
+            Reply {
+                reason: Some("Oh No".into()),
+                ..Reply::status(500)
+            },
             1,
             Error(oops("500 Internal Server Error")),
             Error(oops("500 Internal Server Error")),
@@ -615,7 +618,10 @@ fn broken_connections_and_slow_answers_are_oops_errors() {
         ),
         fault(
             "a body slower than AVOTX_TIMEOUT",
-            padded_answer().with_body_delay(Duration::from_secs(3)),
+            Reply {
+                body_delay: Duration::from_secs(3),
+                ..padded_answer()
+            },
             1,
             Error(oops_any()),
             Error(oops_any()),

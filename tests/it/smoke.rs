@@ -1,8 +1,8 @@
 //! Tests of the harness itself, touching the relay only through endpoints
 //! that exist from the start (`/version`, `/watchdog`).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Duration;
 
@@ -313,7 +313,13 @@ fn fake_otx_faults_close_with_fin_or_rst() {
 fn fake_otx_writes_unknown_statuses_with_an_empty_reason() {
     let otx = FakeOtx::start();
     otx.on("/odd", Reply::raw(599, b"{}"));
-    otx.on("/custom", Reply::status(500).with_reason("Oh No"));
+    otx.on(
+        "/custom",
+        Reply {
+            reason: Some("Oh No".into()),
+            ..Reply::status(500)
+        },
+    );
     let odd = raw_exchange(&otx, "/odd").expect("an answer");
     assert!(odd.starts_with(b"HTTP/1.1 599 \r\n"));
     let custom = raw_exchange(&otx, "/custom").expect("an answer");
@@ -334,6 +340,58 @@ fn fake_otx_delays_the_answer() {
         .into();
     assert!(agent.get(&format!("{}{PATH}", otx.url())).call().is_err());
     assert_eq!(otx.requests_to(PATH).len(), 1, "recorded before the delay");
+}
+
+/// An answer after a 100, in chunks with an extension and a trailer.
+const CHUNKED: &str = "HTTP/1.1 100 Continue\r\n\r\n\
+    HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+    3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\n";
+const NO_CONTENT: &str = "HTTP/1.1 204 No Content\r\n\r\n";
+const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+/// 3 bytes of the 10 announced.
+const CUT_SHORT: &str = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc";
+
+/// Accepts a connection and writes `answers` on it, one a request head,
+/// then closes it.
+fn answer_raw(listener: &TcpListener, answers: &[&str]) {
+    let (mut stream, _) = listener.accept().expect("a connection");
+    let mut reader = BufReader::new(stream.try_clone().expect("a second handle"));
+    for answer in answers {
+        let mut line = String::new();
+        while reader.read_line(&mut line).expect("a request line") > 2 {
+            line.clear();
+        }
+        stream.write_all(answer.as_bytes()).expect("write");
+    }
+}
+
+#[test]
+fn client_reads_chunks_skips_1xx_and_asks_again_only_on_a_stale_connection() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("an address");
+    let server = std::thread::spawn(move || {
+        answer_raw(&listener, &[CHUNKED, NO_CONTENT]);
+        answer_raw(&listener, &[OK, CUT_SHORT]);
+        listener.set_nonblocking(true).expect("non-blocking");
+        std::thread::sleep(Duration::from_millis(300));
+        listener.accept().is_ok()
+    });
+    // A body read up to the close would wait for the server, which waits for
+    // the next request on the same connection.
+    let mut client = Client::new(addr).timeout(Duration::from_secs(5));
+    let first = client.send("GET", "/a", &[], b"").expect("an answer");
+    assert_eq!((first.status, first.text().as_str()), (200, "abcde"));
+    let second = client
+        .send("GET", "/b", &[], b"")
+        .expect("on the same connection");
+    assert_eq!(second.status, 204);
+    let third = client
+        .send("GET", "/c", &[], b"")
+        .expect("again on a new connection");
+    assert_eq!((third.status, third.text().as_str()), (200, "ok"));
+    assert!(client.send("GET", "/d", &[], b"").is_err(), "cut short");
+    let asked_again = server.join().expect("the server");
+    assert!(!asked_again, "an answer cut short is not asked again");
 }
 
 #[test]
