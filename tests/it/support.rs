@@ -27,9 +27,7 @@ pub trait StartRelay {
     /// variable of `remove` (e.g. `SECRET_KEY`).
     fn spawn(otx_url: &str, env: &[(&str, &str)], remove: &[&str]) -> Relay {
         let command = RelayCommand::new(BIN, otx_url).env(env).remove(remove);
-        command
-            .start()
-            .unwrap_or_else(|failure| panic!("{failure}"))
+        command.start().unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
