@@ -73,16 +73,11 @@ pub fn check_refused(otx: &FakeOtx, variable: &str, value: &str) -> Run {
     ];
     let run = run_cli(&[], &env);
     let context = format!("{variable}={value:?}: {run:?}");
-    assert!(
-        run.code.is_some_and(|code| code != 0),
-        "a non-zero exit: {context}"
-    );
-    let stderr: Vec<&str> = run.stderr.lines().collect();
-    assert!(
-        matches!(stderr[..], [line] if line.contains(&format!("invalid {variable}: "))),
-        "one line on stderr, naming the variable: {context}"
-    );
-    let all = format!("{}{}", run.stdout, run.stderr);
+    assert_ne!(run.code.unwrap_or(0), 0, "a non-zero exit: {context}");
+    let naming = run.stderr.contains(&format!("invalid {variable}: "));
+    let named = naming && run.stderr.lines().count() == 1;
+    assert!(named, "one line on stderr, naming the variable: {context}");
+    let all = run.stdout.clone() + &run.stderr;
     assert!(!all.contains("panicked"), "no panic: {context}");
     assert_eq!(find_secret(&all, &[]), None, "{context}");
     run
@@ -94,7 +89,7 @@ pub fn check_refused(otx: &FakeOtx, variable: &str, value: &str) -> Run {
 /// SPEC §7 ties them to the disposition.
 pub fn expected_verdict(
     observable: &Value,
-    source_uri: &str,
+    uri: &str,
     disposition: u8,
     reason: &str,
 ) -> (Value, Value) {
@@ -104,29 +99,24 @@ pub fn expected_verdict(
         _ => ("Suspicious", "Medium", "Medium"),
     };
     let judgement = json!({
-        "type": "judgement",
-        "schema_version": "1.0.17",
+        "type": "judgement", "schema_version": "1.0.17",
         "id": "<<prefix:transient:judgement->>",
         "observable": observable,
-        "disposition": disposition,
-        "disposition_name": name,
-        "source": "AlienVault OTX",
-        "source_uri": source_uri,
-        "priority": 85,
-        "confidence": confidence,
-        "severity": severity,
-        "tlp": "white",
+        "disposition": disposition, "disposition_name": name,
+        "source": "AlienVault OTX", "source_uri": uri,
+        "priority": 85, "confidence": confidence, "severity": severity, "tlp": "white",
         "reason": reason,
         "valid_time": {"start_time": "<<time>>", "end_time": "<<time>>"},
     });
-    let verdict = json!({
-        "type": "verdict",
-        "disposition": disposition,
-        "disposition_name": name,
-        "observable": observable,
-        "valid_time": judgement["valid_time"],
-        "judgement_id": judgement["id"],
-    });
+    let mut verdict = json!({"type": "verdict", "judgement_id": judgement["id"]});
+    for key in [
+        "disposition",
+        "disposition_name",
+        "observable",
+        "valid_time",
+    ] {
+        verdict[key] = judgement[key].clone();
+    }
     (judgement, verdict)
 }
 
@@ -140,10 +130,8 @@ pub fn tool(name: &str) -> Option<&str> {
     }
     let why = format!("{name} is not installed (Debian: see .ci/run)");
     let required = std::env::var("OTX_RELAY_REQUIRE_TOOLS").unwrap_or_default();
-    assert!(
-        !required.split(',').any(|t| t.trim() == name),
-        "OTX_RELAY_REQUIRE_TOOLS names {name}: {why}"
-    );
+    let required = required.split(',').any(|t| t.trim() == name);
+    assert!(!required, "OTX_RELAY_REQUIRE_TOOLS names {name}: {why}");
     eprintln!("skipped: {why}");
     None
 }
