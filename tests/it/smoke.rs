@@ -425,3 +425,27 @@ fn secret_check_names_the_secret_and_line_without_showing_it() {
     );
     assert!(find_secret("nothing here\n", &extra).is_none());
 }
+
+#[test]
+fn a_relay_whose_output_holds_a_forbidden_string_fails_when_dropped_quiet_or_not() {
+    let otx = FakeOtx::start();
+    for quiet in [false, true] {
+        let mut command = RelayCommand::new(BIN, &otx.url());
+        if quiet {
+            command = command.quiet();
+        }
+        let relay = command.start().unwrap_or_else(|e| panic!("{e}"));
+        relay.forbid("harness-canary");
+        relay.request("GET", "/harness-canary", &[], b"");
+        assert!(
+            relay.wait_log("/harness-canary"),
+            "quiet {quiet}: the line is kept"
+        );
+        let message = panic_message(|| drop(relay));
+        assert!(
+            message.contains("secret forbid #0"),
+            "quiet {quiet}: {message}"
+        );
+        assert!(!message.contains("harness-canary"), "{message}");
+    }
+}

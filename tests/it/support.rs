@@ -108,15 +108,11 @@ pub fn expected_verdict(
         "reason": reason,
         "valid_time": {"start_time": "<<time>>", "end_time": "<<time>>"},
     });
-    let mut verdict = json!({"type": "verdict", "judgement_id": judgement["id"]});
-    for key in [
-        "disposition",
-        "disposition_name",
-        "observable",
-        "valid_time",
-    ] {
-        verdict[key] = judgement[key].clone();
-    }
+    let verdict = json!({
+        "type": "verdict", "judgement_id": judgement["id"],
+        "disposition": disposition, "disposition_name": name,
+        "observable": observable, "valid_time": judgement["valid_time"],
+    });
     (judgement, verdict)
 }
 
