@@ -18,13 +18,10 @@ use crate::{bearer, lock, token, Client, Headers, KEY, SECRET};
 /// (The bench's start-up figure counts from the spawn, this wait included.)
 pub(crate) fn poll(within: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
-    while !done() {
-        if Instant::now() >= deadline {
-            return false;
-        }
+    while !done() && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(1));
     }
-    true
+    done()
 }
 
 /// A port free on 127.0.0.1 right now. The relay refuses `PORT=0` (SPEC §1

@@ -42,12 +42,9 @@ pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> Run {
 /// A ureq agent for talking to the fake OTX directly: statuses are not
 /// errors, no proxy from the environment, a 10 s global timeout.
 pub fn http_agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
+    let ten = Some(Duration::from_secs(10));
+    let config = ureq::Agent::config_builder().http_status_as_error(false);
+    config.proxy(None).timeout_global(ten).build().into()
 }
 
 /// `POST /version` answers 200 with the crate version: the relay serves.
@@ -83,16 +80,11 @@ pub fn check_refused(otx: &FakeOtx, variable: &str, value: &str) -> Run {
     run
 }
 
-/// The judgement and verdict expected for `observable` with `disposition`
+/// The judgement and verdict expected for the observable `obs` with `disposition`
 /// (1 Clean, 2 Malicious, 3 Suspicious), as `check_json` patterns: ids,
 /// times and the judgement id by placeholder; confidence and severity as
 /// SPEC §7 ties them to the disposition.
-pub fn expected_verdict(
-    observable: &Value,
-    uri: &str,
-    disposition: u8,
-    reason: &str,
-) -> (Value, Value) {
+pub fn expected_verdict(obs: &Value, uri: &str, disposition: u8, reason: &str) -> (Value, Value) {
     let (name, confidence, severity) = match disposition {
         1 => ("Clean", "High", "None"),
         2 => ("Malicious", "High", "High"),
@@ -101,7 +93,7 @@ pub fn expected_verdict(
     let judgement = json!({
         "type": "judgement", "schema_version": "1.0.17",
         "id": "<<prefix:transient:judgement->>",
-        "observable": observable,
+        "observable": obs,
         "disposition": disposition, "disposition_name": name,
         "source": "AlienVault OTX", "source_uri": uri,
         "priority": 85, "confidence": confidence, "severity": severity, "tlp": "white",
@@ -111,7 +103,7 @@ pub fn expected_verdict(
     let verdict = json!({
         "type": "verdict", "judgement_id": judgement["id"],
         "disposition": disposition, "disposition_name": name,
-        "observable": observable, "valid_time": judgement["valid_time"],
+        "observable": obs, "valid_time": judgement["valid_time"],
     });
     (judgement, verdict)
 }
