@@ -12,11 +12,8 @@ use serde_json::{json, Value};
 /// The relay binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_otx-relay");
 
-/// The harness's `Relay` run from `BIN` on 127.0.0.1 and a free port, with
-/// the test defaults (`SECRET_KEY=SECRET`, `CACHE_TTL=0`) overridden by
-/// `env` (an entry with the value "" sets the variable to empty). Each waits
-/// (max 10 s) for the `listening on` line, and panics with the relay's
-/// output if it exits before.
+/// The harness's `Relay` run from `BIN` as `RelayCommand` says (test
+/// defaults, then `env`); panics with the relay's output if it does not start.
 pub trait StartRelay {
     /// Against `otx`.
     fn start(otx: &FakeOtx, env: &[(&str, &str)]) -> Relay {
