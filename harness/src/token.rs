@@ -45,7 +45,7 @@ fn signing_input(header: impl Display, payload: impl Display) -> String {
 pub fn hs256(secret: &str, signing_input: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
     mac.update(signing_input.as_bytes());
-    b64url(&mac.finalize().into_bytes())
+    b64url(mac.finalize().into_bytes())
 }
 
 /// An unsigned JWT (`header.payload.`, empty signature), as `alg: none` makes.

@@ -101,7 +101,7 @@ fn jwt_is_three_base64url_segments_signed_with_hmac_sha256() {
     mac.update(format!("{}.{}", segments[0], segments[1]).as_bytes());
     mac.verify_slice(&signature).expect("signature verifies");
 
-    let other = jwt_with_header(SECRET, &json!({"alg": "none"}), &payload);
+    let other = jwt_with_header(SECRET, json!({"alg": "none"}), &payload);
     assert_eq!(
         decode(other.split('.').next().unwrap()),
         json!({"alg": "none"})
