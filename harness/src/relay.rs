@@ -152,7 +152,6 @@ fn is_relay_variable(name: &str) -> bool {
 struct Output {
     lines: Vec<(bool, String)>,
     forbidden: Vec<String>,
-    /// See `RelayCommand::quiet`.
     quiet: bool,
     /// From the `otx-relay <version> listening on http://<addr>` line.
     listening: Option<SocketAddr>,

@@ -6,11 +6,10 @@ use std::process::Command;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
+use ring::hmac;
 use ring::rand::SystemRandom;
 use ring::signature::{RsaKeyPair, RsaPublicKeyComponents, RSA_PKCS1_SHA256};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 /// The `SECRET_KEY` every relay started by `RelayCommand` gets.
 pub const SECRET: &str = "test-secret-key-that-is-at-least-32-bytes-long";
@@ -43,9 +42,8 @@ fn signing_input(header: impl Display, payload: impl Display) -> String {
 
 /// The base64url HMAC-SHA256 of `signing_input`: a JWT's third segment.
 pub fn hs256(secret: &str, signing_input: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(signing_input.as_bytes());
-    b64url(mac.finalize().into_bytes())
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    b64url(hmac::sign(&key, signing_input.as_bytes()))
 }
 
 /// An unsigned JWT (`header.payload.`, empty signature), as `alg: none` makes.
