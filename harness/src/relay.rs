@@ -98,8 +98,8 @@ impl RelayCommand {
         self
     }
 
-    /// Keeps, of stdout, only the `listening on` line and the lines that
-    /// hold a secret: for loads, whose access log is long.
+    /// Drops the access log (stdout after the `listening on` line) but for
+    /// the lines that hold a secret: for loads, whose access log is long.
     pub fn quiet(mut self) -> RelayCommand {
         self.quiet = true;
         self
