@@ -34,12 +34,9 @@ pub use fake::{sample, FakeOtx, Fault, Recorded, Reply, TEST_CERT};
 pub use http1::{Client, Headers, Response};
 pub use json::{check_json, regex_full_match};
 pub use redis::RedisServer;
-pub use relay::{find_secret, free_port, join_readers, run_cli, Relay, RelayCommand, Run};
+pub use relay::{find_secret, free_port, run_cli, Relay, RelayCommand, Run};
 pub use synth::Synth;
-pub use token::{
-    b64url, bearer, hs256, jwt, jwt_raw, jwt_unsigned, jwt_with_header, token, SigningKey, KEY,
-    SECRET,
-};
+pub use token::*;
 
 /// A lock that survives a panicked holder: a failing test must not turn every
 /// later access (from the fake server's threads, or `Drop`) into a second panic.

@@ -5,10 +5,8 @@ use std::fs;
 /// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in KiB.
 pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
-    line.trim().trim_end_matches("kB").trim().parse().ok()
+    let (_, rest) = status.split_once(&format!("\n{field}:"))?;
+    rest.split_whitespace().next()?.parse().ok()
 }
 
 /// Open file descriptors.

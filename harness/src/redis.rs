@@ -65,11 +65,8 @@ impl RedisServer {
     fn up(&mut self) -> bool {
         let port = self.port.to_string();
         let args = ["--port", &port, "--bind", "127.0.0.1", "--save", ""];
-        let spawned = Command::new("redis-server")
-            .args(args)
-            .stdout(Stdio::null())
-            .spawn();
-        self.child = spawned.ok();
+        let mut redis = Command::new("redis-server");
+        self.child = redis.args(args).stdout(Stdio::null()).spawn().ok();
         let pong = || self.try_command(&["PING"]).as_deref() == Some("+PONG\r\n");
         self.child.is_some() && poll(Duration::from_secs(10), pong)
     }

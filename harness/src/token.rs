@@ -1,13 +1,15 @@
 //! Bearer tokens, independent of the relay's code: HS256 JWTs minted by
 //! hand, and RS256 ones (XDR's) signed with a key made by `openssl`.
 
+use std::fmt::Display;
+use std::process::Command;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
+use ring::hmac;
 use ring::rand::SystemRandom;
 use ring::signature::{RsaKeyPair, RsaPublicKeyComponents, RSA_PKCS1_SHA256};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 /// The `SECRET_KEY` every relay started by `RelayCommand` gets.
 pub const SECRET: &str = "test-secret-key-that-is-at-least-32-bytes-long";
@@ -15,47 +17,38 @@ pub const SECRET: &str = "test-secret-key-that-is-at-least-32-bytes-long";
 pub const KEY: &str = "otx-test-key-0123456789abcdef";
 
 /// Base64url without padding, as JWT segments are written.
-pub fn b64url(bytes: &[u8]) -> String {
+pub fn b64url(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// An HS256 JWT over `payload`, signed with `secret`.
 pub fn jwt(secret: &str, payload: &Value) -> String {
-    jwt_with_header(secret, &json!({"alg": "HS256", "typ": "JWT"}), payload)
+    jwt_with_header(secret, json!({"alg": "HS256", "typ": "JWT"}), payload)
 }
 
-/// A JWT with an arbitrary header, always signed with HMAC-SHA256 whatever
-/// the header's `alg` claims (to test `none`, `RS256`, `HS512`…).
-pub fn jwt_with_header(secret: &str, header: &Value, payload: &Value) -> String {
-    jwt_raw(secret, &header.to_string(), &payload.to_string())
+/// A JWT with an arbitrary header and payload (JSON, or any text), always
+/// signed with HMAC-SHA256 whatever the header's `alg` claims (to test
+/// `none`, `RS256`, `HS512`…).
+pub fn jwt_with_header(secret: &str, header: impl Display, payload: impl Display) -> String {
+    let input = signing_input(header, payload);
+    format!("{input}.{}", hs256(secret, &input))
 }
 
-/// A JWT over raw header and payload text, which need not be JSON at all.
-pub fn jwt_raw(secret: &str, header: &str, payload: &str) -> String {
-    let signing_input = format!(
-        "{}.{}",
-        b64url(header.as_bytes()),
-        b64url(payload.as_bytes())
-    );
-    format!("{signing_input}.{}", hs256(secret, &signing_input))
+/// `base64url(header).base64url(payload)`, what a JWT's signature signs.
+fn signing_input(header: impl Display, payload: impl Display) -> String {
+    let [header, payload] = [header.to_string(), payload.to_string()].map(b64url);
+    format!("{header}.{payload}")
 }
 
 /// The base64url HMAC-SHA256 of `signing_input`: a JWT's third segment.
 pub fn hs256(secret: &str, signing_input: &str) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
-    mac.update(signing_input.as_bytes());
-    b64url(&mac.finalize().into_bytes())
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    b64url(hmac::sign(&key, signing_input.as_bytes()))
 }
 
 /// An unsigned JWT (`header.payload.`, empty signature), as `alg: none` makes.
 pub fn jwt_unsigned(header: &Value, payload: &Value) -> String {
-    let (header, payload) = (header.to_string(), payload.to_string());
-    format!(
-        "{}.{}.",
-        b64url(header.as_bytes()),
-        b64url(payload.as_bytes())
-    )
+    format!("{}.", signing_input(header, payload))
 }
 
 /// `jwt(SECRET, {"key": KEY})`: the token of a well-configured tenant.
@@ -79,7 +72,7 @@ impl SigningKey {
         // PKCS#1 DER (`RSAPrivateKey`), which ring reads as it is.
         let make = "openssl genrsa -traditional 2048 2>/dev/null \
                     | openssl rsa -traditional -outform DER 2>/dev/null";
-        let out = std::process::Command::new("sh").args(["-c", make]).output();
+        let out = Command::new("sh").args(["-c", make]).output();
         let der = out.map(|out| out.stdout).unwrap_or_default();
         let pair = RsaKeyPair::from_der(&der).expect("`openssl genrsa` makes an RSA key");
         SigningKey { kid, pair }
@@ -95,23 +88,16 @@ impl SigningKey {
     pub fn jwk(&self) -> Value {
         let (n, e) = self.public();
         json!({"kty": "RSA", "kid": self.kid, "use": "sig", "alg": "RS256",
-               "n": b64url(&n), "e": b64url(&e)})
+               "n": b64url(n), "e": b64url(e)})
     }
 
     /// A JWT with `header` and `payload`, signed by this key.
     pub fn sign(&self, header: &Value, payload: &Value) -> String {
-        let (header, payload) = (header.to_string(), payload.to_string());
-        let input = format!(
-            "{}.{}",
-            b64url(header.as_bytes()),
-            b64url(payload.as_bytes())
-        );
+        let input = signing_input(header, payload);
         let mut signature = vec![0; self.pair.public().modulus_len()];
         let rng = SystemRandom::new();
-        (self
-            .pair
-            .sign(&RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut signature))
-        .expect("RSA signing");
+        let signed = (self.pair).sign(&RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut signature);
+        signed.expect("RSA signing");
         format!("{input}.{}", b64url(&signature))
     }
 }

@@ -168,9 +168,9 @@ fn a_token_that_is_not_three_base64url_json_segments_is_a_wrong_structure() {
         "!!.!!.!!".to_string(),
         format!("{}.{}.*not-base64*", segments[0], segments[1]),
         format!("{}.{}+/.{}", segments[0], segments[1], segments[2]),
-        jwt_raw(SECRET, "not json", &json_payload),
-        jwt_raw(SECRET, &json_header, "not json"),
-        jwt_raw(SECRET, &json_header, r#"{"key": "unterminated"#),
+        jwt_with_header(SECRET, "not json", &json_payload),
+        jwt_with_header(SECRET, &json_header, "not json"),
+        jwt_with_header(SECRET, &json_header, r#"{"key": "unterminated"#),
     ] {
         check(&relay, &otx, Some(&bearer(&token)), WRONG_STRUCTURE);
     }
@@ -196,11 +196,11 @@ fn any_alg_but_hs256_or_a_wrong_signature_fails_to_decode() {
     for token in [
         jwt_unsigned(&json!({"alg": "none", "typ": "JWT"}), &payload),
         jwt_unsigned(&json!({"alg": "HS256", "typ": "JWT"}), &payload),
-        jwt_with_header(SECRET, &json!({"alg": "none"}), &payload),
-        jwt_with_header(SECRET, &json!({"alg": "RS256", "typ": "JWT"}), &payload),
-        jwt_with_header(SECRET, &json!({"alg": "HS512", "typ": "JWT"}), &payload),
-        jwt_with_header(SECRET, &json!({"alg": "hs256", "typ": "JWT"}), &payload),
-        jwt_with_header(SECRET, &json!({"typ": "JWT"}), &payload),
+        jwt_with_header(SECRET, json!({"alg": "none"}), &payload),
+        jwt_with_header(SECRET, json!({"alg": "RS256", "typ": "JWT"}), &payload),
+        jwt_with_header(SECRET, json!({"alg": "HS512", "typ": "JWT"}), &payload),
+        jwt_with_header(SECRET, json!({"alg": "hs256", "typ": "JWT"}), &payload),
+        jwt_with_header(SECRET, json!({"typ": "JWT"}), &payload),
         jwt("another-secret-that-is-also-32-bytes-long", &payload),
         format!("{signing_input}.{}", hs256("x", signing_input)),
         tampered,
@@ -316,7 +316,11 @@ fn the_checks_answer_the_first_failure_in_the_documented_order() {
     check(
         &relay,
         &otx,
-        Some(&bearer(&jwt_raw(SECRET, r#"{"alg":"none"}"#, "[not json"))),
+        Some(&bearer(&jwt_with_header(
+            SECRET,
+            r#"{"alg":"none"}"#,
+            "[not json",
+        ))),
         WRONG_STRUCTURE,
     );
     // Wrong payload structure and expired: the structure comes first.

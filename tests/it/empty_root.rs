@@ -29,7 +29,6 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
@@ -73,7 +72,7 @@ fn static_binary_serves_from_an_empty_root_as_nobody() {
     let otx = FakeOtx::start();
     let otx_url = format!("http://{OTX_HOST}:{}", otx.addr().port());
     program_otx(&otx);
-    let root = Arc::new(EmptyRoot::new(&binary, jail));
+    let root = EmptyRoot::new(&binary, jail);
 
     // A first run that only prints the version tells a root that cannot be
     // entered from a relay that misbehaves.
@@ -95,8 +94,7 @@ fn static_binary_serves_from_an_empty_root_as_nobody() {
     );
 
     // `setpriv` and `unshare` exec in turn: the child's pid is the relay's.
-    let jailed = Arc::clone(&root);
-    let relay = RelayCommand::wrapped(move || jailed.command(&[], &[]), &otx_url)
+    let relay = RelayCommand::wrapped(root.command(&[], &[]), &otx_url)
         .start()
         .unwrap_or_else(|e| {
             panic!(

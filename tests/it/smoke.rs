@@ -101,7 +101,7 @@ fn jwt_is_three_base64url_segments_signed_with_hmac_sha256() {
     mac.update(format!("{}.{}", segments[0], segments[1]).as_bytes());
     mac.verify_slice(&signature).expect("signature verifies");
 
-    let other = jwt_with_header(SECRET, &json!({"alg": "none"}), &payload);
+    let other = jwt_with_header(SECRET, json!({"alg": "none"}), &payload);
     assert_eq!(
         decode(other.split('.').next().unwrap()),
         json!({"alg": "none"})
@@ -482,4 +482,28 @@ fn secret_check_names_the_secret_and_line_without_showing_it() {
         "{message}"
     );
     assert!(find_secret("nothing here\n", &extra).is_none());
+}
+
+#[test]
+fn a_relay_whose_output_holds_a_forbidden_string_fails_when_dropped_quiet_or_not() {
+    let otx = FakeOtx::start();
+    for quiet in [false, true] {
+        let mut command = RelayCommand::new(BIN, &otx.url());
+        if quiet {
+            command = command.quiet();
+        }
+        let relay = command.start().unwrap_or_else(|e| panic!("{e}"));
+        relay.forbid("harness-canary");
+        relay.request("GET", "/harness-canary", &[], b"");
+        assert!(
+            relay.wait_log("/harness-canary"),
+            "quiet {quiet}: the line is kept"
+        );
+        let message = panic_message(|| drop(relay));
+        assert!(
+            message.contains("secret forbid #0"),
+            "quiet {quiet}: {message}"
+        );
+        assert!(!message.contains("harness-canary"), "{message}");
+    }
 }

@@ -12,11 +12,8 @@ use serde_json::{json, Value};
 /// The relay binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_otx-relay");
 
-/// The harness's `Relay` run from `BIN` on 127.0.0.1 and a free port, with
-/// the test defaults (`SECRET_KEY=SECRET`, `CACHE_TTL=0`) overridden by
-/// `env` (an entry with the value "" sets the variable to empty). Each waits
-/// (max 10 s) for the `listening on` line, and panics with the relay's
-/// output if it exits before.
+/// The harness's `Relay` run from `BIN` as `RelayCommand` says (test
+/// defaults, then `env`); panics with the relay's output if it does not start.
 pub trait StartRelay {
     /// Against `otx`.
     fn start(otx: &FakeOtx, env: &[(&str, &str)]) -> Relay {
@@ -27,9 +24,7 @@ pub trait StartRelay {
     /// variable of `remove` (e.g. `SECRET_KEY`).
     fn spawn(otx_url: &str, env: &[(&str, &str)], remove: &[&str]) -> Relay {
         let command = RelayCommand::new(BIN, otx_url).env(env).remove(remove);
-        command
-            .start()
-            .unwrap_or_else(|failure| panic!("{failure}"))
+        command.start().unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
@@ -44,12 +39,9 @@ pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> Run {
 /// A ureq agent for talking to the fake OTX directly: statuses are not
 /// errors, no proxy from the environment, a 10 s global timeout.
 pub fn http_agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
+    let ten = Some(Duration::from_secs(10));
+    let config = ureq::Agent::config_builder().http_status_as_error(false);
+    config.proxy(None).timeout_global(ten).build().into()
 }
 
 /// `POST /version` answers 200 with the crate version: the relay serves.
@@ -75,59 +67,40 @@ pub fn check_refused(otx: &FakeOtx, variable: &str, value: &str) -> Run {
     ];
     let run = run_cli(&[], &env);
     let context = format!("{variable}={value:?}: {run:?}");
-    assert!(
-        run.code.is_some_and(|code| code != 0),
-        "a non-zero exit: {context}"
-    );
-    let stderr: Vec<&str> = run.stderr.lines().collect();
-    assert!(
-        matches!(stderr[..], [line] if line.contains(&format!("invalid {variable}: "))),
-        "one line on stderr, naming the variable: {context}"
-    );
-    let all = format!("{}{}", run.stdout, run.stderr);
+    assert_ne!(run.code.unwrap_or(0), 0, "a non-zero exit: {context}");
+    let naming = run.stderr.contains(&format!("invalid {variable}: "));
+    let named = naming && run.stderr.lines().count() == 1;
+    assert!(named, "one line on stderr, naming the variable: {context}");
+    let all = run.stdout.clone() + &run.stderr;
     assert!(!all.contains("panicked"), "no panic: {context}");
     assert_eq!(find_secret(&all, &[]), None, "{context}");
     run
 }
 
-/// The judgement and verdict expected for `observable` with `disposition`
+/// The judgement and verdict expected for the observable `obs` with `disposition`
 /// (1 Clean, 2 Malicious, 3 Suspicious), as `check_json` patterns: ids,
 /// times and the judgement id by placeholder; confidence and severity as
 /// SPEC §7 ties them to the disposition.
-pub fn expected_verdict(
-    observable: &Value,
-    source_uri: &str,
-    disposition: u8,
-    reason: &str,
-) -> (Value, Value) {
+pub fn expected_verdict(obs: &Value, uri: &str, disposition: u8, reason: &str) -> (Value, Value) {
     let (name, confidence, severity) = match disposition {
         1 => ("Clean", "High", "None"),
         2 => ("Malicious", "High", "High"),
         _ => ("Suspicious", "Medium", "Medium"),
     };
     let judgement = json!({
-        "type": "judgement",
-        "schema_version": "1.0.17",
+        "type": "judgement", "schema_version": "1.0.17",
         "id": "<<prefix:transient:judgement->>",
-        "observable": observable,
-        "disposition": disposition,
-        "disposition_name": name,
-        "source": "AlienVault OTX",
-        "source_uri": source_uri,
-        "priority": 85,
-        "confidence": confidence,
-        "severity": severity,
-        "tlp": "white",
+        "observable": obs,
+        "disposition": disposition, "disposition_name": name,
+        "source": "AlienVault OTX", "source_uri": uri,
+        "priority": 85, "confidence": confidence, "severity": severity, "tlp": "white",
         "reason": reason,
         "valid_time": {"start_time": "<<time>>", "end_time": "<<time>>"},
     });
     let verdict = json!({
-        "type": "verdict",
-        "disposition": disposition,
-        "disposition_name": name,
-        "observable": observable,
-        "valid_time": judgement["valid_time"],
-        "judgement_id": judgement["id"],
+        "type": "verdict", "judgement_id": judgement["id"],
+        "disposition": disposition, "disposition_name": name,
+        "observable": obs, "valid_time": judgement["valid_time"],
     });
     (judgement, verdict)
 }
@@ -142,10 +115,8 @@ pub fn tool(name: &str) -> Option<&str> {
     }
     let why = format!("{name} is not installed (Debian: see .ci/run)");
     let required = std::env::var("OTX_RELAY_REQUIRE_TOOLS").unwrap_or_default();
-    assert!(
-        !required.split(',').any(|t| t.trim() == name),
-        "OTX_RELAY_REQUIRE_TOOLS names {name}: {why}"
-    );
+    let required = required.split(',').any(|t| t.trim() == name);
+    assert!(!required, "OTX_RELAY_REQUIRE_TOOLS names {name}: {why}");
     eprintln!("skipped: {why}");
     None
 }
