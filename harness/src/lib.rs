@@ -1,6 +1,6 @@
 //! The dev-only harness of otx-relay, shared by the integration tests
-//! (`tests/it`), the bench (`benches/relay.rs`), the soak (`examples/soak.rs`)
-//! and `.ci/docker-smoke` (through the `fake-otx` binary).
+//! (`tests/it`), the bench and its soak (`benches/relay.rs`) and
+//! `.ci/docker-smoke` (through the `fake-otx` binary).
 //!
 //! - `FakeOtx`: a raw HTTP/1.1 server standing in for OTX (or, over TLS, a
 //!   JWKS host), programmable per test, counting requests and connections,
