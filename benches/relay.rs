@@ -472,8 +472,7 @@ impl Bench {
         let faults = faults.lock().map(|f| f.clone()).unwrap_or_default();
         let value = format!("{requests} requests, {connections} connections, {faults:?}");
         t.note("soak: fake OTX requests, connections, faults", value);
-        // The fake counts a slow head the relay gave up on until it is sent.
-        let metric = "soak: OTX requests in flight at most (slow heads included)";
+        let metric = "soak: OTX requests in flight at most";
         t.note(metric, in_flight.to_string());
         t.note("soak: relay RSS (peak)", mib(load.peak_rss));
         let metric = "soak: relay alive after the load";

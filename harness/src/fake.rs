@@ -5,7 +5,8 @@
 //! tests' JWKS host.
 
 use std::collections::HashMap;
-use std::io::{BufReader, Read, Write};
+use std::io::ErrorKind::{Interrupted, TimedOut, WouldBlock};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -59,7 +60,8 @@ pub struct Reply {
     pub body: Arc<[u8]>,
     /// Extra headers. `Content-Length` and `Connection` are added unless present here.
     pub headers: Headers,
-    /// Wait before writing the status line (after the fake's latency).
+    /// Wait before writing the status line (after the fake's latency); a
+    /// close from the client ends the wait and the connection.
     pub head_delay: Duration,
     /// Sleep after the head, before the body.
     pub body_delay: Duration,
@@ -382,9 +384,12 @@ fn serve(io: impl Read + Write, tcp: &TcpStream, state: &Mutex<State>) {
     while let Some((start, headers)) = read_head(&mut reader) {
         let arrived = Instant::now();
         let parts: Vec<&str> = start.split(' ').collect();
-        let [method, target, version] = parts[..] else {
-            send_reply(reader.get_mut(), tcp, &Reply::raw(400, b""), false, state);
-            return;
+        let (method, target, version) = match parts[..] {
+            [m, t, v] if !m.is_empty() && !t.is_empty() => (m, t, v),
+            _ => {
+                send_reply(reader.get_mut(), tcp, &Reply::raw(400, b""), false, state);
+                return;
+            }
         };
         let Ok(body) = read_body(&mut reader, &headers, false) else {
             return;
@@ -408,13 +413,35 @@ fn serve(io: impl Read + Write, tcp: &TcpStream, state: &Mutex<State>) {
             state.latency
         };
         let reply = reply_for(state, &request);
-        let until = arrived + latency + reply.head_delay;
-        thread::sleep(until.saturating_duration_since(Instant::now()));
+        let open = pause(&mut reader, tcp, arrived + latency + reply.head_delay);
         lock(state).in_flight -= 1;
-        if !send_reply(reader.get_mut(), tcp, &reply, keep_alive, state) {
+        if !open || !send_reply(reader.get_mut(), tcp, &reply, keep_alive, state) {
             return;
         }
     }
+}
+
+/// Waits until `until` unless the client closes the connection first;
+/// whether it is still open. What the client sends meanwhile stays unread.
+/// A socket's read timeout counts in the kernel's ticks (up to 10 ms late),
+/// so it watches for a close until 20 ms before `until` and sleeps the rest.
+fn pause(reader: &mut impl BufRead, tcp: &TcpStream, until: Instant) -> bool {
+    let left = || until.saturating_duration_since(Instant::now());
+    loop {
+        let wait = left().saturating_sub(Duration::from_millis(20));
+        if wait.is_zero() {
+            break;
+        }
+        let _ = tcp.set_read_timeout(Some(wait));
+        match reader.fill_buf() {
+            // The client sent something: no close to watch for.
+            Ok(bytes) if !bytes.is_empty() => break,
+            Err(e) if matches!(e.kind(), WouldBlock | TimedOut | Interrupted) => {}
+            _ => return false,
+        }
+    }
+    thread::sleep(left());
+    tcp.set_read_timeout(Some(IDLE)).is_ok()
 }
 
 /// The reply programmed for `request`; the fallback runs outside the lock.

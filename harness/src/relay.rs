@@ -373,21 +373,28 @@ pub struct Run {
     pub stderr: String,
 }
 
-/// Runs `bin args…` with only `env` in its environment; panics if it has
-/// not exited within 10 s (coreutils' `timeout` then ends it: SIGTERM, and
-/// SIGKILL a second later).
+/// Runs `bin args…` with only `env` in its environment; panics if it cannot
+/// start, or has not exited within 10 s (coreutils' `timeout` then ends it:
+/// SIGTERM, and SIGKILL a second later).
 pub fn run_cli(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut command = Command::new("timeout");
+    let (mut command, started) = (Command::new("timeout"), Instant::now());
     command.args(["-k", "1", "10", bin]).args(args);
     let out = command.env_clear().envs(env.iter().copied()).output();
     let out = out.expect("coreutils' timeout runs");
     let text = |bytes| String::from_utf8_lossy(bytes).into_owned();
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    // `timeout` exits 124 when it had to end the command.
+    let (stdout, stderr, code) = (text(&out.stdout), text(&out.stderr), out.status.code());
+    // `timeout` exits 125 to 127 when the command could not run.
+    assert!(
+        !matches!(code, Some(125..=127)),
+        "cannot start {bin}: {stderr}"
+    );
     let hung = format!("otx-relay {args:?} did not exit within 10 s; its output");
-    assert_ne!(out.status.code(), Some(124), "{hung}:\n{stdout}{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{hung}:\n{stdout}{stderr}"
+    );
     Run {
-        code: out.status.code(),
+        code,
         stdout,
         stderr,
     }

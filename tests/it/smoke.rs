@@ -14,6 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
 use crate::support::*;
+use otx_relay_harness::run_cli as run_cli_of;
 
 const PATH: &str = "/api/v1/indicators/IPv4/1.2.3.4/general";
 const PULSE_PATH: &str = "/api/v1/pulses/57204e9b3c4c3e015d93cb12/indicators";
@@ -340,6 +341,40 @@ fn fake_otx_delays_the_answer() {
         .into();
     assert!(agent.get(&format!("{}{PATH}", otx.url())).call().is_err());
     assert_eq!(otx.requests_to(PATH).len(), 1, "recorded before the delay");
+    // The client gave up and closed: the wait ends, and the connection with it.
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        otx.open_connections() == 0
+    });
+    assert!(
+        gone,
+        "the fake still holds the connection of a client that left"
+    );
+    assert_eq!(otx.take_max_in_flight(), 1);
+    assert_eq!(
+        otx.take_max_in_flight(),
+        0,
+        "nothing in flight once it left"
+    );
+}
+
+#[test]
+fn fake_otx_refuses_a_request_line_without_a_target() {
+    let otx = FakeOtx::start();
+    let answer = raw_exchange(&otx, "").expect("an answer");
+    assert!(answer.starts_with(b"HTTP/1.1 400 Bad Request\r\n"));
+    assert!(otx.requests().is_empty(), "nothing recorded");
+}
+
+#[test]
+fn run_cli_fails_on_a_command_that_cannot_start_or_hangs() {
+    let missing = panic_message(|| drop(run_cli_of("/nonexistent/otx-relay", &[], &[])));
+    assert!(missing.contains("cannot start"), "{missing}");
+    // It ignores SIGTERM, so `timeout` has to kill it (and itself).
+    let stubborn = ["-c", "trap '' TERM; echo started; sleep 30"];
+    let hung = panic_message(|| drop(run_cli_of("/bin/sh", &stubborn, &[])));
+    assert!(hung.contains("did not exit within 10 s"), "{hung}");
+    assert!(hung.contains("started"), "with its output: {hung}");
 }
 
 /// An answer after a 100, in chunks with an extension and a trailer.
