@@ -430,6 +430,18 @@ fn client_reads_chunks_skips_1xx_and_asks_again_only_on_a_stale_connection() {
 }
 
 #[test]
+fn client_refuses_a_chunk_not_followed_by_crlf() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("an address");
+    // Read without its check, "XY" would pass for the chunk's CRLF.
+    let bad = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n";
+    let server = std::thread::spawn(move || answer_raw(&listener, &[bad]));
+    let mut client = Client::new(addr).timeout(Duration::from_secs(5));
+    assert!(client.send("GET", "/", &[], b"").is_err());
+    server.join().expect("the server");
+}
+
+#[test]
 fn check_json_matches_placeholders() {
     let actual = json!({
         "id": "transient:sighting-0c2f3b5e-2f0d-4c4a-9a53-7b1c4f6e2d10",
