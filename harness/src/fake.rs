@@ -51,7 +51,7 @@ pub enum Fault {
 }
 
 /// One programmed answer of the fake OTX.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Reply {
     pub status: u16,
     /// The reason phrase; `None` means the standard one for `status` (empty if unknown).
@@ -73,12 +73,8 @@ impl Reply {
     pub fn raw(status: u16, body: &[u8]) -> Reply {
         Reply {
             status,
-            reason: None,
             body: body.into(),
-            headers: Vec::new(),
-            head_delay: Duration::ZERO,
-            body_delay: Duration::ZERO,
-            fault: None,
+            ..Reply::default()
         }
     }
 

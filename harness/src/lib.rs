@@ -34,7 +34,7 @@ pub use fake::{sample, FakeOtx, Fault, Recorded, Reply, TEST_CERT};
 pub use http1::{Client, Headers, Response};
 pub use json::{check_json, regex_full_match};
 pub use redis::RedisServer;
-pub use relay::{find_secret, free_port, run_cli, Relay, RelayCommand, Run};
+pub use relay::{find_secret, free_port, is_relay_variable, run_cli, Relay, RelayCommand, Run};
 pub use synth::Synth;
 pub use token::*;
 

@@ -139,11 +139,14 @@ impl RelayCommand {
 }
 
 /// Whether the relay reads `name` (any case): the variables a caller may
-/// have inherited and that must not leak into the relay under test.
-fn is_relay_variable(name: &str) -> bool {
+/// have inherited (a developer's `REDIS_URL`, say) and that must not leak
+/// into the relay under test. `tests/it/smoke.rs` holds it to `src/config.rs`.
+pub fn is_relay_variable(name: &str) -> bool {
     const EXACT: &str = "SECRET_KEY CTR_ENTITIES_LIMIT SSL_CERT_FILE SSL_CERT_DIR HTTPS_PROXY \
-                         HTTP_PROXY ALL_PROXY NO_PROXY HOST PORT";
-    const PREFIXES: [&str; 5] = ["AVOTX_", "RELAY_", "CACHE_", "OTX_", "VERDICT_"];
+                         HTTP_PROXY ALL_PROXY NO_PROXY HOST PORT METRICS REDIS_URL";
+    const PREFIXES: [&str; 7] = [
+        "AVOTX_", "RELAY_", "CACHE_", "OTX_", "VERDICT_", "JWKS_", "TILE_",
+    ];
     let name = name.to_ascii_uppercase();
     EXACT.split_whitespace().any(|v| v == name) || PREFIXES.iter().any(|p| name.starts_with(p))
 }

@@ -1,6 +1,7 @@
 //! Tests of the harness itself, touching the relay only through endpoints
 //! that exist from the start (`/version`, `/watchdog`).
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
@@ -375,6 +376,21 @@ fn run_cli_fails_on_a_command_that_cannot_start_or_hangs() {
     let hung = panic_message(|| drop(run_cli_of("/bin/sh", &stubborn, &[])));
     assert!(hung.contains("did not exit within 10 s"), "{hung}");
     assert!(hung.contains("started"), "with its output: {hung}");
+}
+
+#[test]
+fn the_relay_under_test_inherits_none_of_its_variables() {
+    // Every upper-case string of src/config.rs is a variable the relay reads.
+    let config = include_str!("../../src/config.rs");
+    let name = |s: &&str| s.len() > 2 && s.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
+    let names: BTreeSet<&str> = config.split('"').skip(1).step_by(2).filter(name).collect();
+    assert!(names.contains("REDIS_URL") && names.len() > 20, "{names:?}");
+    let inherited: Vec<&&str> = names.iter().filter(|n| !is_relay_variable(n)).collect();
+    assert!(
+        inherited.is_empty(),
+        "RelayCommand passes these on: {inherited:?}"
+    );
+    assert!(is_relay_variable("redis_url") && !is_relay_variable("PATH"));
 }
 
 /// An answer after a 100, in chunks with an extension and a trailer.
