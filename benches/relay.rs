@@ -155,8 +155,14 @@ impl Bench {
         t.note("OTX calls per cold /observe", format!("{otx_calls:.1}"));
         let (metric, value) = ("relay CPU per cold /observe", cpu * 1e3);
         t.goal(metric, format!("{value:.2} ms"), "<= 5 ms", cpu <= 0.005);
+        let _ = otx.take_max_in_flight();
         let (calls, rss) =
             self.throughput(&relay, "cold", 2 * SECOND, |n| observe_body(Some(n + 100)));
+        // 64 clients ask for 28 OTX calls each: far more than the relay may make at once.
+        let (in_flight, bound) = (otx.take_max_in_flight(), pool_size() / 2);
+        let metric = "OTX requests in flight at most, cold c=64";
+        let goal = format!("<= {bound} (AVOTX_CONCURRENCY)");
+        t.goal(metric, in_flight.to_string(), &goal, in_flight <= bound);
         let (opened, calls) = (otx.connections() - connections, calls + n);
         let per_100 = opened as f64 * 100.0 / calls as f64;
         let value = format!("{per_100:.2} ({opened} for {calls} calls)");
@@ -246,7 +252,7 @@ impl Bench {
     }
 
     /// One big `/observe` (every IP in one pulse, no latency): the relay's
-    /// peak RSS against the answer's size, and OTX requests in flight.
+    /// peak RSS against the answer's size.
     fn big(&self) {
         let otx = FakeOtx::start();
         Synth::new(1).serve(&otx);
@@ -258,7 +264,6 @@ impl Bench {
             let body = Value::Array(ips.collect()).to_string();
             let before = status_kib(relay.pid(), "VmRSS").unwrap_or(0) * 1024;
             assert!(reset_peak(relay.pid()), "cannot reset the peak RSS");
-            let _ = otx.take_max_in_flight();
             let (started, mut client) = (Instant::now(), client(&relay).timeout(600 * SECOND));
             let answer = client.post_json(OBSERVE, &body).expect("an answer");
             let took = started.elapsed().as_secs_f64();
@@ -266,7 +271,7 @@ impl Bench {
             let parsed: Value = serde_json::from_slice(&answer.body).expect("JSON");
             let found = &parsed["data"]["sightings"]["count"];
             assert_eq!(found, n, "every observable found");
-            let (size, in_flight) = (answer.body.len() as u64, otx.take_max_in_flight());
+            let size = answer.body.len() as u64;
             let (ratio, t) = (peak as f64 / size as f64, &self.table);
             let growth = peak.saturating_sub(before) as f64 / size as f64;
             let (size, before, peak) = (mib(size), mib(before), mib(peak));
@@ -274,8 +279,6 @@ impl Bench {
                 let value = format!("{size}, {peak}, {ratio:.2} x (in {took:.1} s)");
                 let metric = "10 000-observable /observe: answer, peak RSS, peak / answer";
                 t.goal(metric, value, "<= 3 x", ratio <= 3.0);
-                let metric = "... its OTX requests in flight at most";
-                t.goal(metric, in_flight.to_string(), "<= 32", in_flight <= 32);
             } else {
                 let value = format!("{growth:.2} bytes ({before} -> {peak} peak)");
                 let metric = "2 000-observable /observe: RSS growth per answer byte";

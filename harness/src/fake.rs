@@ -306,7 +306,8 @@ impl FakeOtx {
         lock(&self.state).bytes
     }
 
-    /// The most requests in flight at once since the last call (or the start).
+    /// The most requests in flight at once (from their head's arrival to the
+    /// end of their answer) since the last call (or the start).
     pub fn take_max_in_flight(&self) -> usize {
         let state = &mut *lock(&self.state);
         std::mem::replace(&mut state.max_in_flight, state.in_flight)
@@ -409,9 +410,11 @@ fn serve(io: impl Read + Write, tcp: &TcpStream, state: &Mutex<State>) {
             state.latency
         };
         let reply = reply_for(state, &request);
+        // In flight until the whole answer is written (or the exchange ends).
         let open = pause(&mut reader, tcp, arrived + latency + reply.head_delay);
+        let sent = open && send_reply(reader.get_mut(), tcp, &reply, keep_alive, state);
         lock(state).in_flight -= 1;
-        if !open || !send_reply(reader.get_mut(), tcp, &reply, keep_alive, state) {
+        if !sent {
             return;
         }
     }

@@ -2,7 +2,7 @@
 //! bodies, and a keep-alive client.
 
 use std::fmt::{self, Display, Write as _};
-use std::io::ErrorKind::{self, BrokenPipe, ConnectionAborted, ConnectionReset};
+use std::io::ErrorKind;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -11,12 +11,13 @@ use std::time::Duration;
 pub type Headers = Vec<(String, String)>;
 
 /// Reads a message head up to the empty line: its start line, and its
-/// headers as (lower-case name, trimmed value). `None` on EOF, error, or a
-/// head over 64 KiB. Empty lines before the start line are skipped, as RFC
-/// 9112 allows.
+/// headers as (lower-case name, trimmed value). `None` on EOF, error, a head
+/// over 64 KiB, or a header line without a colon. Strict, to catch the
+/// relay's framing bugs: an empty line before the start line is the start
+/// line.
 pub(crate) fn read_head(reader: &mut impl BufRead) -> Option<(String, Headers)> {
     let mut limited = reader.by_ref().take(64 * 1024);
-    let (mut start, mut headers) = (String::new(), Vec::new());
+    let (mut start, mut headers) = (None, Vec::new());
     loop {
         let mut line = Vec::new();
         limited.read_until(b'\n', &mut line).ok()?;
@@ -25,11 +26,12 @@ pub(crate) fn read_head(reader: &mut impl BufRead) -> Option<(String, Headers)> 
         }
         let line = String::from_utf8_lossy(&line);
         let line = line.trim_end_matches(['\r', '\n']);
-        if start.is_empty() {
-            start = line.to_string();
+        if start.is_none() {
+            start = Some(line.to_string());
         } else if line.is_empty() {
-            return Some((start, headers));
-        } else if let Some((k, v)) = line.split_once(':') {
+            return Some((start?, headers));
+        } else {
+            let (k, v) = line.split_once(':')?;
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
         }
     }
@@ -42,9 +44,15 @@ pub(crate) fn header<'a, S: AsRef<str>>(headers: &'a [(S, S)], name: &str) -> Op
 }
 
 /// Whether a header `name` lists `token` (comma-separated, any case).
-pub(crate) fn has_token(headers: &[(String, String)], name: &str, token: &str) -> bool {
-    let mut values = headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name));
-    values.any(|(_, v)| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+pub(crate) fn has_token<S: AsRef<str>>(headers: &[(S, S)], name: &str, token: &str) -> bool {
+    let mut values = headers
+        .iter()
+        .filter(|(k, _)| k.as_ref().eq_ignore_ascii_case(name));
+    values.any(|(_, v)| {
+        v.as_ref()
+            .split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    })
 }
 
 /// A message head: `start`, each of `defaults` that `headers` lack (any
@@ -75,13 +83,30 @@ pub(crate) fn read_body(
 ) -> io::Result<Vec<u8>> {
     let invalid = |what: String| io::Error::new(ErrorKind::InvalidData, what);
     let mut body = Vec::new();
-    if has_token(headers, "transfer-encoding", "chunked") {
+    // Strict, to catch the relay's framing bugs (RFC 9112 §6.3).
+    let (coding, length) = (
+        header(headers, "transfer-encoding"),
+        header(headers, "content-length"),
+    );
+    let mut lengths = headers.iter().filter(|(k, _)| k == "content-length");
+    let agreed = lengths.all(|(_, v)| Some(v.as_str()) == length);
+    let digits = length.is_none_or(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()));
+    if !agreed || !digits || (coding.is_some() && length.is_some()) {
+        let framing = format!("Content-Length {length:?} (all alike: {agreed}), {coding:?}");
+        return Err(invalid(framing));
+    }
+    if coding.is_some_and(|coding| !coding.eq_ignore_ascii_case("chunked")) {
+        return Err(invalid(format!("Transfer-Encoding {coding:?}")));
+    }
+    if coding.is_some() {
         loop {
             let mut line = String::new();
             reader.read_line(&mut line)?;
             let size = line.split(';').next().unwrap_or_default().trim();
-            let size = u64::from_str_radix(size, 16)
-                .map_err(|_| invalid(format!("bad chunk size {size:?}")))?;
+            let hex = !size.is_empty() && size.bytes().all(|b| b.is_ascii_hexdigit());
+            let size = (u64::from_str_radix(size, 16).ok())
+                .filter(|_| hex)
+                .ok_or_else(|| invalid(format!("bad chunk size {size:?}")))?;
             if size == 0 {
                 break;
             }
@@ -204,10 +229,10 @@ impl Client {
         self.send("POST", path, &json, body.as_bytes())
     }
 
-    /// One request, on the open connection if there is one (and again on a
-    /// new one if not a byte of an answer came back on it: the server may
-    /// have closed it meanwhile). An answer cut short is an error, never
-    /// asked again.
+    /// One request, on the kept connection if the server has not closed it
+    /// meanwhile, else on a new one; never sent twice (a request the server
+    /// took and closed without answering is an error). An answer followed by
+    /// bytes it did not announce is an error too.
     pub fn send(
         &mut self,
         method: &str,
@@ -223,36 +248,63 @@ impl Client {
             [("Host", &self.addr), ("Content-Length", &body.len())];
         let defaults = &defaults[..if sized { 2 } else { 1 }];
         let head = head(format_args!("{method} {path} HTTP/1.1"), defaults, &all);
-        let message = [head.as_bytes(), body].concat();
-        // Once more on a new connection if the kept one gave back nothing
-        // at all (the server had closed it), never else.
-        loop {
-            let reused = self.connection.is_some();
-            let mut connection = match self.connection.take() {
-                Some(connection) => connection,
-                None => {
-                    let stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
-                    stream.set_nodelay(true)?;
-                    stream.set_read_timeout(Some(self.timeout))?;
-                    stream.set_write_timeout(Some(self.timeout))?;
-                    BufReader::new(stream)
-                }
-            };
-            // The server may answer early (413) and close before reading it
-            // all, so a failed write is not an error: the answer is what counts.
-            let _ = connection.get_mut().write_all(&message);
-            let stale = match connection.fill_buf() {
-                Ok(bytes) => bytes.is_empty(),
-                Err(e) => matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe),
-            };
-            if reused && stale {
-                continue;
+        let closing = has_token(&all, "connection", "close");
+        let mut connection = match self.kept()? {
+            Some(connection) => connection,
+            None => {
+                let stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
+                stream.set_nodelay(true)?;
+                stream.set_read_timeout(Some(self.timeout))?;
+                stream.set_write_timeout(Some(self.timeout))?;
+                BufReader::new(stream)
             }
-            let (response, reusable) = read_response(&mut connection, method)?;
-            if reusable {
-                self.connection = Some(connection);
-            }
+        };
+        // The server may answer early (413) and close before reading it
+        // all, so a failed write is not an error: the answer is what counts.
+        let _ = connection
+            .get_mut()
+            .write_all(&[head.as_bytes(), body].concat());
+        let (response, reusable) = read_response(&mut connection, method)?;
+        if reusable && !closing {
+            self.connection = Some(connection);
             return Ok(response);
         }
+        // The server must close now, and nothing may follow the answer.
+        let mut rest = Vec::new();
+        let read = connection.read_to_end(&mut rest);
+        if !rest.is_empty() {
+            return Err(unasked(rest.len()));
+        }
+        match read {
+            Err(e) if e.kind() != ErrorKind::ConnectionReset => {
+                let what = format!("no close after the answer: {e}");
+                Err(io::Error::new(e.kind(), what))
+            }
+            _ => Ok(response),
+        }
     }
+
+    /// The kept connection, `None` if there is none or the server has
+    /// closed it since its last answer.
+    fn kept(&mut self) -> io::Result<Option<BufReader<TcpStream>>> {
+        let Some(connection) = self.connection.take() else {
+            return Ok(None);
+        };
+        let stream = connection.get_ref();
+        stream.set_nonblocking(true)?;
+        let peeked = stream.peek(&mut [0; 64]);
+        stream.set_nonblocking(false)?;
+        let unasked = connection.buffer().len() + peeked.as_ref().map_or(0, |n| *n);
+        match peeked {
+            _ if unasked > 0 => Err(self::unasked(unasked)),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(Some(connection)),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// The error of `n` bytes that followed an answer unannounced.
+fn unasked(n: usize) -> io::Error {
+    let what = format!("{n} bytes after the last answer, unannounced");
+    io::Error::new(ErrorKind::InvalidData, what)
 }

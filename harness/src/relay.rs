@@ -32,29 +32,50 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("a bound address").port()
 }
 
-/// Looks for any secret in `logs`: the built-in ones (`SECRET`, `KEY`,
-/// `token()`) and `extra`. Returns a description naming the secret by label and
-/// the line by number, never the secret itself (it is redacted from the line).
-pub fn find_secret(logs: &str, extra: &[String]) -> Option<String> {
+/// The secrets no output may hold, each with its label: `SECRET`, `KEY`,
+/// `token()` and its payload and signature segments (the payload is the key
+/// in base64), then `extra`. Longest first, so that no secret is left
+/// half-shown when one contains another.
+fn secrets(extra: &[String]) -> Vec<(String, &str)> {
     // Minted once: a quiet relay's every line is scanned during a load.
     static TOKEN: OnceLock<String> = OnceLock::new();
-    let token = TOKEN.get_or_init(token);
+    let token = TOKEN.get_or_init(token).as_str();
+    let segment = |i| token.split('.').nth(i).unwrap_or(token);
     let builtin = [("SECRET", SECRET), ("KEY", KEY), ("token()", token)];
+    let segments = [
+        ("token()'s payload", segment(1)),
+        ("token()'s signature", segment(2)),
+    ];
+    let builtin = builtin.into_iter().chain(segments);
     let builtin = builtin.map(|(label, secret)| (label.to_string(), secret));
     let extra = extra.iter().enumerate();
     let extra = extra.map(|(i, secret)| (format!("forbid #{i}"), secret.as_str()));
-    let mut secrets: Vec<_> = builtin.into_iter().chain(extra).collect();
+    let mut secrets: Vec<_> = builtin.chain(extra).collect();
     secrets.retain(|(_, secret)| !secret.is_empty());
-    // Longest first, so that no secret is left half-shown when one contains another.
     secrets.sort_by_key(|(_, secret)| Reverse(secret.len()));
+    secrets
+}
+
+/// `text` with each secret (see `find_secret`) replaced by `<its label>`:
+/// what a failure message may show of the relay's output.
+pub fn redact(text: &str, extra: &[String]) -> String {
+    let redact = |text: String, (label, secret): &(String, &str)| {
+        text.replace(secret, &format!("<{label}>"))
+    };
+    secrets(extra).iter().fold(text.to_string(), redact)
+}
+
+/// Looks for any secret in `logs`: the built-in ones (`SECRET`, `KEY`,
+/// `token()` and its segments) and `extra`. Returns a description naming the
+/// secret by label and the line by number, never the secret itself (it is
+/// redacted from the line).
+pub fn find_secret(logs: &str, extra: &[String]) -> Option<String> {
+    let secrets = secrets(extra);
     let (line, number, label) = logs.lines().zip(1..).find_map(|(line, number)| {
         let (label, _) = secrets.iter().find(|(_, secret)| line.contains(secret))?;
         Some((line, number, label))
     })?;
-    let redact = |line: String, (label, secret): &(String, &str)| {
-        line.replace(secret, &format!("<{label}>"))
-    };
-    let redacted = secrets.iter().fold(line.to_string(), redact);
+    let redacted = redact(line, extra);
     Some(format!(
         "secret {label} appears in the relay's output, line {number}: {redacted}"
     ))
@@ -213,6 +234,11 @@ impl Relay {
         self.spawned
     }
 
+    /// `text` with the secrets (`forbid`'s too) replaced by their labels.
+    fn redacted(&self, text: &str) -> String {
+        redact(text, &lock(&self.output).forbidden)
+    }
+
     /// Adds `secret` to the strings the output must never contain.
     pub fn forbid(&self, secret: &str) {
         lock(&self.output).forbidden.push(secret.to_string());
@@ -225,7 +251,7 @@ impl Relay {
         headers.extend(auth.map(|auth| ("Authorization", auth)));
         let (status, _, bytes) = self.request("POST", path, &headers, body.as_bytes());
         let json = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-            let text = String::from_utf8_lossy(&bytes);
+            let text = self.redacted(&String::from_utf8_lossy(&bytes));
             panic!("POST {path} answered {status} with a body that is not JSON ({e}): {text:?}")
         });
         (status, json)
@@ -268,8 +294,7 @@ impl Relay {
     /// detached). The exit status, `None` if it was killed.
     fn stop_within(&mut self, grace: Duration) -> Option<ExitStatus> {
         if self.alive() {
-            let pid = self.child.id().to_string();
-            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            sigterm(self.child.id());
             poll(grace, || !self.alive());
         }
         let status = self.child.try_wait().ok().flatten();
@@ -289,7 +314,7 @@ impl Relay {
         let status = self.stop();
         let killed = "otx-relay did not exit within 15 s of SIGTERM; its output";
         status
-            .unwrap_or_else(|| panic!("{killed}:\n{}", self.logs()))
+            .unwrap_or_else(|| panic!("{killed}:\n{}", self.redacted(&self.logs())))
             .code()
     }
 
@@ -338,6 +363,15 @@ impl Drop for Relay {
             panic!("{leak}");
         }
     }
+}
+
+/// Sends SIGTERM to `pid` through the shell's `kill` builtin (no procps
+/// needed); whether it was delivered.
+pub fn sigterm(pid: u32) -> bool {
+    let kill = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
+        .status();
+    kill.is_ok_and(|status| status.success())
 }
 
 /// Copies the lines of `source` into `output`, noting the `listening on`
@@ -396,7 +430,8 @@ pub fn run_cli(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
     let hung = format!("otx-relay {args:?} did not exit within 10 s; its output");
     assert!(
         started.elapsed() < Duration::from_secs(10),
-        "{hung}:\n{stdout}{stderr}"
+        "{hung}:\n{}",
+        redact(&format!("{stdout}{stderr}"), &[])
     );
     Run {
         code,

@@ -74,7 +74,8 @@ impl SigningKey {
                     | openssl rsa -traditional -outform DER 2>/dev/null";
         let out = Command::new("sh").args(["-c", make]).output();
         let der = out.map(|out| out.stdout).unwrap_or_default();
-        let pair = RsaKeyPair::from_der(&der).expect("`openssl genrsa` makes an RSA key");
+        let made = RsaKeyPair::from_der(&der);
+        let pair = made.expect("an RSA key from `openssl genrsa` (Debian package: openssl)");
         SigningKey { kid, pair }
     }
 

@@ -4,7 +4,6 @@
 //! stop.
 
 use std::net::TcpStream;
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -764,16 +763,13 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
         Reply::file("user-me.json").with_head_delay(Duration::from_millis(1500)),
     );
     let relay = Relay::start(&otx, &[]);
-    let pid = relay.pid().to_string();
+    let pid = relay.pid();
     let signaller = thread::spawn(move || {
         thread::sleep(Duration::from_millis(300));
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill")
+        sigterm(pid)
     });
     let (status, body) = relay.post_auth("/health", "");
-    assert!(signaller.join().expect("the signaller").success());
+    assert!(signaller.join().expect("the signaller"), "SIGTERM sent");
     assert_eq!(status, 200);
     check_json(&body, &json!({"data": {"status": "ok"}}));
     assert_eq!(otx.requests_to(USER_ME).len(), 1);

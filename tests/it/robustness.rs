@@ -5,7 +5,6 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -114,11 +113,7 @@ fn sigterm_stops_accepting_while_the_request_in_flight_finishes() {
         });
         // Let the request reach the relay and its (slow) OTX call.
         thread::sleep(Duration::from_millis(300));
-        let sent = Command::new("kill")
-            .args(["-TERM", &relay.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -TERM failed");
+        assert!(sigterm(relay.pid()), "SIGTERM sent");
         thread::sleep(Duration::from_millis(200));
         let checked = Instant::now();
         let turned_away = new_connection_is_turned_away(&relay);

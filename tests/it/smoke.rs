@@ -360,6 +360,27 @@ fn fake_otx_delays_the_answer() {
 }
 
 #[test]
+fn fake_otx_counts_a_request_in_flight_until_its_answer_is_written() {
+    let otx = FakeOtx::start();
+    let slow_body = Reply {
+        body_delay: Duration::from_millis(300),
+        ..Reply::json(json!({}))
+    };
+    otx.on(PATH, slow_body);
+    let agent = http_agent();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| assert_eq!(get(&agent, &otx, PATH).0, 200));
+        }
+    });
+    assert_eq!(
+        otx.take_max_in_flight(),
+        4,
+        "the four bodies were late at once"
+    );
+}
+
+#[test]
 fn fake_otx_refuses_a_request_line_without_a_target() {
     let otx = FakeOtx::start();
     let answer = raw_exchange(&otx, "").expect("an answer");
@@ -417,12 +438,16 @@ fn answer_raw(listener: &TcpListener, answers: &[&str]) {
 }
 
 #[test]
-fn client_reads_chunks_skips_1xx_and_asks_again_only_on_a_stale_connection() {
+fn client_reads_chunks_skips_1xx_and_never_sends_a_request_twice() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("an address");
+    let (closed, has_closed) = std::sync::mpsc::channel();
     let server = std::thread::spawn(move || {
         answer_raw(&listener, &[CHUNKED, NO_CONTENT]);
-        answer_raw(&listener, &[OK, CUT_SHORT]);
+        closed.send(()).expect("the test waits");
+        // The second request is taken, and the connection closed unanswered.
+        answer_raw(&listener, &[OK, ""]);
+        answer_raw(&listener, &[CUT_SHORT]);
         listener.set_nonblocking(true).expect("non-blocking");
         std::thread::sleep(Duration::from_millis(300));
         listener.accept().is_ok()
@@ -436,13 +461,79 @@ fn client_reads_chunks_skips_1xx_and_asks_again_only_on_a_stale_connection() {
         .send("GET", "/b", &[], b"")
         .expect("on the same connection");
     assert_eq!(second.status, 204);
+    has_closed.recv().expect("the server closed");
+    std::thread::sleep(Duration::from_millis(50));
     let third = client
         .send("GET", "/c", &[], b"")
-        .expect("again on a new connection");
+        .expect("on a new connection: the kept one was closed");
     assert_eq!((third.status, third.text().as_str()), (200, "ok"));
-    assert!(client.send("GET", "/d", &[], b"").is_err(), "cut short");
+    assert!(client.send("GET", "/d", &[], b"").is_err(), "no answer");
+    assert!(client.send("GET", "/e", &[], b"").is_err(), "cut short");
     let asked_again = server.join().expect("the server");
-    assert!(!asked_again, "an answer cut short is not asked again");
+    assert!(!asked_again, "neither was sent again");
+}
+
+#[test]
+fn client_refuses_bytes_after_an_answer() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("an address");
+    let extra = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok\r\n";
+    let server = std::thread::spawn(move || answer_raw(&listener, &[extra, OK]));
+    let mut client = Client::new(addr).timeout(Duration::from_secs(5));
+    assert_eq!(
+        client.send("GET", "/", &[], b"").expect("an answer").status,
+        200
+    );
+    std::thread::sleep(Duration::from_millis(50));
+    let next = client.send("GET", "/", &[], b"");
+    let error = next.expect_err("the CRLF after the body");
+    assert!(
+        error.to_string().contains("2 bytes after the last answer"),
+        "{error}"
+    );
+    drop(client);
+    let _ = server.join();
+}
+
+#[test]
+fn client_refuses_framing_errors_and_a_server_that_does_not_close() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("an address");
+    let bad = [
+        "\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 7\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n+2\r\nok\r\n0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nno colon here\r\nContent-Length: 2\r\n\r\nok",
+    ];
+    let server = std::thread::spawn(move || {
+        bad.iter()
+            .for_each(|answer| answer_raw(&listener, &[answer]));
+        // Asked to close, it answers and keeps the connection open.
+        let (mut stream, _) = listener.accept().expect("a connection");
+        let mut reader = BufReader::new(stream.try_clone().expect("a second handle"));
+        let mut line = String::new();
+        while reader.read_line(&mut line).expect("a request line") > 2 {
+            line.clear();
+        }
+        stream.write_all(OK.as_bytes()).expect("write");
+        std::thread::sleep(Duration::from_secs(1));
+    });
+    for answer in bad {
+        let mut client = Client::new(addr).timeout(Duration::from_secs(5));
+        let error = client.send("GET", "/", &[], b"");
+        assert!(error.is_err(), "accepted {answer:?}: {error:?}");
+    }
+    let mut client = Client::new(addr).timeout(Duration::from_millis(300));
+    let kept_open = client.send("GET", "/", &[("Connection", "close")], b"");
+    let error = kept_open.expect_err("the server must close");
+    assert!(
+        error.to_string().contains("no close after the answer"),
+        "{error}"
+    );
+    server.join().expect("the server");
 }
 
 #[test]
@@ -545,6 +636,17 @@ fn secret_check_names_the_secret_and_line_without_showing_it() {
         "{message}"
     );
     assert!(find_secret("nothing here\n", &extra).is_none());
+
+    // The token's payload is the key in base64: a leak too, and so is its signature.
+    let token = token();
+    let [_, payload, signature] = [0, 1, 2].map(|i| token.split('.').nth(i).unwrap_or_default());
+    let message = find_secret(&format!("payload {payload}\n"), &[]).expect("found");
+    assert!(message.contains("secret token()'s payload"), "{message}");
+    let message = find_secret(&format!("sig={signature}\n"), &[]).expect("found");
+    assert!(message.contains("secret token()'s signature"), "{message}");
+    let shown = redact(&format!("{token} {KEY} {payload} s3cr3t"), &extra);
+    let hidden = "<token()> <KEY> <token()'s payload> <forbid #0>";
+    assert_eq!(shown, hidden);
 }
 
 #[test]

@@ -66,7 +66,8 @@ pub fn check_refused(otx: &FakeOtx, variable: &str, value: &str) -> Run {
         (variable, value),
     ];
     let run = run_cli(&[], &env);
-    let context = format!("{variable}={value:?}: {run:?}");
+    // The output shown on a failure is redacted: the last check may have failed.
+    let context = redact(&format!("{variable}={value:?}: {run:?}"), &[]);
     assert_ne!(run.code.unwrap_or(0), 0, "a non-zero exit: {context}");
     let naming = run.stderr.contains(&format!("invalid {variable}: "));
     let named = naming && run.stderr.lines().count() == 1;
