@@ -35,7 +35,7 @@ pub use http1::{Client, Headers, Response};
 pub use json::{check_json, regex_full_match};
 pub use redis::RedisServer;
 pub use relay::{find_secret, free_port, is_relay_variable, run_cli, sigterm, Relay, RelayCommand};
-pub use relay::{redact, Run};
+pub use relay::{redact, RefusedPort, Run};
 pub use synth::Synth;
 pub use token::*;
 

@@ -32,6 +32,26 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("a bound address").port()
 }
 
+/// A port of 127.0.0.1 that refuses connections for as long as this lives:
+/// bound by a socket that never listens, so that no other test can take it
+/// (a `free_port` could be taken meanwhile, and answer).
+pub struct RefusedPort(socket2::Socket);
+
+impl RefusedPort {
+    pub fn bind() -> RefusedPort {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None);
+        let socket = socket.expect("a TCP socket");
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        socket.bind(&any.into()).expect("a free port on 127.0.0.1");
+        RefusedPort(socket)
+    }
+
+    pub fn port(&self) -> u16 {
+        let addr = self.0.local_addr().ok().and_then(|addr| addr.as_socket());
+        addr.expect("a bound address").port()
+    }
+}
+
 /// The secrets no output may hold, each with its label: `SECRET`, `KEY`,
 /// `token()` and its payload and signature segments (the payload is the key
 /// in base64), then `extra`. Longest first, so that no secret is left

@@ -171,8 +171,9 @@ fn static_binary_serves_from_an_empty_root_as_nobody() {
         "healthcheck against the running relay\n{}",
         outputs(&healthy)
     );
+    let refused = RefusedPort::bind();
     let nobody_there = root
-        .command(&[("PORT", &free_port().to_string())], &["healthcheck"])
+        .command(&[("PORT", &refused.port().to_string())], &["healthcheck"])
         .output()
         .expect("run otx-relay healthcheck");
     assert_eq!(

@@ -830,8 +830,8 @@ fn a_pulse_lookup_slower_than_the_deadline_leaves_the_others_data_and_a_timeout_
 
 #[test]
 fn a_refused_connection_is_an_oops_error() {
-    let closed_port = free_port();
-    let relay = Relay::spawn(&format!("http://127.0.0.1:{closed_port}"), &[], &[]);
+    let closed = RefusedPort::bind();
+    let relay = Relay::spawn(&format!("http://127.0.0.1:{}", closed.port()), &[], &[]);
 
     let (_, body) = relay.post_auth("/health", "");
     check_json(&body, &json!({"errors": [oops_any()]}));
