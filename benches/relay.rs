@@ -159,7 +159,7 @@ impl Bench {
         let (calls, rss) =
             self.throughput(&relay, "cold", 2 * SECOND, |n| observe_body(Some(n + 100)));
         // 64 clients ask for 28 OTX calls each: far more than the relay may make at once.
-        let (in_flight, bound) = (otx.take_max_in_flight(), pool_size() / 2);
+        let (in_flight, bound) = (otx.take_max_in_flight(), number("AVOTX_CONCURRENCY", 32));
         let metric = "OTX requests in flight at most, cold c=64";
         let goal = format!("<= {bound} (AVOTX_CONCURRENCY)");
         t.goal(metric, in_flight.to_string(), &goal, in_flight <= bound);
@@ -459,9 +459,10 @@ impl Bench {
 
         let (calls, times) = (&load.calls, load.latencies());
         let outcomes: Vec<&Outcome> = calls.iter().map(|(_, outcome)| outcome).collect();
-        let statuses = tally(outcomes.iter().map(|(_, status, _)| status.as_ref().ok()));
-        let paths = tally(outcomes.iter().map(|(path, _, _)| path));
-        let errors = tally(outcomes.iter().flat_map(|(_, _, codes)| codes));
+        let statuses = tally(outcomes.iter().map(|(_, status, ..)| status.as_ref().ok()));
+        let paths = tally(outcomes.iter().map(|(path, ..)| path));
+        let errors = tally(outcomes.iter().flat_map(|(_, _, codes, _)| codes));
+        let resent = outcomes.iter().filter(|(.., resent)| *resent).count();
         let lost: Vec<&String> = outcomes.iter().filter_map(|o| o.1.as_ref().err()).collect();
         let server_errors: usize = statuses.range(Some(&500)..).map(|(_, n)| n).sum();
         let late = times.iter().filter(|t| **t > 30 * SECOND).count();
@@ -469,6 +470,8 @@ impl Bench {
         t.note("soak: requests, by status (None: no answer)", value);
         let metric = "soak: by endpoint; error codes";
         t.note(metric, format!("{paths:?}; {errors:?}"));
+        let metric = "soak: requests sent again (their kept connection closed)";
+        t.note(metric, resent.to_string());
         let quantiles = [0.5, 0.9, 0.99, 1.0].map(|q| ms(percentile(&times, q)));
         t.note("soak: latency p50, p90, p99, max", quantiles.join(", "));
         let (requests, connections) = (otx.request_count(), otx.connections());
@@ -505,8 +508,9 @@ impl Bench {
 }
 
 /// What a soak client saw of one call: the path, the status (or why there
-/// was no answer) and the `code`s of the answer's `errors`.
-type Outcome = (&'static str, Result<u16, String>, Vec<String>);
+/// was no answer), the `code`s of the answer's `errors`, and whether it was
+/// sent twice (its kept connection closed as it went out).
+type Outcome = (&'static str, Result<u16, String>, Vec<String>, bool);
 
 /// One soak call, drawn from the call's number: 80 % `/observe` and 10 %
 /// `/refer` of 1 to 4 observables (every type, mixed case, two the relay
@@ -533,6 +537,7 @@ fn soak_call(client: &mut Client, n: u64) -> Outcome {
     };
     let body = (0..1 + hash / 10 % 4).map(|i| observable(hash / 40 + i));
     let answer = client.post_json(path, &Value::Array(body.collect()).to_string());
+    let resent = answer.as_ref().is_ok_and(|a| a.resent);
     let status = answer.as_ref().map(|a| a.status);
     let status = status.map_err(|e| format!("{path}: {e}"));
     let answer: Value = answer.map_or(Value::Null, |a| {
@@ -543,7 +548,7 @@ fn soak_call(client: &mut Client, n: u64) -> Outcome {
         .map(|e| e["code"].as_str().unwrap_or("?").to_owned())
         .collect();
     codes.extend(answer.as_str().map(String::from));
-    (path, status, codes)
+    (path, status, codes, resent)
 }
 
 /// How many times each key occurs.

@@ -307,7 +307,7 @@ impl FakeOtx {
     }
 
     /// The most requests in flight at once (from their head's arrival to the
-    /// end of their answer) since the last call (or the start).
+    /// last write of their answer) since the last call (or the start).
     pub fn take_max_in_flight(&self) -> usize {
         let state = &mut *lock(&self.state);
         std::mem::replace(&mut state.max_in_flight, state.in_flight)
@@ -384,7 +384,14 @@ fn serve(io: impl Read + Write, tcp: &TcpStream, state: &Mutex<State>) {
         let (method, target, version) = match parts[..] {
             [m, t, v] if !m.is_empty() && !t.is_empty() => (m, t, v),
             _ => {
-                send_reply(reader.get_mut(), tcp, &Reply::raw(400, b""), false, state);
+                let in_flight = InFlight::start(state);
+                send_reply(
+                    reader.get_mut(),
+                    tcp,
+                    &Reply::raw(400, b""),
+                    false,
+                    in_flight,
+                );
                 return;
             }
         };
@@ -405,18 +412,35 @@ fn serve(io: impl Read + Write, tcp: &TcpStream, state: &Mutex<State>) {
             let state = &mut *lock(state);
             state.log.push(request.clone());
             state.requests += 1;
-            state.in_flight += 1;
-            state.max_in_flight = state.max_in_flight.max(state.in_flight);
             state.latency
         };
+        let in_flight = InFlight::start(state);
         let reply = reply_for(state, &request);
-        // In flight until the whole answer is written (or the exchange ends).
         let open = pause(&mut reader, tcp, arrived + latency + reply.head_delay);
-        let sent = open && send_reply(reader.get_mut(), tcp, &reply, keep_alive, state);
-        lock(state).in_flight -= 1;
-        if !sent {
+        if !open || !send_reply(reader.get_mut(), tcp, &reply, keep_alive, in_flight) {
             return;
         }
+    }
+}
+
+/// A request counted in flight (see `take_max_in_flight`) until this is
+/// dropped: just before the last write of its answer (so that the count ends
+/// before the client can have the whole answer and ask again), or when the
+/// exchange ends otherwise.
+struct InFlight<'a>(&'a Mutex<State>);
+
+impl InFlight<'_> {
+    fn start(state: &Mutex<State>) -> InFlight<'_> {
+        let counts = &mut *lock(state);
+        counts.in_flight += 1;
+        counts.max_in_flight = counts.max_in_flight.max(counts.in_flight);
+        InFlight(state)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        lock(self.0).in_flight -= 1;
     }
 }
 
@@ -468,8 +492,9 @@ fn send_reply(
     tcp: &TcpStream,
     reply: &Reply,
     keep_alive: bool,
-    state: &Mutex<State>,
+    in_flight: InFlight,
 ) -> bool {
+    let state = in_flight.0;
     if let Some(fault @ (Fault::CloseBeforeHead | Fault::ResetBeforeHead)) = reply.fault {
         close(tcp, fault);
         return false;
@@ -487,10 +512,15 @@ fn send_reply(
         lock(state).bytes += bytes.len() as u64;
         io.write_all(bytes).and_then(|()| io.flush()).is_ok()
     };
+    let mut in_flight = Some(in_flight);
+    if reply.body.is_empty() {
+        drop(in_flight.take()); // The head is the last write.
+    }
     if !write(head.as_bytes()) {
         return false;
     }
     thread::sleep(reply.body_delay);
+    drop(in_flight);
     let Some(fault) = reply.fault else {
         return write(&reply.body) && keep_alive;
     };

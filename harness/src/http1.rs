@@ -2,7 +2,7 @@
 //! bodies, and a keep-alive client.
 
 use std::fmt::{self, Display, Write as _};
-use std::io::ErrorKind;
+use std::io::ErrorKind::{self, BrokenPipe, ConnectionAborted, ConnectionReset};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -150,6 +150,8 @@ pub struct Response {
     pub headers: Headers,
     /// De-chunked.
     pub body: Vec<u8>,
+    /// Whether the request went out twice (see `Client::send`).
+    pub resent: bool,
 }
 
 impl Response {
@@ -182,10 +184,12 @@ fn read_response(reader: &mut impl BufRead, method: &str) -> io::Result<(Respons
         read_body(reader, &headers, true)?
     };
     let reusable = framed && !has_token(&headers, "connection", "close");
+    let resent = false;
     let response = Response {
         status,
         headers,
         body,
+        resent,
     };
     Ok((response, reusable))
 }
@@ -230,9 +234,12 @@ impl Client {
     }
 
     /// One request, on the kept connection if the server has not closed it
-    /// meanwhile, else on a new one; never sent twice (a request the server
-    /// took and closed without answering is an error). An answer followed by
-    /// bytes it did not announce is an error too.
+    /// meanwhile, else on a new one. If the kept connection gives back
+    /// nothing at all (the server closed it as the request went out), the
+    /// request goes once more on a new connection, as HTTP clients do, and
+    /// the answer says so (`resent`); an answer cut short is an error, never
+    /// asked again. Bytes after an answer are an error too, and after
+    /// `Connection: close` the server must close.
     pub fn send(
         &mut self,
         method: &str,
@@ -249,22 +256,35 @@ impl Client {
         let defaults = &defaults[..if sized { 2 } else { 1 }];
         let head = head(format_args!("{method} {path} HTTP/1.1"), defaults, &all);
         let closing = has_token(&all, "connection", "close");
-        let mut connection = match self.kept()? {
-            Some(connection) => connection,
-            None => {
-                let stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
-                stream.set_nodelay(true)?;
-                stream.set_read_timeout(Some(self.timeout))?;
-                stream.set_write_timeout(Some(self.timeout))?;
-                BufReader::new(stream)
+        let message = [head.as_bytes(), body].concat();
+        let mut resent = false;
+        let (mut connection, response, reusable) = loop {
+            let kept = self.kept()?;
+            let reused = kept.is_some();
+            let mut connection = match kept {
+                Some(connection) => connection,
+                None => {
+                    let stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
+                    stream.set_nodelay(true)?;
+                    stream.set_read_timeout(Some(self.timeout))?;
+                    stream.set_write_timeout(Some(self.timeout))?;
+                    BufReader::new(stream)
+                }
+            };
+            // The server may answer early (413) and close before reading it
+            // all, so a failed write is not an error: the answer is what counts.
+            let _ = connection.get_mut().write_all(&message);
+            let nothing = match connection.fill_buf() {
+                Ok(bytes) => bytes.is_empty(),
+                Err(e) => matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe),
+            };
+            if reused && nothing && !resent {
+                resent = true;
+                continue;
             }
+            let (response, reusable) = read_response(&mut connection, method)?;
+            break (connection, Response { resent, ..response }, reusable);
         };
-        // The server may answer early (413) and close before reading it
-        // all, so a failed write is not an error: the answer is what counts.
-        let _ = connection
-            .get_mut()
-            .write_all(&[head.as_bytes(), body].concat());
-        let (response, reusable) = read_response(&mut connection, method)?;
         if reusable && !closing {
             self.connection = Some(connection);
             return Ok(response);
