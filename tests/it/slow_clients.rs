@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 
-use crate::support::{check_version_answers, FakeOtx, Relay, StartRelay};
+use crate::support::{bearer, check_version_answers, token, FakeOtx, Relay, Reply, StartRelay};
 
 const ONE_WORKER: [(&str, &str); 2] = [("RELAY_THREADS", "1"), ("RELAY_CLIENT_TIMEOUT", "1")];
 
@@ -143,6 +143,46 @@ fn an_idle_keep_alive_connection_is_closed_after_the_timeout() {
         "{{\"version\":\"{}\"}}",
         env!("CARGO_PKG_VERSION")
     )));
+}
+
+#[test]
+fn a_keep_alive_connection_outlives_an_answer_slower_than_the_timeout() {
+    // Its idle time starts when the answer is written: the relay used to
+    // count it from the request, and so closed the connection right after
+    // an answer that took longer, without `Connection: close` (a client
+    // reusing it at once lost its next request).
+    let otx = FakeOtx::start();
+    let slow = Reply::file("user-me.json").with_head_delay(Duration::from_millis(2500));
+    otx.on("/api/v1/user/me", slow);
+    let relay = Relay::start(&otx, &ONE_WORKER);
+    let mut client = connect(&relay);
+    let request = format!(
+        "POST /health HTTP/1.1\r\nHost: relay\r\nAuthorization: {}\r\nContent-Length: 0\r\n\r\n",
+        bearer(&token())
+    );
+    client.write_all(request.as_bytes()).expect("a request");
+    let mut answer = [0; 4096];
+    let n = client.read(&mut answer).expect("an answer");
+    let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        !answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    thread::sleep(Duration::from_millis(300));
+    client.set_nonblocking(true).expect("non-blocking");
+    let peeked = client.peek(&mut [0; 16]).map_err(|e| e.kind());
+    assert_eq!(
+        peeked,
+        Err(std::io::ErrorKind::WouldBlock),
+        "the connection is still open, and silent"
+    );
+    client.set_nonblocking(false).expect("blocking");
+    client
+        .write_all(b"POST /version HTTP/1.1\r\nHost: relay\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .expect("a second request");
+    let second = read_until_closed(&mut client);
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
 }
 
 #[test]

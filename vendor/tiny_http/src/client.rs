@@ -252,7 +252,15 @@ impl ClientConnection {
             }
         };
         match read {
-            Read1::Idle => None,
+            // otx-relay patch: the idle time of a keep-alive connection starts
+            // once its answers are written. It ran from when the last request
+            // was read, so an answer slower than the client timeout closed the
+            // connection right after it, without `Connection: close`, and a
+            // client reusing the connection at once lost its next request.
+            Read1::Idle => match self.sink.wait_finished() {
+                true => self.read(),
+                false => None,
+            },
             Read1::Request(head, body) => {
                 if head.close {
                     self.no_more_requests = true;

@@ -2,7 +2,7 @@ use std::io::Result as IoResult;
 use std::io::{Read, Write};
 
 use std::sync::mpsc::channel;
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 
 use std::mem;
@@ -80,6 +80,20 @@ impl<W: Write + Send> SequentialWriterBuilder<W> {
             writer: Arc::new(Mutex::new(writer)),
             next_trigger: None,
             on_turn,
+        }
+    }
+}
+
+impl<W: Write + Send> SequentialWriterBuilder<W> {
+    /// otx-relay patch: waits until every writer handed out so far has
+    /// finished (its answer written, or dropped); whether one had not.
+    pub fn wait_finished(&mut self) -> bool {
+        match self.next_trigger.take() {
+            Some(trigger) if trigger.try_recv() == Err(TryRecvError::Empty) => {
+                let _ = trigger.recv();
+                true
+            }
+            _ => false,
         }
     }
 }
