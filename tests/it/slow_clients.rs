@@ -146,15 +146,27 @@ fn an_idle_keep_alive_connection_is_closed_after_the_timeout() {
 }
 
 #[test]
-fn a_keep_alive_connection_outlives_an_answer_slower_than_the_timeout() {
-    // Its idle time starts when the answer is written: the relay used to
-    // count it from the request, and so closed the connection right after
-    // an answer that took longer, without `Connection: close` (a client
-    // reusing it at once lost its next request).
+fn a_keep_alive_connection_idles_for_the_timeout_after_its_answer() {
+    // The idle time runs from the answer: the relay used to count it from
+    // the request, and so closed the connection early (or at once) after a
+    // slow answer, without `Connection: close`: a client reusing it lost its
+    // next request. Answers slower and faster than the timeout.
+    thread::scope(|s| {
+        s.spawn(|| check_idles_after_the_answer("1", 2500, 300));
+        s.spawn(|| check_idles_after_the_answer("2", 1500, 1000));
+    });
+}
+
+/// With `RELAY_CLIENT_TIMEOUT=timeout`, an answer taking `answer_ms`: the
+/// connection is still open `wait_ms` after it, and serves the next request.
+fn check_idles_after_the_answer(timeout: &str, answer_ms: u64, wait_ms: u64) {
     let otx = FakeOtx::start();
-    let slow = Reply::file("user-me.json").with_head_delay(Duration::from_millis(2500));
-    otx.on("/api/v1/user/me", slow);
-    let relay = Relay::start(&otx, &ONE_WORKER);
+    let slow = Duration::from_millis(answer_ms);
+    otx.on(
+        "/api/v1/user/me",
+        Reply::file("user-me.json").with_head_delay(slow),
+    );
+    let relay = Relay::start(&otx, &[("RELAY_CLIENT_TIMEOUT", timeout)]);
     let mut client = connect(&relay);
     let request = format!(
         "POST /health HTTP/1.1\r\nHost: relay\r\nAuthorization: {}\r\nContent-Length: 0\r\n\r\n",
@@ -169,17 +181,18 @@ fn a_keep_alive_connection_outlives_an_answer_slower_than_the_timeout() {
         !answer.to_ascii_lowercase().contains("connection: close"),
         "{answer}"
     );
-    thread::sleep(Duration::from_millis(300));
+    thread::sleep(Duration::from_millis(wait_ms));
     client.set_nonblocking(true).expect("non-blocking");
     let peeked = client.peek(&mut [0; 16]).map_err(|e| e.kind());
+    let open = Err(std::io::ErrorKind::WouldBlock);
     assert_eq!(
-        peeked,
-        Err(std::io::ErrorKind::WouldBlock),
-        "the connection is still open, and silent"
+        peeked, open,
+        "timeout {timeout} s: open {wait_ms} ms after the answer"
     );
     client.set_nonblocking(false).expect("blocking");
+    let version = "POST /version HTTP/1.1\r\nHost: relay\r\nContent-Length: 0\r\n\r\n";
     client
-        .write_all(b"POST /version HTTP/1.1\r\nHost: relay\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .write_all(version.as_bytes())
         .expect("a second request");
     let second = read_until_closed(&mut client);
     assert!(second.starts_with("HTTP/1.1 200"), "{second}");
