@@ -3,7 +3,6 @@ use std::io::{Read, Write};
 
 use std::sync::mpsc::channel;
 use std::sync::mpsc::{Receiver, Sender};
-use std::time::Instant;
 use std::sync::{Arc, Mutex};
 
 use std::mem;
@@ -45,20 +44,17 @@ where
     W: Write + Send,
 {
     writer: Arc<Mutex<W>>,
-    next_trigger: Option<Receiver<Instant>>,
+    next_trigger: Option<Receiver<()>>,
     on_turn: fn(&mut W),
-    // otx-relay patch: when the last writer handed out finished, once known.
-    finished: Option<Instant>,
 }
 
 pub struct SequentialWriter<W>
 where
     W: Write + Send,
 {
-    trigger: Option<Receiver<Instant>>,
+    trigger: Option<Receiver<()>>,
     writer: Arc<Mutex<W>>,
-    // otx-relay patch: sends when this writer finished (it sent `()`).
-    on_finish: Sender<Instant>,
+    on_finish: Sender<()>,
     // otx-relay patch: called on the writer when this one's turn begins
     // (its first write or flush), then set to None.
     on_turn: Option<fn(&mut W)>,
@@ -84,20 +80,17 @@ impl<W: Write + Send> SequentialWriterBuilder<W> {
             writer: Arc::new(Mutex::new(writer)),
             next_trigger: None,
             on_turn,
-            finished: None,
         }
     }
 }
 
 impl<W: Write + Send> SequentialWriterBuilder<W> {
-    /// otx-relay patch: when the last writer handed out finished (its
-    /// answer written, or dropped), waiting for it if it has not yet; `None`
-    /// while none was handed out.
-    pub fn last_finished(&mut self) -> Option<Instant> {
+    /// otx-relay patch: waits until the last writer handed out has finished
+    /// (its answer written, or dropped), and so every one before it.
+    pub fn wait_finished(&mut self) {
         if let Some(trigger) = self.next_trigger.take() {
-            self.finished = trigger.recv().ok().or(self.finished);
+            let _ = trigger.recv();
         }
-        self.finished
     }
 }
 
@@ -157,7 +150,7 @@ impl<W: Write + Send> SequentialWriter<W> {
     /// Waits for this writer's turn, then hands the writer over.
     fn turn(&mut self) -> std::sync::MutexGuard<'_, W> {
         if let Some(v) = self.trigger.as_mut() {
-            v.recv().unwrap();
+            v.recv().unwrap()
         }
         self.trigger = None;
 
@@ -204,6 +197,6 @@ where
     W: Write + Send,
 {
     fn drop(&mut self) {
-        self.on_finish.send(Instant::now()).ok();
+        self.on_finish.send(()).ok();
     }
 }
