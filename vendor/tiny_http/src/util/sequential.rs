@@ -86,7 +86,8 @@ impl<W: Write + Send> SequentialWriterBuilder<W> {
 
 impl<W: Write + Send> SequentialWriterBuilder<W> {
     /// otx-relay patch: waits until the last writer handed out has finished
-    /// (its answer written, or dropped), and so every one before it.
+    /// (was dropped). One that wrote waited for every one before it; one
+    /// dropped without a write did not (the relay always writes an answer).
     pub fn wait_finished(&mut self) {
         if let Some(trigger) = self.next_trigger.take() {
             let _ = trigger.recv();
