@@ -41,6 +41,10 @@ pub struct ClientConnection {
     secure: bool,
 
     limits: Limits,
+
+    // otx-relay patch: the end of the answer the idle wait was last
+    // extended for.
+    idle_since: Option<Instant>,
 }
 
 /// otx-relay patch: the read half of a connection, whose every read ends by
@@ -179,6 +183,7 @@ impl ClientConnection {
             refused_answered: None,
             secure,
             limits,
+            idle_since: None,
         }
     }
 
@@ -187,9 +192,6 @@ impl ClientConnection {
         self.secure
     }
 
-    fn set_deadline(&mut self) {
-        self.source.get_mut().deadline = Instant::now().checked_add(self.limits.client_timeout);
-    }
 
     /// Writes a bodiless answer of tiny_http's own (`100 Continue`, `408`),
     /// in its turn among the answers to requests already read.
@@ -228,15 +230,12 @@ impl ClientConnection {
 
     /// Reads the next request, whole.
     fn read(&mut self) -> Option<Request> {
-        // otx-relay patch: the next request is read once the answers ahead
-        // of it are written (as over TLS), so that its deadline, and a
-        // keep-alive connection's idle time, run from the last answer. They
-        // ran from when the last request was read: a slow answer was
-        // followed by a close that came early (or at once), without
-        // `Connection: close`, and a client reusing the connection lost its
-        // next request.
-        self.sink.wait_finished();
-        self.set_deadline();
+        self.read_by(Instant::now().checked_add(self.limits.client_timeout))
+    }
+
+    /// Reads the next request, whole, by `deadline`.
+    fn read_by(&mut self, deadline: Option<Instant>) -> Option<Request> {
+        self.source.get_mut().deadline = deadline;
         let max_body = self.limits.max_body;
         let (source, sink) = (&mut self.source, &mut self.sink);
         let read = wire::read_request(source, max_body, |head| {
@@ -260,7 +259,21 @@ impl ClientConnection {
             }
         };
         match read {
-            Read1::Idle => None,
+            // otx-relay patch: the idle time of a keep-alive connection runs
+            // from its last answer. It ran from when the last request was
+            // read, so a slow answer was followed by a close that came early
+            // (or at once), without `Connection: close`, and a client reusing
+            // the connection lost its next request. Once per answer, so that
+            // a closed connection is not read again and again.
+            Read1::Idle => {
+                let finished = self.sink.last_finished()?;
+                let deadline = finished.checked_add(self.limits.client_timeout)?;
+                if self.idle_since == Some(finished) || deadline <= Instant::now() {
+                    return None;
+                }
+                self.idle_since = Some(finished);
+                self.read_by(Some(deadline))
+            }
             Read1::Request(head, body) => {
                 if head.close {
                     self.no_more_requests = true;

@@ -3,6 +3,7 @@ use std::io::{Read, Write};
 
 use std::sync::mpsc::channel;
 use std::sync::mpsc::{Receiver, Sender};
+use std::time::Instant;
 use std::sync::{Arc, Mutex};
 
 use std::mem;
@@ -44,17 +45,20 @@ where
     W: Write + Send,
 {
     writer: Arc<Mutex<W>>,
-    next_trigger: Option<Receiver<()>>,
+    next_trigger: Option<Receiver<Instant>>,
     on_turn: fn(&mut W),
+    // otx-relay patch: when the last writer handed out finished, once known.
+    finished: Option<Instant>,
 }
 
 pub struct SequentialWriter<W>
 where
     W: Write + Send,
 {
-    trigger: Option<Receiver<()>>,
+    trigger: Option<Receiver<Instant>>,
     writer: Arc<Mutex<W>>,
-    on_finish: Sender<()>,
+    // otx-relay patch: sends when this writer finished (it sent `()`).
+    on_finish: Sender<Instant>,
     // otx-relay patch: called on the writer when this one's turn begins
     // (its first write or flush), then set to None.
     on_turn: Option<fn(&mut W)>,
@@ -80,18 +84,20 @@ impl<W: Write + Send> SequentialWriterBuilder<W> {
             writer: Arc::new(Mutex::new(writer)),
             next_trigger: None,
             on_turn,
+            finished: None,
         }
     }
 }
 
 impl<W: Write + Send> SequentialWriterBuilder<W> {
-    /// otx-relay patch: waits until the last writer handed out has finished
-    /// (was dropped). One that wrote waited for every one before it; one
-    /// dropped without a write did not (the relay always writes an answer).
-    pub fn wait_finished(&mut self) {
+    /// otx-relay patch: when the last writer handed out finished (its
+    /// answer written, or dropped), waiting for it if it has not yet; `None`
+    /// while none was handed out.
+    pub fn last_finished(&mut self) -> Option<Instant> {
         if let Some(trigger) = self.next_trigger.take() {
-            let _ = trigger.recv();
+            self.finished = trigger.recv().ok().or(self.finished);
         }
+        self.finished
     }
 }
 
@@ -151,7 +157,7 @@ impl<W: Write + Send> SequentialWriter<W> {
     /// Waits for this writer's turn, then hands the writer over.
     fn turn(&mut self) -> std::sync::MutexGuard<'_, W> {
         if let Some(v) = self.trigger.as_mut() {
-            v.recv().unwrap()
+            v.recv().unwrap();
         }
         self.trigger = None;
 
@@ -198,6 +204,6 @@ where
     W: Write + Send,
 {
     fn drop(&mut self) {
-        self.on_finish.send(()).ok();
+        self.on_finish.send(Instant::now()).ok();
     }
 }
