@@ -192,7 +192,6 @@ impl ClientConnection {
         self.secure
     }
 
-
     /// Writes a bodiless answer of tiny_http's own (`100 Continue`, `408`),
     /// in its turn among the answers to requests already read.
     fn write_interim(
