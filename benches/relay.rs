@@ -159,7 +159,7 @@ impl Bench {
         let (calls, rss) =
             self.throughput(&relay, "cold", 2 * SECOND, |n| observe_body(Some(n + 100)));
         // 64 clients ask for 28 OTX calls each: far more than the relay may make at once.
-        let (in_flight, bound) = (otx.take_max_in_flight(), number("AVOTX_CONCURRENCY", 32));
+        let (in_flight, bound) = (otx.take_max_in_flight(), concurrency());
         let metric = "OTX requests in flight at most, cold c=64";
         let goal = format!("<= {bound} (AVOTX_CONCURRENCY)");
         t.goal(metric, in_flight.to_string(), &goal, in_flight <= bound);
@@ -621,9 +621,14 @@ fn number<T: FromStr>(name: &str, default: T) -> T {
     }
 }
 
+/// The relay's `AVOTX_CONCURRENCY`: OTX requests it may have in flight.
+fn concurrency() -> usize {
+    number("AVOTX_CONCURRENCY", 32)
+}
+
 /// The idle OTX connections the relay keeps: 2 × max(AVOTX_CONCURRENCY, 4).
 fn pool_size() -> usize {
-    number("AVOTX_CONCURRENCY", 32_usize).max(4) * 2
+    concurrency().max(4) * 2
 }
 
 fn now() -> u64 {

@@ -184,12 +184,11 @@ fn read_response(reader: &mut impl BufRead, method: &str) -> io::Result<(Respons
         read_body(reader, &headers, true)?
     };
     let reusable = framed && !has_token(&headers, "connection", "close");
-    let resent = false;
     let response = Response {
         status,
         headers,
         body,
-        resent,
+        resent: false,
     };
     Ok((response, reusable))
 }
@@ -282,8 +281,9 @@ impl Client {
                 resent = true;
                 continue;
             }
-            let (response, reusable) = read_response(&mut connection, method)?;
-            break (connection, Response { resent, ..response }, reusable);
+            let (mut response, reusable) = read_response(&mut connection, method)?;
+            response.resent = resent;
+            break (connection, response, reusable);
         };
         if reusable && !closing {
             self.connection = Some(connection);

@@ -79,10 +79,15 @@ fn secrets(extra: &[String]) -> Vec<(String, &str)> {
 /// `text` with each secret (see `find_secret`) replaced by `<its label>`:
 /// what a failure message may show of the relay's output.
 pub fn redact(text: &str, extra: &[String]) -> String {
+    redact_all(text, &secrets(extra))
+}
+
+/// `text` with each of `secrets` replaced by `<its label>`.
+fn redact_all(text: &str, secrets: &[(String, &str)]) -> String {
     let redact = |text: String, (label, secret): &(String, &str)| {
         text.replace(secret, &format!("<{label}>"))
     };
-    secrets(extra).iter().fold(text.to_string(), redact)
+    secrets.iter().fold(text.to_string(), redact)
 }
 
 /// Looks for any secret in `logs`: the built-in ones (`SECRET`, `KEY`,
@@ -95,7 +100,7 @@ pub fn find_secret(logs: &str, extra: &[String]) -> Option<String> {
         let (label, _) = secrets.iter().find(|(_, secret)| line.contains(secret))?;
         Some((line, number, label))
     })?;
-    let redacted = redact(line, extra);
+    let redacted = redact_all(line, &secrets);
     Some(format!(
         "secret {label} appears in the relay's output, line {number}: {redacted}"
     ))
