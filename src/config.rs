@@ -26,6 +26,9 @@ pub const MAX_SECONDS: u64 = 86_400;
 pub const MAX_CACHE_TTL: u64 = 31_536_000;
 /// `RELAY_THREADS`, `AVOTX_CONCURRENCY`.
 pub const MAX_THREADS: u64 = 4096;
+/// `RELAY_MAX_CONNECTIONS`: a thread each, so far below the kernel's
+/// default limit of threads.
+pub const MAX_CONNECTIONS: u64 = 65_536;
 /// `CACHE_MAX_ENTRIES`.
 pub const MAX_CACHE_ENTRIES: u64 = 100_000_000;
 /// `AVOTX_MAX_BODY`: 4 GiB.
@@ -62,6 +65,9 @@ pub struct Config {
     /// A client silent this long is dropped; a request body must arrive
     /// whole within it (`RELAY_CLIENT_TIMEOUT`, not in the SPEC's table).
     pub client_timeout: Duration,
+    /// `RELAY_MAX_CONNECTIONS`: client connections open at once (each
+    /// costs a thread); a new one beyond is closed at once.
+    pub max_connections: usize,
     /// PEM bundle replacing the built-in roots (already read and checked).
     pub ca_pem: Option<Vec<u8>>,
     /// The HTTP CONNECT proxy OTX calls go through, if any.
@@ -232,6 +238,12 @@ impl Config {
                 10,
                 MAX_SECONDS,
             )?),
+            max_connections: positive(
+                "RELAY_MAX_CONNECTIONS",
+                var("RELAY_MAX_CONNECTIONS"),
+                1024,
+                MAX_CONNECTIONS,
+            )? as usize,
             ca_pem,
             proxy: proxy(&var)?,
             audiences: audiences(var("RELAY_AUDIENCE"))?,
@@ -619,6 +631,7 @@ mod tests {
         assert_eq!(c.otx_max_body, 67_108_864);
         assert_eq!((c.malicious_pulses, c.verdict_valid_days), (2, 7));
         assert_eq!(c.client_timeout, Duration::from_secs(10));
+        assert_eq!(c.max_connections, 1024);
         assert!(c.secret_key.is_none());
     }
 

@@ -42,6 +42,7 @@ ENVIRONMENT (empty counts as unset):
     OTX_MALICIOUS_PULSES  pulses that make a verdict Malicious [2]
     VERDICT_VALID_DAYS  lifetime of a verdict, days         [7]
     RELAY_CLIENT_TIMEOUT  seconds a silent client is kept     [10]
+    RELAY_MAX_CONNECTIONS  client connections open at once  [1024]
     SSL_CERT_FILE       PEM bundle replacing the built-in roots
     HTTPS_PROXY, NO_PROXY  egress proxy (http:// CONNECT proxies only)
     RELAY_AUDIENCE      this relay's public base URLs; set: accept XDR's RS256 tokens

@@ -8,12 +8,18 @@
 //! framing, a head over its limits, a body over 1 MiB) still comes to a
 //! worker, to be answered with a JSON error and logged; tiny_http closes
 //! the connection after that answer. Each worker takes a request, routes it
-//! under a panic guard, answers, and logs one access line.
+//! under a panic guard, hands the answer back, and logs one access line:
+//! the connection's own thread writes it (tiny_http patch 0011), so a
+//! client that reads slowly or not at all never holds a worker either, and
+//! reads at most one request ahead of an answer it has not written, so
+//! pipelining into a connection that is not read grows nothing. Connections
+//! are bounded (`RELAY_MAX_CONNECTIONS`): beyond, a new one is closed at
+//! once.
 
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -31,7 +37,8 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// A client must take each answer within `RELAY_CLIENT_TIMEOUT` plus the
 /// time its bytes take at this rate (64 KiB/s, 0.5 Mbit/s: a 20 MiB answer
 /// may take 5 minutes more); slower, the connection is closed, so that a
-/// client reading a big answer a few bytes at a time cannot hold a worker.
+/// client reading a big answer a few bytes at a time cannot hold its
+/// connection's thread (and the answer's memory) for ever.
 pub const MIN_SEND_RATE: u64 = 64 * 1024;
 /// Bytes of an answer the kernel may hold unsent (`TCP_NOTSENT_LOWAT`).
 const NOTSENT_LOWAT: u32 = 64 * 1024;
@@ -78,6 +85,8 @@ impl Relay {
             client_timeout: app.config.client_timeout,
             max_body: MAX_BODY,
             min_send_rate: MIN_SEND_RATE,
+            max_connections: app.config.max_connections,
+            on_accept_error: Some(accept_failed),
         };
         let server = Server::from_listener_with_limits(listener, None, limits)
             .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
@@ -136,6 +145,38 @@ impl Relay {
         }
         drained
     }
+}
+
+/// How often running out of descriptors (or memory) while accepting is
+/// logged: it lasts as long as the connections that cause it, and the
+/// accept loop retries 50 times a second meanwhile.
+const ACCEPT_WARNING_EVERY: Duration = Duration::from_secs(60);
+
+/// tiny_http could not accept a connection for a passing reason: one
+/// warning a minute, saying how many more there were.
+fn accept_failed(error: &std::io::Error) {
+    let why = match error.raw_os_error() {
+        Some(24) => "out of file descriptors (EMFILE): raise the limit (ulimit -n) or lower RELAY_MAX_CONNECTIONS",
+        Some(23) => "the system is out of file descriptors (ENFILE)",
+        Some(12) => "out of memory (ENOMEM)",
+        // A client that reset during the handshake: its own business.
+        _ => return,
+    };
+    static LAST: Mutex<(Option<Instant>, u64)> = Mutex::new((None, 0));
+    let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
+    let (warned, folded) = &mut *last;
+    if warned.is_some_and(|at| at.elapsed() < ACCEPT_WARNING_EVERY) {
+        *folded += 1;
+        return;
+    }
+    let more = match std::mem::take(folded) {
+        0 => String::new(),
+        n => format!(" ({n} more in the last minute)"),
+    };
+    *warned = Some(Instant::now());
+    log::warn(format_args!(
+        "cannot accept a connection: {why}; retrying{more}"
+    ));
 }
 
 fn serve(

@@ -10,6 +10,7 @@ mod empty_root;
 mod endpoints;
 mod faults;
 mod fleet;
+mod hostile;
 mod kubernetes;
 mod metrics;
 mod observe;

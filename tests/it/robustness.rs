@@ -74,8 +74,9 @@ fn new_connection_is_turned_away(relay: &Relay) -> Result<(), String> {
         Ok(stream) => stream,
     };
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    let _ =
-        stream.write_all(b"GET /watchdog HTTP/1.1\r\nHealth-Check: x\r\nConnection: close\r\n\r\n");
+    let _ = stream.write_all(
+        b"GET /watchdog HTTP/1.1\r\nHost: x\r\nHealth-Check: x\r\nConnection: close\r\n\r\n",
+    );
     let mut answer = Vec::new();
     match stream.read_to_end(&mut answer) {
         Ok(_) if answer.is_empty() => Ok(()),

@@ -160,6 +160,47 @@ fn ambiguous_framing_is_400_and_closed_and_what_follows_is_never_read() {
 }
 
 #[test]
+fn an_http_1_1_request_without_exactly_one_host_is_400_and_closed() {
+    let otx = FakeOtx::start();
+    let relay = Relay::start(&otx, &[]);
+    for (head, why) in [
+        (
+            "POST /version HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "no Host header",
+        ),
+        (
+            "POST /version HTTP/1.1\r\nHost: a\r\nHost: b\r\nContent-Length: 0\r\n\r\n",
+            "several Host headers",
+        ),
+        (
+            "POST /version HTTP/1.1\r\nHost: a\r\nhost: a\r\nContent-Length: 0\r\n\r\n",
+            "several Host headers",
+        ),
+    ] {
+        let bytes = format!("{head}{SMUGGLED}");
+        check_refused(&relay, bytes.as_bytes(), 400);
+        let (answer, _) = exchange(&relay, bytes.as_bytes());
+        let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        let expected = format!(
+            r#"{{"errors":[{{"code":"bad request","message":"The request is not valid HTTP/1.1: {why}.","type":"fatal"}}]}}"#
+        );
+        assert_eq!(body, expected, "{head:?}");
+    }
+    // HTTP/1.0 needs no Host; an empty one is a Host.
+    for head in [
+        "POST /version HTTP/1.0\r\nContent-Length: 0\r\n\r\n",
+        "POST /version HTTP/1.1\r\nHost:\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    ] {
+        let (answer, _) = exchange(&relay, head.as_bytes());
+        let served = answer.starts_with("HTTP/1.1 200 ") || answer.starts_with("HTTP/1.0 200 ");
+        assert!(
+            served && answer.contains("\"version\""),
+            "{head:?}: {answer}"
+        );
+    }
+}
+
+#[test]
 fn heads_over_16_kib_or_128_lines_are_431_and_closed() {
     let otx = FakeOtx::start();
     let relay = Relay::start(&otx, &[]);
@@ -184,8 +225,8 @@ fn heads_over_16_kib_or_128_lines_are_431_and_closed() {
     }
     // Just inside both limits: served.
     let inside = format!(
-        "POST /version HTTP/1.1\r\nConnection: close\r\n{}\r\n",
-        "X-N: 1\r\n".repeat(126)
+        "POST /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{}\r\n",
+        "X-N: 1\r\n".repeat(125)
     );
     let (answer, closed) = exchange(&relay, inside.as_bytes());
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
@@ -411,7 +452,10 @@ fn check_trickle_cut_off(first: &str, trickle: String) {
 fn a_head_trickled_byte_by_byte_is_cut_off_at_the_client_timeout() {
     check_trickle_cut_off(
         "",
-        format!("POST /version HTTP/1.1\r\nX-Pad: {}", "p".repeat(100)),
+        format!(
+            "POST /version HTTP/1.1\r\nHost: x\r\nX-Pad: {}",
+            "p".repeat(100)
+        ),
     );
 }
 

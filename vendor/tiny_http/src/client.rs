@@ -1,3 +1,4 @@
+use std::collections::VecDeque;
 use std::io::Result as IoResult;
 use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 
@@ -6,18 +7,20 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use crate::common::{HTTPVersion, Method};
+use crate::request::Answer;
 use crate::util::RefinedTcpStream;
-use crate::util::SequentialWriterBuilder;
 use crate::wire::{self, Read1};
 use crate::{Limits, Request};
 
 /// A ClientConnection is an object that will store a socket to a client
 /// and return Request objects.
 ///
-/// otx-relay patch: it reads each request whole, head and body, on the
-/// connection's own thread, strictly (see `wire`), each within
-/// `Limits::client_timeout` as a total, so that a request reaches a worker
-/// only once it has fully arrived and a slow client holds no worker.
+/// otx-relay patch: it serves the connection on the connection's own
+/// thread ([`ClientConnection::serve`]): it reads each request whole, head
+/// and body, strictly (see `wire`), each within `Limits::client_timeout` as
+/// a total, so that a request reaches a worker only once it has fully
+/// arrived and a slow sender holds no worker; and it writes each answer the
+/// worker made, so that a slow reader holds no worker either.
 pub struct ClientConnection {
     // address of the client (None if the client was gone before we asked)
     remote_addr: Option<SocketAddr>,
@@ -26,26 +29,37 @@ pub struct ClientConnection {
     // worker, so no sequencing of readers is needed
     source: BufReader<DeadlineReader>,
 
-    // sequence of Writers to the stream, to avoid writing response #2 before
-    //  response #1
-    sink: SequentialWriterBuilder<BufWriter<DeadlineWriter>>,
+    // otx-relay patch: the answers, written by this connection's thread
+    // only, one at a time, in the order of their requests
+    sink: BufWriter<DeadlineWriter>,
 
     // set to true if we know that the previous request is the last one
     no_more_requests: bool,
 
-    // set when the last request was refused before its body was read: told
-    // when its answer has been written, so the connection can be closed
-    refused_answered: Option<Receiver<()>>,
+    // otx-relay patch: the last request was refused before its body was
+    // read: once its answer is written, the connection lingers and closes
+    refused: bool,
 
     // true if the connection goes through SSL
     secure: bool,
 
     limits: Limits,
-
-    // otx-relay patch: the end of the answer the idle wait was last
-    // extended for.
-    idle_since: Option<Instant>,
 }
+
+/// otx-relay patch: what reading the next request gave.
+enum Next {
+    /// A request for a worker, and where its answer will come from.
+    Request(Request, Receiver<Answer>),
+    /// No request will come: the client closed, stayed silent, or broke.
+    End,
+    /// The client sent part of a request and then too little: after the
+    /// answers due, it is told so (408) and the connection is closed.
+    TimedOut,
+}
+
+/// otx-relay patch: the last words of a connection whose request timed out.
+const REQUEST_TIMEOUT: &[u8] =
+    b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
 /// otx-relay patch: the read half of a connection, whose every read ends by
 /// a deadline: a total for a head or a body, however slowly bytes come.
@@ -175,15 +189,12 @@ impl ClientConnection {
         };
         ClientConnection {
             source: BufReader::with_capacity(4096, reader),
-            sink: SequentialWriterBuilder::with_turn(BufWriter::with_capacity(1024, writer), |w| {
-                w.get_mut().begin()
-            }),
+            sink: BufWriter::with_capacity(1024, writer),
             remote_addr,
             no_more_requests: false,
-            refused_answered: None,
+            refused: false,
             secure,
             limits,
-            idle_since: None,
         }
     }
 
@@ -192,29 +203,84 @@ impl ClientConnection {
         self.secure
     }
 
-    /// Writes a bodiless answer of tiny_http's own (`100 Continue`, `408`),
-    /// in its turn among the answers to requests already read.
-    fn write_interim(
-        sink: &mut SequentialWriterBuilder<BufWriter<DeadlineWriter>>,
-        status_line: &[u8],
-    ) -> IoResult<()> {
-        match sink.next() {
-            Some(mut writer) => {
-                writer.write_all(status_line)?;
-                writer.flush()
+    /// otx-relay patch: serves the connection until it ends, on the calling
+    /// thread: reads each request whole, hands it to `dispatch` (the
+    /// server's queue, where a worker takes it), and writes its answer once
+    /// the worker has made it, within the write deadline of
+    /// `DeadlineWriter`. A worker therefore never waits on the client.
+    ///
+    /// At most one request is read ahead of an answer not yet written, and
+    /// only when its first bytes have already arrived with an earlier one
+    /// (pipelining): so a connection whose answers are not read holds at
+    /// most two requests and their answers, however much is pipelined into
+    /// it, and a request is read only after the answers before it are out,
+    /// which makes a keep-alive connection's idle time run from its last
+    /// answer. (Reading ahead blindly would leave an answer unwritten while
+    /// this thread waits for a request the client sends only after it.)
+    pub fn serve(mut self, mut dispatch: impl FnMut(Request)) {
+        let mut pending: VecDeque<Receiver<Answer>> = VecDeque::with_capacity(2);
+        let mut last_words = None;
+        loop {
+            let may_read = match pending.len() {
+                0 => true,
+                1 => !self.source.buffer().is_empty(),
+                _ => false,
+            };
+            if may_read && !self.no_more_requests {
+                match self.read(&mut pending) {
+                    Next::Request(request, answer) => {
+                        dispatch(request);
+                        pending.push_back(answer);
+                        continue;
+                    }
+                    Next::End => self.no_more_requests = true,
+                    Next::TimedOut => {
+                        self.no_more_requests = true;
+                        last_words = Some(REQUEST_TIMEOUT);
+                    }
+                }
             }
-            None => Err(ErrorKind::BrokenPipe.into()),
+            let Some(answer) = pending.pop_front() else {
+                break;
+            };
+            if Self::write_answer(&mut self.sink, answer).is_err() {
+                // The connection is shut down: nothing more to say.
+                return;
+            }
         }
+        if let Some(words) = last_words {
+            let _ = Self::write_bytes(&mut self.sink, words);
+        }
+        if self.refused {
+            self.linger();
+        }
+    }
+
+    /// Waits for an answer and writes it whole, within its own deadline.
+    fn write_answer(
+        sink: &mut BufWriter<DeadlineWriter>,
+        answer: Receiver<Answer>,
+    ) -> IoResult<()> {
+        // A request dropped unanswered answers 500 itself (`Request`'s
+        // `Drop`); a closed channel means the server itself is gone.
+        let answer = answer.recv().map_err(|_| ErrorKind::BrokenPipe)?;
+        sink.get_mut().begin();
+        answer(sink)?;
+        sink.flush()
+    }
+
+    /// Writes a bodiless answer of tiny_http's own (`100 Continue`, `408`).
+    fn write_bytes(sink: &mut BufWriter<DeadlineWriter>, bytes: &[u8]) -> IoResult<()> {
+        sink.get_mut().begin();
+        sink.write_all(bytes)?;
+        sink.flush()
     }
 
     /// After a refused request: once its answer is out, ends our side and
     /// reads (and drops) what the client still sends, for a short while, so
     /// that closing does not reset the connection before the client has
     /// read the answer ("lingering close", RFC 9112 §9.6).
-    fn linger(&mut self, answered: Receiver<()>) {
-        // Bounded by the answers' own write deadlines (a big answer ahead
-        // of it may fairly take minutes).
-        let _ = answered.recv();
+    fn linger(&mut self) {
         let _ = self.source.get_mut().inner.shutdown_write();
         self.source.get_mut().deadline = Some(Instant::now() + LINGER);
         let mut sink = [0u8; 16 * 1024];
@@ -227,58 +293,37 @@ impl ClientConnection {
         }
     }
 
-    /// Reads the next request, whole.
-    fn read(&mut self) -> Option<Request> {
-        self.read_by(Instant::now().checked_add(self.limits.client_timeout))
-    }
-
-    /// Reads the next request, whole, by `deadline`.
-    fn read_by(&mut self, deadline: Option<Instant>) -> Option<Request> {
-        self.source.get_mut().deadline = deadline;
+    /// Reads the next request, whole, within `client_timeout`. `pending`
+    /// holds the answers not yet written: a request that expects
+    /// `100 Continue` gets it only after them.
+    fn read(&mut self, pending: &mut VecDeque<Receiver<Answer>>) -> Next {
+        self.source.get_mut().deadline = Instant::now().checked_add(self.limits.client_timeout);
         let max_body = self.limits.max_body;
         let (source, sink) = (&mut self.source, &mut self.sink);
         let read = wire::read_request(source, max_body, |head| {
             // The client waits for this before it sends the body (never
             // sent to an HTTP/1.0 client, RFC 9110 §10.1.1).
             if head.expects_continue && head.version == HTTPVersion(1, 1) {
-                Self::write_interim(sink, b"HTTP/1.1 100 Continue\r\n\r\n")?;
+                while let Some(answer) = pending.pop_front() {
+                    Self::write_answer(sink, answer)?;
+                }
+                Self::write_bytes(sink, b"HTTP/1.1 100 Continue\r\n\r\n")?;
             }
             Ok(())
         });
         let read = match read {
             Ok(read) => read,
-            Err(e) => {
-                if e.kind() == ErrorKind::TimedOut {
-                    let _ = Self::write_interim(
-                        &mut self.sink,
-                        b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                    );
-                }
-                return None;
-            }
+            Err(e) if e.kind() == ErrorKind::TimedOut => return Next::TimedOut,
+            Err(_) => return Next::End,
         };
-        match read {
-            // otx-relay patch: the idle time of a keep-alive connection runs
-            // from its last answer. It ran from when the last request was
-            // read, so a slow answer was followed by a close that came early
-            // (or at once), without `Connection: close`, and a client reusing
-            // the connection lost its next request. Once per answer, so that
-            // a closed connection is not read again and again.
-            Read1::Idle => {
-                let finished = self.sink.last_finished()?;
-                let deadline = finished.checked_add(self.limits.client_timeout)?;
-                if self.idle_since == Some(finished) || deadline <= Instant::now() {
-                    return None;
-                }
-                self.idle_since = Some(finished);
-                self.read_by(Some(deadline))
-            }
+        let (answers, answer) = mpsc::channel();
+        let request = match read {
+            Read1::Idle => return Next::End,
             Read1::Request(head, body) => {
                 if head.close {
                     self.no_more_requests = true;
                 }
-                let writer = self.sink.next()?;
-                Some(Request::whole(
+                Request::whole(
                     self.secure,
                     head.method,
                     head.target,
@@ -286,9 +331,9 @@ impl ClientConnection {
                     head.headers,
                     self.remote_addr,
                     body,
-                    writer,
+                    answers,
                     None,
-                ))
+                )
             }
             Read1::Refused {
                 refusal,
@@ -297,6 +342,7 @@ impl ClientConnection {
                 head,
             } => {
                 self.no_more_requests = true;
+                self.refused = true;
                 let (method, version, headers) = match head {
                     Some(head) => (head.method, head.version, head.headers),
                     None => (
@@ -306,10 +352,7 @@ impl ClientConnection {
                         Vec::new(),
                     ),
                 };
-                let writer = self.sink.next()?;
-                let (sender, receiver) = mpsc::channel();
-                self.refused_answered = Some(receiver);
-                let request = Request::whole(
+                Request::whole(
                     self.secure,
                     method,
                     target,
@@ -317,12 +360,12 @@ impl ClientConnection {
                     headers,
                     self.remote_addr,
                     Vec::new(),
-                    writer,
+                    answers,
                     Some(refusal),
-                );
-                Some(request.with_notify_sender(sender))
+                )
             }
-        }
+        };
+        Next::Request(request, answer)
     }
 }
 
@@ -330,24 +373,6 @@ impl ClientConnection {
 /// drained before it is closed.
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1024 * 1024;
-
-impl Iterator for ClientConnection {
-    type Item = Request;
-
-    /// Blocks until the next Request is available.
-    /// Returns None when no new Requests will come from the client.
-    fn next(&mut self) -> Option<Request> {
-        if let Some(answered) = self.refused_answered.take() {
-            self.linger(answered);
-        }
-        // the client sent a "connection: close" header in this previous request
-        //  or is using HTTP 1.0, meaning that no new request will come
-        if self.no_more_requests {
-            return None;
-        }
-        self.read()
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -364,6 +389,7 @@ mod tests {
             client_timeout,
             max_body: 0,
             min_send_rate,
+            ..Limits::default()
         };
         server.set_write_timeout(Some(client_timeout)).unwrap();
         let server = crate::connection::Connection::from(server);

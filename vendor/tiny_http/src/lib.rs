@@ -100,7 +100,7 @@ use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -129,7 +129,7 @@ mod util;
 pub mod wire;
 
 /// otx-relay patch: what a client may send, and how long it may take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// A client must deliver a whole request head within this time, and
     /// then its whole body within it again (each a total, however slowly
@@ -143,6 +143,14 @@ pub struct Limits {
     /// time its bytes take at this rate (bytes per second); else the
     /// connection is closed.
     pub min_send_rate: u64,
+    /// The most client connections open at once (each costs a thread): a
+    /// new one beyond it is closed at once.
+    pub max_connections: usize,
+    /// Told of each transient error of `accept` (out of file descriptors
+    /// or memory, a client that reset during the handshake), after which
+    /// the accept loop pauses 20 ms and goes on. Called up to 50 times a
+    /// second while the condition lasts: fold them.
+    pub on_accept_error: Option<fn(&IoError)>,
 }
 
 impl Default for Limits {
@@ -151,7 +159,25 @@ impl Default for Limits {
             client_timeout: Duration::from_secs(30),
             max_body: 16 * 1024 * 1024,
             min_send_rate: 64 * 1024,
+            max_connections: usize::MAX,
+            on_accept_error: None,
         }
+    }
+}
+
+/// otx-relay patch: one open connection, counted while it lives.
+struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn new(count: &Arc<AtomicUsize>) -> Open {
+        count.fetch_add(1, Relaxed);
+        Open(count.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
     }
 }
 
@@ -328,10 +354,15 @@ impl Server {
         thread::spawn(move || {
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
+            // otx-relay patch: the connections being served.
+            let open = Arc::new(AtomicUsize::new(0));
 
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
+                    // otx-relay patch: beyond the limit, closed at once
+                    // (before any thread or second descriptor is spent).
+                    Ok(_) if open.load(Relaxed) >= limits.max_connections => continue,
                     Ok((sock, _)) => {
                         use util::RefinedTcpStream;
                         // otx-relay patch: a write blocked on a client that
@@ -343,7 +374,12 @@ impl Server {
                             // server goes on.
                             None => match RefinedTcpStream::new(sock) {
                                 Ok(halves) => halves,
-                                Err(_) => continue,
+                                Err(e) => {
+                                    if let Some(report) = limits.on_accept_error {
+                                        report(&e);
+                                    }
+                                    continue;
+                                }
                             },
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
                             Some(ref ssl) => {
@@ -372,24 +408,16 @@ impl Server {
                     Ok(client) => {
                         let messages = inside_messages.clone();
                         let mut client = Some(client);
+                        // Dropped with the task: when the connection ends,
+                        // or at once if no thread could take it.
+                        let open = Open::new(&open);
                         tasks_pool.spawn(Box::new(move || {
+                            let _open = &open;
+                            // otx-relay patch: this thread reads the
+                            // requests and writes their answers (over TLS
+                            // too: one thread, so no lock order to keep).
                             if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        // otx-relay patch: the request's
-                                        // sender dropped unanswered: stop.
-                                        if receiver.recv().is_err() {
-                                            break;
-                                        }
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
-                                    }
-                                }
+                                client.serve(|rq| messages.push(rq.into()));
                             }
                         }));
                     }
@@ -399,6 +427,9 @@ impl Server {
                     // passing; the listener stays up.
                     Err(e) if is_transient_accept_error(&e) => {
                         log::warn!("Error accepting new client (will retry): {}", e);
+                        if let Some(report) = limits.on_accept_error {
+                            report(&e);
+                        }
                         thread::sleep(Duration::from_millis(20));
                     }
                     Err(e) => {

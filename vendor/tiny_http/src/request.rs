@@ -55,6 +55,11 @@ pub struct Request {
     // if this writer is empty, then the request has been answered
     response_writer: Option<Box<dyn Write + Send + 'static>>,
 
+    // otx-relay patch: where the answer goes when the connection's own
+    // thread writes it (a request read by the server); `response_writer`
+    // is then None.
+    answers: Option<Sender<Answer>>,
+
     remote_addr: Option<SocketAddr>,
 
     // true if HTTPS, false if HTTP
@@ -234,6 +239,7 @@ where
     Ok(Request {
         data_reader: Some(reader),
         response_writer: Some(Box::new(writer) as Box<dyn Write + Send + 'static>),
+        answers: None,
         remote_addr,
         secure,
         method,
@@ -249,9 +255,12 @@ where
 
 impl Request {
     /// otx-relay patch: a request read whole by the connection's thread
-    /// (see `wire`): its body is in memory, or it was refused.
+    /// (see `wire`): its body is in memory, or it was refused. Its answer
+    /// goes back to that thread through `answers`, to be written there:
+    /// whoever handles the request never writes to the client, so a client
+    /// that reads slowly, or not at all, holds no worker.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn whole<W>(
+    pub(crate) fn whole(
         secure: bool,
         method: Method,
         path: String,
@@ -259,16 +268,14 @@ impl Request {
         headers: Vec<Header>,
         remote_addr: Option<SocketAddr>,
         body: Vec<u8>,
-        writer: W,
+        answers: Sender<Answer>,
         refusal: Option<Refusal>,
-    ) -> Request
-    where
-        W: Write + Send + 'static,
-    {
+    ) -> Request {
         Request {
             body_length: Some(body.len()),
             data_reader: Some(Box::new(Cursor::new(body))),
-            response_writer: Some(Box::new(writer)),
+            response_writer: None,
+            answers: Some(answers),
             remote_addr,
             secure,
             method,
@@ -359,6 +366,11 @@ impl Request {
     ) -> Box<dyn ReadWrite + Send> {
         use crate::util::CustomStream;
 
+        // otx-relay patch: a request read by the server has no writer of
+        // its own; what is printed goes to its connection's thread.
+        if self.answers.is_some() {
+            self.response_writer = Some(self.extract_writer_impl());
+        }
         response
             .raw_print(
                 self.response_writer.as_mut().unwrap().by_ref(),
@@ -457,6 +469,14 @@ impl Request {
     fn extract_writer_impl(&mut self) -> Box<dyn Write + Send + 'static> {
         use std::mem;
 
+        // otx-relay patch: what is written goes to the connection's thread
+        // as one answer, when the writer is dropped.
+        if let Some(answers) = self.answers.take() {
+            return Box::new(AnswerWriter {
+                bytes: Vec::new(),
+                answers,
+            });
+        }
         assert!(self.response_writer.is_some());
 
         let mut writer = None;
@@ -478,10 +498,16 @@ impl Request {
     }
 
     /// Sends a response to this request.
+    ///
+    /// otx-relay patch: for a request read by the server, the response is
+    /// handed to the connection's own thread, which writes it (in order,
+    /// within the connection's write deadline): this returns at once, and
+    /// an error about the client is never seen here. Hence the bounds on
+    /// `R`: the response travels to that thread.
     #[inline]
     pub fn respond<R>(mut self, response: Response<R>) -> Result<(), IoError>
     where
-        R: Read,
+        R: Read + Send + 'static,
     {
         let res = self.respond_impl(response);
         if let Some(sender) = self.notify_when_responded.take() {
@@ -493,10 +519,8 @@ impl Request {
 
     fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), IoError>
     where
-        R: Read,
+        R: Read + Send + 'static,
     {
-        let mut writer = self.extract_writer_impl();
-
         let do_not_send_body = self.method == Method::Head;
 
         // otx-relay patch: the client is told that the connection ends.
@@ -504,6 +528,20 @@ impl Request {
         if self.refusal.is_some() {
             response.add_connection_close();
         }
+
+        // otx-relay patch: the connection's thread prints the response.
+        if let Some(answers) = self.answers.take() {
+            let version = self.http_version.clone();
+            let headers = std::mem::take(&mut self.headers);
+            let answer: Answer = Box::new(move |writer: &mut dyn Write| {
+                response.raw_print(writer, version, &headers, do_not_send_body, None)
+            });
+            // The connection may have ended meanwhile: nobody to tell.
+            let _ = answers.send(answer);
+            return Ok(());
+        }
+
+        let mut writer = self.extract_writer_impl();
 
         Self::ignore_client_closing_errors(response.raw_print(
             writer.by_ref(),
@@ -544,7 +582,7 @@ impl fmt::Debug for Request {
 
 impl Drop for Request {
     fn drop(&mut self) {
-        if self.response_writer.is_some() {
+        if self.response_writer.is_some() || self.answers.is_some() {
             let response = Response::empty(500);
             let _ = self.respond_impl(response); // ignoring any potential error
             if let Some(sender) = self.notify_when_responded.take() {
@@ -557,6 +595,38 @@ impl Drop for Request {
 /// Dummy trait that regroups the `Read` and `Write` traits.
 ///
 /// Automatically implemented on all types that implement both `Read` and `Write`.
+/// otx-relay patch: an answer made by whoever handled a request, printed
+/// by the connection's own thread onto its writer.
+pub(crate) type Answer = Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + Send>;
+
+/// otx-relay patch: the writer of `into_writer` and `upgrade` for a request
+/// read by the server: what is written goes to the connection's thread as
+/// one answer when it is dropped.
+struct AnswerWriter {
+    bytes: Vec<u8>,
+    answers: Sender<Answer>,
+}
+
+impl Write for AnswerWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for AnswerWriter {
+    fn drop(&mut self) {
+        let bytes = std::mem::take(&mut self.bytes);
+        let _ = self
+            .answers
+            .send(Box::new(move |writer: &mut dyn Write| writer.write_all(&bytes)));
+    }
+}
+
 pub trait ReadWrite: Read + Write {}
 impl<T> ReadWrite for T where T: Read + Write {}
 

@@ -374,6 +374,17 @@ pub fn parse_head(lines: &[Vec<u8>]) -> Result<Head, Refusal> {
         (None, None) => Framing::None,
     };
 
+    // otx-relay patch: an HTTP/1.1 request names exactly one host (RFC
+    // 9112 §3.2): a server "MUST respond with a 400" to one without, or
+    // with several, which proxies may read differently.
+    if version == HTTPVersion(1, 1) {
+        match headers.iter().filter(|h| h.field.equiv("Host")).count() {
+            0 => return Err(bad("no Host header")),
+            1 => {}
+            _ => return Err(bad("several Host headers")),
+        }
+    }
+
     let expects_continue = match headers.iter().find(|h| h.field.equiv("Expect")) {
         None => false,
         Some(h) if h.value.as_str().eq_ignore_ascii_case("100-continue") => true,
@@ -534,13 +545,13 @@ mod tests {
 
     #[test]
     fn a_plain_request_and_its_body() {
-        let mut bytes = &b"\r\nPOST /a?b HTTP/1.1\r\nContent-Length: 2\r\nX:  y \r\n\r\n[]rest"[..];
+        let mut bytes = &b"\r\nPOST /a?b HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nX:  y \r\n\r\n[]rest"[..];
         match read_request(&mut bytes, 1024, |_| Ok(())) {
             Ok(Read1::Request(head, body)) => {
                 assert_eq!(head.method, Method::Post);
                 assert_eq!(head.target, "/a?b");
                 assert_eq!(head.framing, Framing::Length(2));
-                assert_eq!(head.headers[1].value.as_str(), "y");
+                assert_eq!(head.headers[2].value.as_str(), "y");
                 assert!(!head.close);
                 assert_eq!(body, b"[]");
             }
@@ -552,14 +563,14 @@ mod tests {
     #[test]
     fn ambiguous_framing_is_refused() {
         for head in [
-            &b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
-            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: 1,1\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+            &b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1,1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
             b"POST / HTTP/1.1\nHost: x\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost : x\r\n\r\n",
-            b"POST / HTTP/1.1\r\nX: \x7f\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nX: \x7f\r\n\r\n",
         ] {
             assert!(matches!(refusal(head), Refusal::BadRequest(_)));
         }
@@ -568,33 +579,33 @@ mod tests {
             Refusal::VersionNotSupported
         );
         assert_eq!(
-            refusal(b"POST / HTTP/1.1\r\nExpect: later\r\n\r\n"),
+            refusal(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: later\r\n\r\n"),
             Refusal::ExpectationFailed
         );
     }
 
     #[test]
     fn limits() {
-        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD_BYTES));
+        let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD_BYTES));
         assert_eq!(refusal(big.as_bytes()), Refusal::HeadTooLarge);
-        let many = format!("GET / HTTP/1.1\r\n{}\r\n", "X: 1\r\n".repeat(MAX_HEAD_LINES));
+        let many = format!("GET / HTTP/1.1\r\nHost: x\r\n{}\r\n", "X: 1\r\n".repeat(MAX_HEAD_LINES));
         assert_eq!(refusal(many.as_bytes()), Refusal::HeadTooLarge);
         assert_eq!(
-            refusal(b"POST / HTTP/1.1\r\nContent-Length: 1025\r\n\r\n"),
+            refusal(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1025\r\n\r\n"),
             Refusal::BodyTooLarge
         );
     }
 
     #[test]
     fn chunked_bodies() {
-        let ok = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2;x=y\r\n[]\r\n1 \r\n \r\n0\r\nT: 1\r\n\r\n";
+        let ok = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2;x=y\r\n[]\r\n1 \r\n \r\n0\r\nT: 1\r\n\r\n";
         match read(ok) {
             Ok(Read1::Request(_, body)) => assert_eq!(body, b"[] "),
             other => panic!("{:?}", other),
         }
-        let big = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n401\r\n";
+        let big = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n401\r\n";
         assert_eq!(refusal(big), Refusal::BodyTooLarge);
-        let odd = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n[]xx0\r\n\r\n";
+        let odd = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n[]xx0\r\n\r\n";
         assert!(matches!(refusal(odd), Refusal::BadRequest(_)));
     }
 
@@ -606,6 +617,27 @@ mod tests {
                 assert_eq!(target, "/a\x1b b HTTP/1.1");
             }
             other => panic!("{:?}", other),
+        }
+    }
+
+    #[test]
+    fn an_http_1_1_request_names_exactly_one_host() {
+        assert_eq!(
+            refusal(b"GET / HTTP/1.1\r\n\r\n"),
+            Refusal::BadRequest("no Host header")
+        );
+        assert_eq!(
+            refusal(b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n"),
+            Refusal::BadRequest("several Host headers")
+        );
+        assert_eq!(
+            refusal(b"GET / HTTP/1.1\r\nHost: a\r\nHOST: a\r\n\r\n"),
+            Refusal::BadRequest("several Host headers")
+        );
+        // An empty Host is allowed (RFC 9112 §3.2: no authority in the
+        // target), and HTTP/1.0 needs none.
+        for ok in [&b"GET / HTTP/1.1\r\nHost:\r\n\r\n"[..], b"GET / HTTP/1.0\r\n\r\n"] {
+            assert!(matches!(read(ok), Ok(Read1::Request(..))), "{:?}", read(ok));
         }
     }
 
