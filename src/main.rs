@@ -95,8 +95,13 @@ fn main() -> ExitCode {
 fn serve() -> Result<(), String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
     match &config.secret_key {
-        None => log::warn(format_args!(
+        // With RELAY_AUDIENCE set, XDR's RS256 tokens need no SECRET_KEY
+        // (SPEC §9): the warning must not say every call will fail.
+        None if config.audiences.is_empty() => log::warn(format_args!(
             "SECRET_KEY is not set: every authenticated call will answer '<SECRET_KEY> is missing'"
+        )),
+        None => log::warn(format_args!(
+            "SECRET_KEY is not set: HS256 tokens will be refused ('<SECRET_KEY> is missing'); XDR's RS256 tokens are still accepted (RELAY_AUDIENCE is set)"
         )),
         // RFC 7518 §3.2: an HS256 key shorter than the hash is guessable.
         Some(key) if key.len() < MIN_SECRET_KEY_BYTES => log::warn(format_args!(

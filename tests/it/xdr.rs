@@ -3,10 +3,11 @@
 //! certificate trusted through `SSL_CERT_FILE`) and RSA keys made at test
 //! time with the `openssl` command (the harness's `SigningKey`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -47,6 +48,17 @@ fn drop_claim(payload: &mut Value, name: &str) {
 fn header(kid: &str) -> Value {
     json!({"alg": "RS256", "typ": "JWT", "kid": kid})
 }
+
+/// An RS256 token naming `jwks_host` that anyone can make: its signature is
+/// garbage, but the keys are fetched before it is checked.
+fn forged(jwks_host: &str) -> String {
+    jwt_unsigned(&header("any"), &claims(jwks_host)) + "Zm9yZ2Vk"
+}
+
+const WRONG_JWKS_HOST: &str = "Authorization failed: Wrong jwks_host in JWT payload. Make sure domain follows the visibility.<region>.cisco.com structure";
+
+/// How long a failed fetch is remembered (SPEC §9).
+const FAILED_FOR: Duration = Duration::from_secs(10);
 
 // ---- the JWKS host ----
 
@@ -94,9 +106,72 @@ impl JwksHost {
     }
 }
 
+/// A JWKS host that accepts connections and never answers nor closes
+/// them, as behind a firewall that swallows packets or from a host that
+/// stalls on purpose. It counts the connections it accepts.
+struct SilentHost {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl SilentHost {
+    fn start() -> SilentHost {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the silent host");
+        let addr = listener.local_addr().expect("its address");
+        let (accepted, stop) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (count, stopped) = (accepted.clone(), stop.clone());
+        let acceptor = thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                count.fetch_add(1, Ordering::SeqCst);
+                // Kept open, unread, until the host is dropped.
+                held.extend(stream.ok());
+            }
+        });
+        SilentHost {
+            addr,
+            accepted,
+            stop,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for SilentHost {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // `accept` blocks; a connection of our own wakes it to see the flag.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+}
+
 /// A relay that accepts XDR tokens whose keys `hosts` serve.
 fn xdr_relay(otx: &FakeOtx, hosts: &[&JwksHost], extra: &[(&str, &str)]) -> Relay {
     let allowed: Vec<String> = hosts.iter().map(|h| h.host()).collect();
+    xdr_relay_for(otx, &allowed, extra)
+}
+
+/// A relay that accepts XDR tokens from the JWKS hosts `allowed`.
+fn xdr_relay_for(otx: &FakeOtx, allowed: &[String], extra: &[(&str, &str)]) -> Relay {
     let allowed = allowed.join(",");
     let mut env = vec![
         ("RELAY_AUDIENCE", AUDIENCE),
@@ -240,6 +315,10 @@ fn hs256_still_works_beside_rs256_and_rs256_needs_no_secret_key() {
         ],
         &["SECRET_KEY"],
     );
+    // The start-up warning says what holds (not that every call will fail).
+    assert!(relay.wait_log("SECRET_KEY is not set"), "{}", relay.logs());
+    let warning = "WARN SECRET_KEY is not set: HS256 tokens will be refused ('<SECRET_KEY> is missing'); XDR's RS256 tokens are still accepted (RELAY_AUDIENCE is set)\n";
+    assert!(relay.stderr().contains(warning), "{}", relay.stderr());
     assert_eq!(health(&relay, &rs256), "ok");
     // The structure check comes before the SECRET_KEY check here.
     assert_eq!(
@@ -346,15 +425,111 @@ fn a_new_kid_costs_one_refetch_and_unknown_kids_at_most_one_a_minute() {
 fn concurrent_first_calls_share_one_fetch() {
     let [k1, _] = keys();
     let jwks = JwksHost::start(vec![k1.jwk()]);
+    // Slow enough that all the calls arrive while the fetch runs.
+    jwks.server.set_latency(Duration::from_millis(500));
     let otx = otx_with_user_me();
     let relay = xdr_relay(&otx, &[&jwks], &[]);
     let token = k1.sign(&header("key-1"), &claims(&jwks.host()));
     thread::scope(|s| {
-        for _ in 0..8 {
+        for _ in 0..16 {
             s.spawn(|| assert_eq!(health(&relay, &token), "ok"));
         }
     });
+    assert_eq!(jwks.server.requests_to("/.well-known/jwks").len(), 1);
     assert_eq!(jwks.fetches(), 1);
+}
+
+#[test]
+fn forged_tokens_naming_a_silent_host_cost_one_connection_and_no_queue() {
+    let silent = SilentHost::start();
+    let otx = otx_with_user_me();
+    let relay = xdr_relay_for(&otx, &[silent.host()], &[("AVOTX_TIMEOUT", "2")]);
+    let token = forged(&silent.host());
+    let started = Instant::now();
+    let took: Vec<Duration> = thread::scope(|s| {
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    assert_eq!(health(&relay, &token), WRONG_JWKS_HOST);
+                    started.elapsed()
+                })
+            })
+            .collect();
+        calls
+            .into_iter()
+            .map(|c| c.join().expect("a call"))
+            .collect()
+    });
+    // All share the one fetch, bounded by AVOTX_TIMEOUT (2 s), plus 1 s.
+    for one in &took {
+        assert!(*one < Duration::from_secs(3), "{one:?} of {took:?}");
+    }
+    assert_eq!(silent.connections(), 1);
+    // The failure is remembered: the next calls are answered at once.
+    for _ in 0..5 {
+        let started = Instant::now();
+        assert_eq!(health(&relay, &token), WRONG_JWKS_HOST);
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(500), "{took:?}");
+    }
+    assert_eq!(silent.connections(), 1);
+}
+
+#[test]
+fn a_failed_fetch_is_remembered_for_ten_seconds() {
+    let [k1, _] = keys();
+    let jwks = JwksHost::start(vec![k1.jwk()]);
+    jwks.down.store(true, Ordering::SeqCst);
+    let otx = otx_with_user_me();
+    let relay = xdr_relay(&otx, &[&jwks], &[]);
+    let (token, good) = (
+        forged(&jwks.host()),
+        k1.sign(&header("key-1"), &claims(&jwks.host())),
+    );
+    // The host answers 500 at once: 30 forged tokens in a row, one request.
+    assert_eq!(health(&relay, &token), WRONG_JWKS_HOST);
+    let failed = Instant::now();
+    for _ in 1..30 {
+        assert_eq!(health(&relay, &token), WRONG_JWKS_HOST);
+    }
+    assert_eq!((jwks.fetches(), jwks.connections()), (1, 1));
+    // Even a good token, once the host is back, until 10 s have passed.
+    jwks.down.store(false, Ordering::SeqCst);
+    assert_eq!(health(&relay, &good), WRONG_JWKS_HOST);
+    assert!(failed.elapsed() < FAILED_FOR, "the test ran too slowly");
+    assert_eq!(jwks.fetches(), 1);
+    thread::sleep(
+        (failed + FAILED_FOR + Duration::from_millis(300))
+            .saturating_duration_since(Instant::now()),
+    );
+    assert_eq!(health(&relay, &good), "ok");
+    assert_eq!(jwks.fetches(), 2);
+}
+
+#[test]
+fn a_refetch_delays_no_call_whose_key_is_known() {
+    let [k1, k2] = keys();
+    let jwks = JwksHost::start(vec![k1.jwk()]);
+    let otx = otx_with_user_me();
+    let relay = xdr_relay(&otx, &[&jwks], &[]);
+    let known = k1.sign(&header("key-1"), &claims(&jwks.host()));
+    assert_eq!(health(&relay, &known), "ok");
+    jwks.set_keys(vec![k1.jwk(), k2.jwk()]);
+    jwks.server.set_latency(Duration::from_secs(2));
+    let rotated = k2.sign(&header("key-2"), &claims(&jwks.host()));
+    thread::scope(|s| {
+        let refetch = s.spawn(|| health(&relay, &rotated));
+        // Once the refetch has reached the host.
+        while jwks.fetches() < 2 {
+            thread::sleep(Duration::from_millis(10));
+        }
+        let started = Instant::now();
+        assert_eq!(health(&relay, &known), "ok");
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(1), "{took:?}");
+        assert_eq!(refetch.join().expect("the refetch call"), "ok");
+    });
+    assert_eq!(jwks.fetches(), 2);
 }
 
 #[test]
@@ -372,13 +547,18 @@ fn keys_outlive_their_host_until_jwks_ttl() {
         "Authorization failed: kid from JWT header not found in API response"
     );
     assert_eq!(health(&relay, &token), "ok");
+    let failed = Instant::now();
     thread::sleep(Duration::from_millis(2300));
-    assert_eq!(
-        health(&relay, &token),
-        "Authorization failed: Wrong jwks_host in JWT payload. Make sure domain follows the visibility.<region>.cisco.com structure"
-    );
-    // Back up: accepted again.
+    assert_eq!(health(&relay, &token), WRONG_JWKS_HOST);
+    // Back up: accepted again once the failed fetch is no longer
+    // remembered (until then no fetch is tried).
     jwks.down.store(false, Ordering::SeqCst);
+    assert_eq!(health(&relay, &token), WRONG_JWKS_HOST);
+    assert_eq!(jwks.fetches(), 2);
+    thread::sleep(
+        (failed + FAILED_FOR + Duration::from_millis(300))
+            .saturating_duration_since(Instant::now()),
+    );
     assert_eq!(health(&relay, &token), "ok");
 }
 
