@@ -31,6 +31,26 @@ pub fn endpoint(app: &App, path: &str) -> &'static str {
         .unwrap_or("other")
 }
 
+/// Whether answering a request for `path` may wait on something other
+/// than the CPU (OTX, Redis, a JWKS host: every endpoint that checks a
+/// token). Those go to one of the `RELAY_THREADS` workers; the rest
+/// (`/version`, `/watchdog`, `/metrics`, `/refer`, 404s and 405s) are
+/// answered on the connection's own thread, sparing two thread wake-ups
+/// each.
+pub fn waits(path: &str) -> bool {
+    matches!(
+        path,
+        "/health"
+            | "/observe/observables"
+            | "/deliberate/observables"
+            | "/tiles"
+            | "/tiles/tile"
+            | "/tiles/tile-data"
+            | "/respond/observables"
+            | "/respond/trigger"
+    )
+}
+
 /// Routes one request.
 pub fn route(app: &Arc<App>, request: &Request) -> Reply {
     let method = request.method.as_str();

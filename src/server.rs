@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tiny_http::{Header, Limits, Refusal, Response, Server, StatusCode};
+use tiny_http::{Header, Inline, Limits, Refusal, Response, Server, StatusCode};
 
 use crate::app::App;
 use crate::error::RelayError;
@@ -88,7 +88,22 @@ impl Relay {
             max_connections: app.config.max_connections,
             on_accept_error: Some(accept_failed),
         };
-        let server = Server::from_listener_with_limits(listener, None, limits)
+        let app = Arc::new(app);
+        // What needs only the CPU is answered on the connection's own
+        // thread; the rest (and what a panic guard test hands in) queues
+        // for a worker.
+        let inline: Inline = {
+            let app = app.clone();
+            Arc::new(move |request: tiny_http::Request| {
+                let path = request.url().split('?').next().unwrap_or("");
+                if request.refusal().is_none() && routes::waits(path) {
+                    return Some(request);
+                }
+                handle(&app, handler, request);
+                None
+            })
+        };
+        let server = Server::from_listener_with_inline(listener, None, limits, Some(inline))
             .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
         let addr = server
             .server_addr()
@@ -96,7 +111,6 @@ impl Relay {
             .ok_or_else(|| format!("{bind} is not an IP address"))?;
         let server = Arc::new(server);
         let stopping = Arc::new(AtomicBool::new(false));
-        let app = Arc::new(app);
         let workers = (0..app.config.threads)
             .map(|i| {
                 let (server, app, stopping) = (server.clone(), app.clone(), stopping.clone());
@@ -137,7 +151,17 @@ impl Relay {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        let drained = self.workers.iter().all(JoinHandle::is_finished);
+        // A request that came on a kept connection after the workers left
+        // is dropped (tiny_http answers it a bare 500); then the answers
+        // made are let out: the connections' threads write them.
+        while let Ok(Some(late)) = self.server.try_recv() {
+            drop(late);
+        }
+        while self.server.unwritten_answers() > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let drained = self.workers.iter().all(JoinHandle::is_finished)
+            && self.server.unwritten_answers() == 0;
         for worker in self.workers {
             if worker.is_finished() {
                 let _ = worker.join();

@@ -3,7 +3,9 @@ use std::io::Result as IoResult;
 use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::{HTTPVersion, Method};
@@ -55,6 +57,27 @@ enum Next {
     /// The client sent part of a request and then too little: after the
     /// answers due, it is told so (408) and the connection is closed.
     TimedOut,
+}
+
+/// otx-relay patch: an answer to come, counted as unwritten until it is
+/// written or given up (dropped).
+struct Pending {
+    answer: Receiver<Answer>,
+    unwritten: Arc<AtomicUsize>,
+}
+
+impl Pending {
+    fn new(answer: Receiver<Answer>, unwritten: &Arc<AtomicUsize>) -> Pending {
+        unwritten.fetch_add(1, Ordering::SeqCst);
+        let unwritten = unwritten.clone();
+        Pending { answer, unwritten }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.unwritten.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// otx-relay patch: the last words of a connection whose request timed out.
@@ -217,8 +240,11 @@ impl ClientConnection {
     /// which makes a keep-alive connection's idle time run from its last
     /// answer. (Reading ahead blindly would leave an answer unwritten while
     /// this thread waits for a request the client sends only after it.)
-    pub fn serve(mut self, mut dispatch: impl FnMut(Request)) {
-        let mut pending: VecDeque<Receiver<Answer>> = VecDeque::with_capacity(2);
+    ///
+    /// `unwritten` counts the answers dispatched and not yet written (or
+    /// given up), for a graceful stop to wait on.
+    pub fn serve(mut self, unwritten: &Arc<AtomicUsize>, mut dispatch: impl FnMut(Request)) {
+        let mut pending: VecDeque<Pending> = VecDeque::with_capacity(2);
         let mut last_words = None;
         loop {
             let may_read = match pending.len() {
@@ -229,6 +255,7 @@ impl ClientConnection {
             if may_read && !self.no_more_requests {
                 match self.read(&mut pending) {
                     Next::Request(request, answer) => {
+                        let answer = Pending::new(answer, unwritten);
                         dispatch(request);
                         pending.push_back(answer);
                         continue;
@@ -257,13 +284,10 @@ impl ClientConnection {
     }
 
     /// Waits for an answer and writes it whole, within its own deadline.
-    fn write_answer(
-        sink: &mut BufWriter<DeadlineWriter>,
-        answer: Receiver<Answer>,
-    ) -> IoResult<()> {
+    fn write_answer(sink: &mut BufWriter<DeadlineWriter>, answer: Pending) -> IoResult<()> {
         // A request dropped unanswered answers 500 itself (`Request`'s
         // `Drop`); a closed channel means the server itself is gone.
-        let answer = answer.recv().map_err(|_| ErrorKind::BrokenPipe)?;
+        let answer = answer.answer.recv().map_err(|_| ErrorKind::BrokenPipe)?;
         sink.get_mut().begin();
         answer(sink)?;
         sink.flush()
@@ -296,7 +320,7 @@ impl ClientConnection {
     /// Reads the next request, whole, within `client_timeout`. `pending`
     /// holds the answers not yet written: a request that expects
     /// `100 Continue` gets it only after them.
-    fn read(&mut self, pending: &mut VecDeque<Receiver<Answer>>) -> Next {
+    fn read(&mut self, pending: &mut VecDeque<Pending>) -> Next {
         self.source.get_mut().deadline = Instant::now().checked_add(self.limits.client_timeout);
         let max_body = self.limits.max_body;
         let (source, sink) = (&mut self.source, &mut self.sink);
