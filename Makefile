@@ -77,8 +77,9 @@ fuzz:
 	sh fuzz/run $(FUZZ_SECONDS)
 
 # The release relay under load against a flaky in-process fake OTX on
-# 127.0.0.1: the bench's `soak` phase (SOAK_SECONDS, SOAK_CONCURRENCY: see
-# benches/relay.rs); exit status 1 when one of its checks fails.
+# 127.0.0.1, beside hostile clients: the bench's `soak` phase (SOAK_SECONDS,
+# SOAK_CONCURRENCY, SOAK_HOSTILE: see benches/relay.rs); exit status 1 when
+# one of its checks fails.
 soak:
 	BENCH_ONLY=soak $(CARGO) bench --bench relay
 

@@ -24,16 +24,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use otx_relay::auth::{verify_with, KeySource, RsaKey, Verifier};
 use otx_relay::error::RelayError;
+use otx_relay_harness::hostile::{Mix, Plan, Silent};
 use otx_relay_harness::load::{mib, ms, percentile, run, timed, Table};
 use otx_relay_harness::procfs::{cpu_time, fd_count, reset_peak, status_kib};
 use otx_relay_harness::synth::{fnv, POPULAR, POPULAR_PULSES, POPULAR_RECORDS};
-use otx_relay_harness::{bearer, token, Client, FakeOtx, Fault, RedisServer, Relay};
+use otx_relay_harness::{bearer, jwt, token, Client, FakeOtx, Fault, RedisServer, Relay, SECRET};
 use otx_relay_harness::{RelayCommand, Reply, SigningKey, Synth};
 use serde_json::{json, Value};
 
 const OBSERVE: &str = "/observe/observables";
 const SECOND: Duration = Duration::from_secs(1);
 const MS: Duration = Duration::from_millis(1);
+/// The soak's prompt tenant's observable.
+const PROMPT_IP: &str = "192.0.2.10";
 
 struct Bench {
     bin: String,
@@ -434,21 +437,59 @@ impl Bench {
     /// `make soak`: `SOAK_SECONDS` (60) of `SOAK_CONCURRENCY` (200)
     /// keep-alive clients (see `soak_call`) against a flaky OTX (see
     /// `flaky`), with the relay's default deadline, no cache and an
-    /// `AVOTX_TIMEOUT` of 1 s. 5 s after the load it counts what the relay
-    /// still holds, then stops it with SIGTERM. It fails on a 5xx answer, a
-    /// panic, a death, a client left without an answer (or over 30 s late),
-    /// descriptors beyond what the OTX keep-alive pool explains, or an
-    /// unclean stop.
+    /// `AVOTX_TIMEOUT` of 1 s, and beside them the hostile mix (see
+    /// `hostile`): 4 slow readers of ~1 MiB `/refer`s, 4 clients that never
+    /// read theirs, a pipeliner, 4 clients with forged RS256 tokens whose
+    /// JWKS host never answers, and a greedy tenant's 2 000-observable
+    /// `/observe`s; prompt calls (`/version`, another tenant's one-observable
+    /// `/observe`, never faulty) are timed meanwhile (`SOAK_HOSTILE=0`:
+    /// the prompt calls alone). 5 s after the load it
+    /// counts what the relay still holds, then stops it with SIGTERM. It
+    /// fails on a 5xx answer, a panic, a death, a client of the load left
+    /// without an answer (or over 30 s late), a prompt call's p99 over 3 s
+    /// or one not answered 200, descriptors beyond what the OTX keep-alive
+    /// pool explains, or an unclean stop. The hostile clients' own answers
+    /// (401, 413, closed connections) are figures, never failures.
     fn soak(&self) {
         let (seconds, clients) = (number("SOAK_SECONDS", 60), number("SOAK_CONCURRENCY", 200));
         let otx = FakeOtx::start();
         otx.set_latency(self.latency);
         let faults = flaky(&otx);
-        let mut relay = self.relay_of(&otx, &[("AVOTX_TIMEOUT", "1")]);
+        // The prompt tenant's observable: in no pulse, one call, no fault.
+        let none = json!({"base_indicator": {"type": "IPv4"}, "pulse_info": {"pulses": []}});
+        otx.on(
+            &format!("/api/v1/indicators/IPv4/{PROMPT_IP}/general"),
+            Reply::json(none),
+        );
+        let jwks = Silent::start();
+        let audience = "https://relay.soak.example";
+        let env = [
+            ("AVOTX_TIMEOUT", "1"),
+            ("JWKS_HOSTS", &jwks.host()),
+            ("RELAY_AUDIENCE", audience),
+        ];
+        let mut relay = self.relay_of(&otx, &env);
         let (pid, t) = (relay.pid(), &self.table);
-        println!("soak: relay {pid}, {seconds} s, {clients} clients");
         let (fds, kept) = (fd_count(pid).unwrap_or(0), otx.open_connections());
+        let tenant = |key: &str| jwt(SECRET, &json!({"key": key}));
+        let (greedy, greedy_size) = (tenant("soak-greedy-tenant-key"), 2_000);
+        let prompt = json!([{"type": "ip", "value": PROMPT_IP}]).to_string();
+        let n = usize::from(number("SOAK_HOSTILE", 1u8) != 0);
+        let mix = ["", " and the hostile mix"][n];
+        println!("soak: relay {pid}, {seconds} s, {clients} clients{mix}");
+        let mix = Mix::start(Plan {
+            relay: relay.addr(),
+            slow_readers: 4 * n,
+            non_readers: 4 * n,
+            pipeliners: n,
+            forgers: 4 * n,
+            jwks_host: jwks.host(),
+            audience: audience.into(),
+            greedy: (n > 0).then_some((greedy, greedy_size)),
+            prompt: (tenant("soak-prompt-tenant-key"), prompt),
+        });
         let load = run(pid, clients, seconds * SECOND, || client(&relay), soak_call);
+        let hostile = mix.stop();
         let in_flight = otx.take_max_in_flight();
         thread::sleep(5 * SECOND); // what the load opened must close meanwhile
         let (fds_after, kept_after) = (fd_count(pid).unwrap_or(0), otx.open_connections());
@@ -481,6 +522,55 @@ impl Bench {
         let metric = "soak: OTX requests in flight at most";
         t.note(metric, in_flight.to_string());
         t.note("soak: relay RSS (peak)", mib(load.peak_rss));
+        let value = format!("{}, {}", load.peak_threads, load.peak_fds);
+        t.note("soak: relay threads, fds (peak)", value);
+        let h = &hostile;
+        let value = format!(
+            "{}, {}, {}",
+            h.slow_sent,
+            h.slow_finished,
+            mib(h.slow_bytes)
+        );
+        t.note(
+            "soak hostile: slow readers' /refer sent, read to the end, read",
+            value,
+        );
+        let value = format!(
+            "{}; {} in {} connections",
+            h.unread_sent, h.pipelined, h.pipelined_connections
+        );
+        t.note(
+            "soak hostile: /refer never read; requests pipelined unread",
+            value,
+        );
+        let value = format!(
+            "{:?}; {} connections to the JWKS host",
+            h.forged,
+            jwks.accepted()
+        );
+        t.note("soak hostile: forged RS256 answers by status", value);
+        let mut greedy_times = h.greedy_times.clone();
+        greedy_times.sort();
+        let (p50, max) = (
+            percentile(&greedy_times, 0.5),
+            percentile(&greedy_times, 1.0),
+        );
+        let value = format!("{:?}; p50 {}, max {}", h.greedy, ms(p50), ms(max));
+        let metric = format!("soak hostile: greedy tenant's {greedy_size}-observable /observe");
+        t.note(&metric, value);
+        let (version, observe) = (percentile(&h.version, 0.99), percentile(&h.observe, 0.99));
+        let failures = h.prompt_failures.len();
+        let value = format!(
+            "{}, {} (n={}); {failures} failed {:?}",
+            ms(version),
+            ms(observe),
+            h.version.len(),
+            &h.prompt_failures[..failures.min(3)]
+        );
+        let holds =
+            version <= SECOND && observe <= SECOND && failures == 0 && !h.version.is_empty();
+        let metric = "soak: prompt calls p99 (/version, other tenant's /observe); failed";
+        t.check(metric, value, "<= 3 s each; 0", holds);
         let metric = "soak: relay alive after the load";
         t.check(metric, alive.to_string(), "true", alive);
         let n = calls.len();

@@ -1,7 +1,8 @@
 //! The fan-out scheduler: one request's OTX work on the OTX pool, one pool
 //! job per OTX exchange (observables in parallel, and each observable's
 //! pulse lookups in parallel once its `/general` is in), collected by the
-//! calling HTTP worker until the request's deadline.
+//! calling HTTP worker until the request's deadline. The jobs go to the
+//! tenant's own queue of the pool, which serves tenants in turn.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
@@ -12,6 +13,7 @@ use crate::app::App;
 use crate::error::RelayError;
 use crate::observable::Observable;
 use crate::otx::{self, Session};
+use crate::pool::Tenant;
 use crate::pulse::{General, Pulse, Record};
 
 /// What the OTX work of a request covers.
@@ -66,12 +68,14 @@ pub fn fan_out(
     answer_by: Instant,
 ) -> Vec<Option<Result<Found, RelayError>>> {
     let observables = Arc::new(observables.to_vec());
+    let tenant = *session.tenant();
     let (tx, rx) = mpsc::channel();
     let mut progress: Vec<Progress> = observables.iter().map(|_| Progress::default()).collect();
     for i in 0..observables.len() {
         let (session, observables) = (session.clone(), observables.clone());
         run(
             app,
+            &tenant,
             &tx,
             move |app| Done::General(i, app.otx.general(&session, &observables[i])),
             move |e| Done::General(i, Err(e)),
@@ -105,6 +109,7 @@ pub fn fan_out(
                         (session.clone(), observables.clone(), pulse.id.clone());
                     run(
                         app,
+                        &tenant,
                         &tx,
                         move |app| {
                             Done::Record(i, j, app.otx.find_record(&session, &id, &observables[i]))
@@ -131,16 +136,18 @@ pub fn fan_out(
     progress.into_iter().map(|p| found(p, limit)).collect()
 }
 
-/// Runs `work` on the OTX pool and sends what it gives; a panic in it is
-/// reported as an internal error of that piece of work only.
+/// Runs `work` on the OTX pool, in `tenant`'s queue, and sends what it
+/// gives; a panic in it is reported as an internal error of that piece of
+/// work only.
 fn run(
     app: &Arc<App>,
+    tenant: &Tenant,
     tx: &mpsc::Sender<Done>,
     work: impl FnOnce(&App) -> Done + Send + 'static,
     failed: impl FnOnce(RelayError) -> Done + Send + 'static,
 ) {
     let (app2, tx) = (app.clone(), tx.clone());
-    app.otx.pool().spawn(move || {
+    app.otx.pool().spawn(tenant, move || {
         let done = catch_unwind(AssertUnwindSafe(|| work(&app2)))
             .unwrap_or_else(|_| failed(RelayError::Oops("internal error".to_owned())));
         // The handler may have answered already (deadline): nothing to do.

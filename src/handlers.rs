@@ -78,7 +78,7 @@ pub fn health(app: &Arc<App>, request: &Request) -> Reply {
     let result = app
         .otx
         .pool()
-        .run(move || worker.otx.check_key(&key_session))
+        .run(session.tenant(), move || worker.otx.check_key(&key_session))
         .unwrap_or(Err(RelayError::Internal));
     let mut reply = match result {
         Ok(()) => {
@@ -232,7 +232,7 @@ pub fn respond_trigger(app: &Arc<App>, request: &Request) -> Reply {
     let result = app
         .otx
         .pool()
-        .run(move || match &write {
+        .run(session.tenant(), move || match &write {
             respond::Write::SubmitUrl { url } => worker.otx.submit_url(&write_session, url),
             respond::Write::AddToPulse {
                 pulse_id,

@@ -73,7 +73,8 @@ impl Session {
         }
     }
 
-    /// The tenant: a SHA-256 of the OTX key, for cache keys.
+    /// The tenant: a SHA-256 of the OTX key, for cache keys and the OTX
+    /// pool's turns.
     pub fn tenant(&self) -> &[u8; 32] {
         &self.tenant
     }

@@ -14,9 +14,11 @@
 //! - `check_json`: whole-document comparison with `<<...>>` placeholders.
 //! - `RedisServer`: a throwaway `redis-server` for the fleet.
 //! - `load` and `procfs`: loads, their figures, and what Linux tells of a
-//!   process (CPU time, memory, descriptors).
+//!   process (CPU time, memory, threads, descriptors); `hostile`, the
+//!   soak's hostile clients.
 
 mod fake;
+pub mod hostile;
 mod http1;
 mod json;
 pub mod load;

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::procfs::{reset_peak, status_kib};
+use crate::procfs::{fd_count, reset_peak, status_kib, thread_count};
 use crate::{lock, Client};
 
 /// What `run` measured.
@@ -19,6 +19,9 @@ pub struct Load<T> {
     /// The relay's peak RSS in bytes: the kernel's `VmHWM` where it can be
     /// reset (root), else the highest of samples every 50 ms.
     pub peak_rss: u64,
+    /// The relay's most threads and open descriptors, of the samples.
+    pub peak_threads: u64,
+    pub peak_fds: usize,
 }
 
 impl<T> Load<T> {
@@ -37,6 +40,7 @@ impl<T> Load<T> {
 /// `clients` threads for `length`, each calling `call(&mut client, n)` in a
 /// loop on a keep-alive client of its own (made by `client`); `n` counts
 /// the calls of all threads, so that a call can make its request unique.
+/// The relay's memory, threads and descriptors are sampled every 50 ms.
 pub fn run<T: Send>(
     pid: u32,
     clients: usize,
@@ -47,6 +51,7 @@ pub fn run<T: Send>(
     let (stop, count) = (AtomicBool::new(false), AtomicU64::new(0));
     let results = Mutex::new(vec![]);
     let (exact, started, mut sampled) = (reset_peak(pid), Instant::now(), 0);
+    let (mut peak_threads, mut peak_fds) = (0, 0);
     thread::scope(|s| {
         for _ in 0..clients {
             s.spawn(|| {
@@ -62,6 +67,8 @@ pub fn run<T: Send>(
         while started.elapsed() < length {
             thread::sleep(Duration::from_millis(50));
             sampled = sampled.max(status_kib(pid, "VmRSS").unwrap_or(0));
+            peak_threads = peak_threads.max(thread_count(pid).unwrap_or(0));
+            peak_fds = peak_fds.max(fd_count(pid).unwrap_or(0));
         }
         stop.store(true, Ordering::Relaxed);
     });
@@ -70,6 +77,8 @@ pub fn run<T: Send>(
         calls: results.into_inner().unwrap_or_else(|p| p.into_inner()),
         elapsed: started.elapsed(),
         peak_rss: hwm.unwrap_or(0).max(sampled) * 1024,
+        peak_threads,
+        peak_fds,
     }
 }
 

@@ -2,11 +2,17 @@
 
 use std::fs;
 
-/// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in KiB.
+/// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in KiB (or
+/// any field whose value is one number).
 pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let (_, rest) = status.split_once(&format!("\n{field}:"))?;
     rest.split_whitespace().next()?.parse().ok()
+}
+
+/// Threads (`Threads:` of `/proc/<pid>/status`).
+pub fn thread_count(pid: u32) -> Option<u64> {
+    status_kib(pid, "Threads")
 }
 
 /// Open file descriptors.

@@ -8,6 +8,7 @@ mod deeper;
 mod dockerfile;
 mod empty_root;
 mod endpoints;
+mod fairness;
 mod faults;
 mod fleet;
 mod hostile;
