@@ -27,7 +27,6 @@ use crate::cache::{Key, Memo};
 use crate::config::Config;
 use crate::egress;
 use crate::error::RelayError;
-use crate::log;
 use crate::metrics::Metrics;
 use crate::observable::{quote_path, Observable};
 use crate::pool::Pool;
@@ -35,7 +34,9 @@ use crate::pulse::{general_from_json, read_subscribed_page, General, Record, Sub
 use crate::shared_cache::{Found, SharedCache};
 
 mod page;
+mod trouble;
 use page::{scan_page, Scan};
+pub use trouble::Trouble;
 
 /// Retries after the first attempt.
 pub const MAX_RETRIES: u32 = 2;
@@ -174,7 +175,7 @@ impl Otx {
                 // though only the status tells whether the key is good.
                 let body = self.read_body(session, response)?;
                 serde_json::from_str::<IgnoredAny>(&String::from_utf8_lossy(&body))
-                    .map_err(not_json)?;
+                    .map_err(|e| Trouble::Unusable.warned(not_json(e)))?;
                 Ok(())
             }
             status => Err(status_error(status)),
@@ -202,7 +203,8 @@ impl Otx {
                 200 => {
                     let body = self.read_body(session, response)?;
                     let text = String::from_utf8_lossy(&body);
-                    let value: Value = serde_json::from_str(&text).map_err(not_json)?;
+                    let value: Value = serde_json::from_str(&text)
+                        .map_err(|e| Trouble::Unusable.warned(not_json(e)))?;
                     Ok(Arc::new(Some(general_from_json(&value))))
                 }
                 400 | 404 => Ok(Arc::new(None)),
@@ -331,31 +333,42 @@ impl Otx {
         loop {
             let remaining = session.remaining();
             if remaining.is_zero() {
-                return Err(RelayError::Timeout);
+                return Err(Trouble::Deadline.warned(RelayError::Timeout));
             }
             let started = Instant::now();
             let result = call(self.timeout.min(remaining));
             let status = result.as_ref().ok().map(|r| r.status().as_u16());
             self.metrics.otx_call(name, status, started.elapsed());
-            let (failure, retry_after) = match result {
+            let (failure, trouble, retry_after) = match result {
                 Ok(response) => match (response.status().as_u16(), retry) {
                     (429, _) | (502..=504, Retry::Read) => {
                         let status = response.status().as_u16();
-                        (status_error(status), retry_after(&response))
+                        let trouble = status_trouble(status);
+                        (status_error(status), trouble, retry_after(&response))
                     }
-                    _ => return Ok(response),
+                    (status, _) => {
+                        // The caller maps the status; the operator is told
+                        // here of those that are failures (a read's 400
+                        // and 404 are OTX's "no data").
+                        let no_data = retry == Retry::Read && matches!(status, 400 | 404);
+                        if !(200..=299).contains(&status) && !no_data {
+                            status_trouble(status).warn(format_args!("{}", status_text(status)));
+                        }
+                        return Ok(response);
+                    }
                 },
                 Err(e) if retry == Retry::Read && is_reset(&e) => {
-                    (self.transport_error(session, e), None)
+                    let (failure, trouble) = self.classify(session, e);
+                    (failure, trouble, None)
                 }
                 Err(e) => return Err(self.transport_error(session, e)),
             };
             if attempt >= MAX_RETRIES {
-                return Err(failure);
+                return Err(trouble.warned(failure));
             }
             let wait = retry_after.unwrap_or_else(|| backoff(attempt));
             if wait >= session.remaining() {
-                return Err(failure);
+                return Err(trouble.warned(failure));
             }
             std::thread::sleep(wait);
             attempt += 1;
@@ -434,51 +447,60 @@ impl Otx {
         Ok(body)
     }
 
+    /// What a transport failure means for the client, told to the operator
+    /// (at most a line a minute per kind).
     fn transport_error(&self, session: &Session, e: ureq::Error) -> RelayError {
+        let (error, trouble) = self.classify(session, e);
+        trouble.warned(error)
+    }
+
+    /// A transport failure as the client's error, and its kind of trouble.
+    fn classify(&self, session: &Session, e: ureq::Error) -> (RelayError, Trouble) {
         use ureq::Error as E;
+        let transport = |why: String| (RelayError::Oops(why), Trouble::Transport);
         match e {
-            E::Timeout(_) if session.remaining().is_zero() => RelayError::Timeout,
-            E::Timeout(_) => RelayError::Oops(format!(
+            E::Timeout(_) if session.remaining().is_zero() => {
+                (RelayError::Timeout, Trouble::Deadline)
+            }
+            E::Timeout(_) => transport(format!(
                 "AlienVault OTX did not answer within {} s",
                 self.timeout.as_secs()
             )),
-            E::BodyExceedsLimit(_) => {
-                RelayError::Oops(format!("the answer is larger than {} bytes", self.max_body))
-            }
-            E::HostNotFound => {
-                RelayError::Oops("the AlienVault OTX host name did not resolve".into())
-            }
-            E::ConnectionFailed => RelayError::Oops("could not connect to AlienVault OTX".into()),
-            E::Tls(why) => RelayError::Ssl(why.to_owned()),
-            E::Rustls(why) => RelayError::Ssl(why.to_string()),
+            E::BodyExceedsLimit(_) => (
+                RelayError::Oops(format!("the answer is larger than {} bytes", self.max_body)),
+                Trouble::Unusable,
+            ),
+            E::HostNotFound => transport("the AlienVault OTX host name did not resolve".into()),
+            E::ConnectionFailed => transport("could not connect to AlienVault OTX".into()),
+            E::Tls(why) => (RelayError::Ssl(why.to_owned()), Trouble::Tls),
+            E::Rustls(why) => (RelayError::Ssl(why.to_string()), Trouble::Tls),
             E::Io(io) => {
                 // What an I/O error carries tells what it is: a TLS
                 // failure or unreadable JSON, by type, never by its text.
                 let inner = io.get_ref();
                 if let Some(tls) = inner.and_then(|e| e.downcast_ref::<rustls::Error>()) {
-                    return match tls {
-                        rustls::Error::InvalidCertificate(why) => RelayError::Ssl(why.to_string()),
-                        other => RelayError::Ssl(other.to_string()),
+                    let why = match tls {
+                        rustls::Error::InvalidCertificate(why) => why.to_string(),
+                        other => other.to_string(),
                     };
+                    return (RelayError::Ssl(why), Trouble::Tls);
                 }
                 if let Some(json) = inner.and_then(|e| e.downcast_ref::<serde_json::Error>()) {
-                    return not_json(json);
+                    return (not_json(json), Trouble::Unusable);
                 }
                 match io.kind() {
                     std::io::ErrorKind::ConnectionRefused => {
-                        RelayError::Oops("connection to AlienVault OTX refused".into())
+                        transport("connection to AlienVault OTX refused".into())
                     }
                     std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
                         if session.remaining().is_zero() =>
                     {
-                        RelayError::Timeout
+                        (RelayError::Timeout, Trouble::Deadline)
                     }
-                    _ => {
-                        RelayError::Oops(format!("the exchange with AlienVault OTX failed ({io})"))
-                    }
+                    _ => transport(format!("the exchange with AlienVault OTX failed ({io})")),
                 }
             }
-            other => RelayError::Oops(other.to_string()),
+            other => transport(other.to_string()),
         }
     }
 }
@@ -571,13 +593,28 @@ pub fn status_error(status: u16) -> RelayError {
     match status {
         403 => RelayError::OtxAuth,
         429 => RelayError::TooManyRequests,
-        _ => match StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-        {
-            Some(reason) => RelayError::Oops(format!("{status} {reason}")),
-            None => RelayError::Oops(status.to_string()),
-        },
+        _ => RelayError::Oops(status_text(status)),
+    }
+}
+
+/// `403 Forbidden`: a status and its reason, if it has one.
+fn status_text(status: u16) -> String {
+    match StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+    {
+        Some(reason) => format!("{status} {reason}"),
+        None => status.to_string(),
+    }
+}
+
+/// The kind of trouble an OTX status that is a failure is.
+fn status_trouble(status: u16) -> Trouble {
+    match status {
+        403 => Trouble::Forbidden,
+        429 => Trouble::Throttled,
+        500..=599 => Trouble::ServerError,
+        _ => Trouble::Unusable,
     }
 }
 
@@ -616,24 +653,19 @@ pub fn scan_page_for_fuzz(page: &[u8], observable: &Observable) -> bool {
     scan_page(page, observable).is_ok()
 }
 
-/// Logs a pulse that was dropped (its lookup failed).
+/// Logs a pulse that was dropped (its lookup failed), at most a line a
+/// minute.
 pub fn warn_dropped_pulse(pulse_id: &str, error: &RelayError) {
-    log::warn(format_args!(
-        "pulse {pulse_id} dropped: {}",
-        error.message()
-    ));
+    Trouble::PulseDropped.warn(format_args!("pulse {pulse_id}: {}", error.message()));
 }
 
 /// Logs a pulse that was dropped because its lookup was answered `status`
-/// (400/404: no data for the relay, but a dropped pulse for the operator).
+/// (400/404: no data for the relay, but a dropped pulse for the operator),
+/// at most a line a minute.
 pub fn warn_dropped_pulse_status(pulse_id: &str, status: u16) {
-    let reason = StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .map(|r| format!(" {r}"))
-        .unwrap_or_default();
-    log::warn(format_args!(
-        "pulse {pulse_id} dropped: its indicators answered {status}{reason}"
+    Trouble::PulseDropped.warn(format_args!(
+        "pulse {pulse_id}: its indicators answered {}",
+        status_text(status)
     ));
 }
 

@@ -45,7 +45,7 @@ pub struct SharedCache {
     idle: Mutex<Vec<redis::Connection>>,
     /// Redis is not tried before this instant (after a failure).
     resting_until: Mutex<Option<Instant>>,
-    last_warning: Mutex<Option<Instant>>,
+    warnings: log::Limiter,
 }
 
 /// What the tier found for a key.
@@ -91,7 +91,7 @@ impl SharedCache {
             ttl,
             idle: Mutex::new(Vec::new()),
             resting_until: Mutex::new(None),
-            last_warning: Mutex::new(None),
+            warnings: log::Limiter::new(),
         })
     }
 
@@ -244,13 +244,9 @@ impl SharedCache {
     fn failed(&self, why: &str) {
         *lock(&self.resting_until) = Some(Instant::now() + BACKOFF);
         lock(&self.idle).clear();
-        let mut last = lock(&self.last_warning);
-        if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
-            *last = Some(Instant::now());
-            log::warn(format_args!(
-                "the shared cache (REDIS_URL) is unavailable ({why}); going on without it"
-            ));
-        }
+        self.warnings.warn(format_args!(
+            "the shared cache (REDIS_URL) is unavailable ({why}); going on without it"
+        ));
     }
 }
 

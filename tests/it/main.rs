@@ -13,6 +13,7 @@ mod fleet;
 mod kubernetes;
 mod metrics;
 mod observe;
+mod operations;
 mod panic_guard;
 mod respond;
 mod robustness;

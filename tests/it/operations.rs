@@ -1,0 +1,97 @@
+//! The operator's first hour (SPEC §8): `otx-relay check`, start-up
+//! warnings, OTX trouble in the log (one line a minute per kind), and the
+//! paper cuts an operator meets first.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const OBSERVE: &str = "/observe/observables";
+
+/// `n` distinct IPv4 observables, as a JSON body.
+fn ips(n: usize, third: u8) -> String {
+    let list: Vec<Value> = (0..n)
+        .map(|i| json!({"type": "ip", "value": format!("198.51.{third}.{}", i + 1)}))
+        .collect();
+    Value::Array(list).to_string()
+}
+
+/// The stderr lines of `relay` holding `needle`, once one has come (and a
+/// moment more for any that would follow).
+fn lines_with(relay: &Relay, needle: &str) -> Vec<String> {
+    assert!(
+        relay.wait_log(needle),
+        "no line with {needle:?}:\n{}",
+        relay.logs()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let stderr = relay.stderr();
+    stderr
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn each_kind_of_otx_trouble_is_one_warning_a_minute() {
+    // 5xx: 40 failed lookups in two requests, one line.
+    let otx = FakeOtx::start();
+    otx.fallback(|_| Reply::status(500));
+    let relay = Relay::start(&otx, &[]);
+    for third in [1, 2] {
+        let (status, answer) = relay.post_auth(OBSERVE, &ips(20, third));
+        assert_eq!(status, 200);
+        assert_eq!(answer["errors"][0]["code"], "oops", "{answer}");
+    }
+    assert_eq!(otx.request_count(), 40);
+    let lines = lines_with(&relay, "OTX failed: 500 Internal Server Error");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains(" WARN OTX failed: 500 Internal Server Error"),
+        "{lines:?}"
+    );
+
+    // 403, 429 (after its retries), unreachable, the deadline: a line each.
+    let forbidden = FakeOtx::start();
+    forbidden.fallback(|_| Reply::status(403));
+    let throttled = FakeOtx::start();
+    throttled.fallback(|_| Reply::status(429).with_header("Retry-After", "0"));
+    let slow = FakeOtx::start();
+    slow.fallback(|_| Reply::status(404).with_head_delay(Duration::from_secs(3)));
+    let refused = RefusedPort::bind();
+    let unreachable = format!("http://127.0.0.1:{}", refused.port());
+    for (url, env, needle) in [
+        (
+            forbidden.url(),
+            vec![],
+            "OTX refused a tenant's key (wrong or revoked): 403 Forbidden",
+        ),
+        (
+            throttled.url(),
+            vec![],
+            "OTX throttles the relay: 429 Too Many Requests",
+        ),
+        (
+            unreachable,
+            vec![],
+            "OTX unreachable: connection to AlienVault OTX refused",
+        ),
+        (
+            slow.url(),
+            vec![("RELAY_DEADLINE", "1")],
+            "an OTX call was cut by its request's deadline (RELAY_DEADLINE)",
+        ),
+    ] {
+        let relay = Relay::spawn(&url, &env, &[]);
+        for third in [1, 2] {
+            let (status, _) = relay.post_auth(OBSERVE, &ips(10, third));
+            assert_eq!(status, 200);
+        }
+        let lines = lines_with(&relay, needle);
+        assert_eq!(lines.len(), 1, "{needle}: {lines:?}");
+        assert!(lines[0].contains(" WARN "), "{lines:?}");
+    }
+}
