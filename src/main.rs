@@ -93,6 +93,9 @@ fn main() -> ExitCode {
 
 fn serve() -> Result<(), String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
+    if let Some(warning) = otx_relay::otx::base_url_warning(&config.otx_url) {
+        log::warn(format_args!("{warning}"));
+    }
     match &config.secret_key {
         None => log::warn(format_args!(
             "SECRET_KEY is not set: every authenticated call will answer '<SECRET_KEY> is missing'"

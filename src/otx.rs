@@ -597,6 +597,20 @@ pub fn status_error(status: u16) -> RelayError {
     }
 }
 
+/// The start-up warning for an `AVOTX_URL` with a path other than `/`
+/// (SPEC §8): the relay appends OTX's own paths to it, so such a base is
+/// most often a copy of an API URL that doubles `/api/v1`.
+pub fn base_url_warning(base: &str) -> Option<String> {
+    let authority_at = base.find("://").map_or(0, |i| i + 3);
+    let path_at = authority_at + base[authority_at..].find('/')?;
+    let (origin, path) = base.split_at(path_at);
+    (!path.trim_end_matches('/').is_empty()).then(|| {
+        format!(
+            "AVOTX_URL has a path ({path}): the relay will call {base}/api/v1/indicators/...; did you mean {origin}?"
+        )
+    })
+}
+
 /// `403 Forbidden`: a status and its reason, if it has one.
 fn status_text(status: u16) -> String {
     match StatusCode::from_u16(status)
@@ -672,6 +686,21 @@ pub fn warn_dropped_pulse_status(pulse_id: &str, status: u16) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_base_url_with_a_path_is_named() {
+        assert_eq!(
+            base_url_warning("https://otx.alienvault.com/api/v1").as_deref(),
+            Some("AVOTX_URL has a path (/api/v1): the relay will call https://otx.alienvault.com/api/v1/api/v1/indicators/...; did you mean https://otx.alienvault.com?")
+        );
+        for fine in [
+            "https://otx.alienvault.com",
+            "http://127.0.0.1:8080",
+            "http://[::1]:9",
+        ] {
+            assert_eq!(base_url_warning(fine), None, "{fine}");
+        }
+    }
 
     #[test]
     fn status_mapping() {

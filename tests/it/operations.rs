@@ -95,3 +95,21 @@ fn each_kind_of_otx_trouble_is_one_warning_a_minute() {
         assert!(lines[0].contains(" WARN "), "{lines:?}");
     }
 }
+
+#[test]
+fn an_otx_url_with_a_path_is_a_start_up_warning_naming_the_url_called() {
+    let otx = FakeOtx::start();
+    let base = format!("{}/api/v1/", otx.url());
+    let relay = Relay::spawn(&base, &[], &[]);
+    let want = format!(
+        "WARN AVOTX_URL has a path (/api/v1): the relay will call {}/api/v1/api/v1/indicators/...; did you mean {}?",
+        otx.url(),
+        otx.url()
+    );
+    assert!(relay.wait_log(&want), "{}", relay.logs());
+    assert_eq!(relay.stderr().lines().count(), 1, "{}", relay.stderr());
+    // A base without a path: no warning.
+    let relay = Relay::start(&otx, &[]);
+    check_version_answers(&relay);
+    assert_eq!(relay.stderr(), "");
+}
