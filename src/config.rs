@@ -98,19 +98,93 @@ pub const DEFAULT_JWKS_HOSTS: [&str; 3] = [
 /// bypass it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Proxy {
+    /// The variable it came from (for messages that say what to fix).
+    pub variable: &'static str,
     pub host: String,
     pub port: u16,
     /// Percent-decoded user name and password, if the URL held them.
     pub user: Option<String>,
     pub password: Option<String>,
-    /// Host names (`example.com`, `.example.com`, `*`) reached directly.
+    /// `NO_PROXY`'s entries, reached directly (see [`Proxy::bypasses`]).
     pub no_proxy: Vec<String>,
+}
+
+impl Proxy {
+    /// Whether `NO_PROXY` sends `host:port` around the proxy, as curl and
+    /// Go read it: `*`; a name, which covers its subdomains too
+    /// (`example.com`), or only them (`.example.com`, `*.example.com`); an
+    /// IP address, or a CIDR range (`127.0.0.0/8`, `fd00::/8`) holding an IP
+    /// `host`; any of these with `:port`, which then must match too. Names
+    /// compare without case; `host` may be a bracketed IPv6 address.
+    pub fn bypasses(&self, host: &str, port: u16) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let ip = host.parse::<std::net::IpAddr>().ok();
+        self.no_proxy.iter().any(|entry| {
+            let entry = entry.to_ascii_lowercase();
+            if entry == "*" {
+                return true;
+            }
+            // `host:port`, `[v6]:port`; a bare IPv6 address has colons but no port.
+            let (pattern, wanted) = match entry.rsplit_once(':') {
+                Some((h, p)) if !h.contains(':') || h.ends_with(']') => match p.parse::<u16>() {
+                    Ok(p) => (h, Some(p)),
+                    Err(_) => return false,
+                },
+                _ => (entry.as_str(), None),
+            };
+            if wanted.is_some_and(|p| p != port) {
+                return false;
+            }
+            let pattern = pattern.trim_start_matches('[').trim_end_matches(']');
+            if let Some((net, bits)) = pattern.split_once('/') {
+                return match (ip, net.parse(), bits.parse::<u8>()) {
+                    (Some(ip), Ok(net), Ok(bits)) => in_range(ip, net, bits),
+                    _ => false,
+                };
+            }
+            let pattern = pattern.trim_start_matches('*').trim_end_matches('.');
+            match pattern.strip_prefix('.') {
+                Some(suffix) => host.ends_with(&format!(".{suffix}")),
+                None => host == pattern || host.ends_with(&format!(".{pattern}")),
+            }
+        })
+    }
+}
+
+/// Whether `ip` is in `net/bits` (IPv4 in IPv4, IPv6 in IPv6).
+fn in_range(ip: std::net::IpAddr, net: std::net::IpAddr, bits: u8) -> bool {
+    use std::net::IpAddr::{V4, V6};
+    let prefix = |a: u128, b: u128, width: u8| {
+        bits <= width && (bits == 0 || (a ^ b) >> (width - bits) == 0)
+    };
+    match (ip, net) {
+        (V4(ip), V4(net)) => prefix(u32::from(ip).into(), u32::from(net).into(), 32),
+        (V6(ip), V6(net)) => prefix(u128::from(ip), u128::from(net), 128),
+        _ => false,
+    }
+}
+
+/// The host (as written, IPv6 in brackets) and port (the scheme's default
+/// when none is written) of an `http(s)://` URL.
+pub fn url_host_port(url: &str) -> Option<(String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let (host, port) = split_host_port(authority);
+    let port = match port {
+        Some(port) => port.parse().ok()?,
+        None if scheme.eq_ignore_ascii_case("https") => 443,
+        None => 80,
+    };
+    (!host.is_empty()).then(|| (host.to_owned(), port))
 }
 
 impl fmt::Debug for Proxy {
     // Hand-written: the password is a secret.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Proxy")
+            .field("variable", &self.variable)
             .field("host", &self.host)
             .field("port", &self.port)
             .field("user", &self.user.as_ref().map(|_| "<set>"))
@@ -332,6 +406,7 @@ fn proxy(var: &impl Fn(&str) -> Option<String>) -> Result<Option<Proxy>, ConfigE
         })
         .unwrap_or_default();
     Ok(Some(Proxy {
+        variable,
         host: host.to_owned(),
         port,
         user,
@@ -419,6 +494,12 @@ pub fn secret_key_from_env() -> Option<Vec<u8>> {
         .ok()
         .filter(|v| !v.is_empty())
         .map(String::into_bytes)
+}
+
+/// The OTX key `check` uses when `--key` is not given: `OTX_API_KEY`
+/// (empty: unset).
+pub fn otx_api_key_from_env() -> Option<String> {
+    std::env::var("OTX_API_KEY").ok().filter(|v| !v.is_empty())
 }
 
 /// What the `healthcheck` subcommand reads: `HOST` (as given; `None` when
@@ -864,6 +945,7 @@ mod tests {
         assert_eq!(
             c.proxy,
             Some(Proxy {
+                variable: "HTTPS_PROXY",
                 host: "proxy.example".to_owned(),
                 port: 3128,
                 user: Some("us@r".to_owned()),
@@ -894,6 +976,64 @@ mod tests {
         }
         assert!(config(&[("HTTPS_PROXY", "http://p:0")]).is_err());
         assert!(config(&[("HTTPS_PROXY", "http://")]).is_err());
+    }
+
+    #[test]
+    fn no_proxy_reads_as_curl_and_go_do() {
+        let proxy = |list: &str| Proxy {
+            variable: "HTTPS_PROXY",
+            host: "proxy".to_owned(),
+            port: 3128,
+            user: None,
+            password: None,
+            no_proxy: list.split(',').map(str::to_owned).collect(),
+        };
+        for (list, host, port, bypassed) in [
+            ("127.0.0.0/8", "127.0.0.1", 9090, true),
+            ("127.0.0.0/8", "127.1.2.3", 443, true),
+            ("127.0.0.0/8", "128.0.0.1", 443, false),
+            ("10.0.0.0/8", "otx.alienvault.com", 443, false),
+            ("0.0.0.0/0", "8.8.8.8", 443, true),
+            ("192.168.1.0/24", "192.168.1.255", 443, true),
+            ("192.168.1.0/24", "192.168.2.0", 443, false),
+            ("fd00::/8", "[fd12::1]", 443, true),
+            ("fd00::/8", "[fe80::1]", 443, false),
+            ("fd00::/8", "10.0.0.1", 443, false),
+            ("127.0.0.1:8080", "127.0.0.1", 8080, true),
+            ("127.0.0.1:8080", "127.0.0.1", 8081, false),
+            ("otx.example:443", "otx.example", 443, true),
+            ("otx.example:443", "otx.example", 80, false),
+            ("[::1]:9000", "[::1]", 9000, true),
+            ("::1", "[::1]", 9000, true),
+            ("example.com", "example.com", 443, true),
+            ("example.com", "otx.example.com", 443, true),
+            ("example.com", "badexample.com", 443, false),
+            (".example.com", "example.com", 443, false),
+            (".example.com", "otx.example.com", 443, true),
+            ("*.example.com", "otx.example.com", 443, true),
+            ("Example.COM", "OTX.example.com.", 443, true),
+            ("*", "anything", 1, true),
+            ("localhost, 10.0.0.0/8", "10.1.1.1", 443, true),
+            ("localhost, 10.0.0.0/8", "11.1.1.1", 443, false),
+            ("", "otx.alienvault.com", 443, false),
+            ("10.0.0.0/33", "10.0.0.1", 443, false),
+        ] {
+            let p = proxy(list);
+            let p = Proxy {
+                no_proxy: p.no_proxy.iter().map(|e| e.trim().to_owned()).collect(),
+                ..p
+            };
+            assert_eq!(p.bypasses(host, port), bypassed, "{list} {host}:{port}");
+        }
+        assert_eq!(
+            url_host_port("https://otx.alienvault.com"),
+            Some(("otx.alienvault.com".to_owned(), 443))
+        );
+        assert_eq!(
+            url_host_port("http://[::1]:9000/x"),
+            Some(("[::1]".to_owned(), 9000))
+        );
+        assert_eq!(url_host_port("http://h"), Some(("h".to_owned(), 80)));
     }
 
     #[test]

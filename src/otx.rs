@@ -24,7 +24,7 @@ use ureq::http::{Response, StatusCode};
 use ureq::Body;
 
 use crate::cache::{Key, Memo};
-use crate::config::Config;
+use crate::config::{url_host_port, Config};
 use crate::egress;
 use crate::error::RelayError;
 use crate::metrics::Metrics;
@@ -126,6 +126,9 @@ pub struct Otx {
     metrics: Arc<Metrics>,
     /// The fleet's shared cache (`REDIS_URL`), if any.
     redis: Option<SharedCache>,
+    /// The proxy OTX calls go through (`the proxy HOST:PORT (VARIABLE)`),
+    /// if any: a failure to reach it is named as the proxy's, not OTX's.
+    proxy: Option<String>,
 }
 
 impl Otx {
@@ -142,6 +145,14 @@ impl Otx {
             generals: Memo::new(config.cache_ttl, config.cache_max_entries),
             records: Memo::new(config.cache_ttl, config.cache_max_entries),
             metrics,
+            proxy: config
+                .proxy
+                .as_ref()
+                .filter(|p| {
+                    url_host_port(&config.otx_url)
+                        .is_none_or(|(host, port)| !p.bypasses(&host, port))
+                })
+                .map(|p| format!("the proxy {}:{} ({})", p.host, p.port, p.variable)),
             // No cache, nothing to share (CACHE_TTL=0 turns both tiers off).
             redis: match &config.redis_url {
                 Some(url) if !config.cache_ttl.is_zero() => Some(SharedCache::new(
@@ -454,6 +465,11 @@ impl Otx {
         trouble.warned(error)
     }
 
+    /// Whom the relay connects to for OTX: OTX, or the proxy.
+    fn peer(&self) -> &str {
+        self.proxy.as_deref().unwrap_or("AlienVault OTX")
+    }
+
     /// A transport failure as the client's error, and its kind of trouble.
     fn classify(&self, session: &Session, e: ureq::Error) -> (RelayError, Trouble) {
         use ureq::Error as E;
@@ -470,8 +486,23 @@ impl Otx {
                 RelayError::Oops(format!("the answer is larger than {} bytes", self.max_body)),
                 Trouble::Unusable,
             ),
-            E::HostNotFound => transport("the AlienVault OTX host name did not resolve".into()),
-            E::ConnectionFailed => transport("could not connect to AlienVault OTX".into()),
+            E::HostNotFound => transport(match &self.proxy {
+                Some(proxy) => format!("the host name of {proxy} did not resolve"),
+                None => "the AlienVault OTX host name did not resolve".into(),
+            }),
+            E::ConnectionFailed => transport(format!("could not connect to {}", self.peer())),
+            E::ConnectProxyFailed(reason) => {
+                // ureq says `proxy server responded 403/403` (the status
+                // twice): the status once, with its reason.
+                let status = reason
+                    .rsplit_once("responded ")
+                    .and_then(|(_, rest)| rest.split('/').next()?.parse::<u16>().ok());
+                let why = status.map_or(reason, status_text);
+                let proxy = self.proxy.as_deref().unwrap_or("the proxy");
+                transport(format!(
+                    "{proxy} refused to connect to AlienVault OTX ({why})"
+                ))
+            }
             E::Tls(why) => (RelayError::Ssl(why.to_owned()), Trouble::Tls),
             E::Rustls(why) => (RelayError::Ssl(why.to_string()), Trouble::Tls),
             E::Io(io) => {
@@ -490,7 +521,7 @@ impl Otx {
                 }
                 match io.kind() {
                     std::io::ErrorKind::ConnectionRefused => {
-                        transport("connection to AlienVault OTX refused".into())
+                        transport(format!("connection to {} refused", self.peer()))
                     }
                     std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
                         if session.remaining().is_zero() =>

@@ -113,3 +113,72 @@ fn an_otx_url_with_a_path_is_a_start_up_warning_naming_the_url_called() {
     check_version_answers(&relay);
     assert_eq!(relay.stderr(), "");
 }
+
+const USER_ME: &str = "/api/v1/user/me";
+
+/// The `/health` answer of a relay run with `env`, against `otx`.
+fn health(otx: &FakeOtx, env: &[(&str, &str)]) -> Value {
+    let relay = Relay::start(otx, env);
+    let (status, answer) = relay.post_auth("/health", "");
+    assert_eq!(status, 200);
+    answer
+}
+
+#[track_caller]
+fn check_oops(answer: &Value, reason: &str) {
+    let message = format!("Something went wrong. Reason: {reason}.");
+    check_json(
+        answer,
+        &json!({"errors": [{"code": "oops", "message": message, "type": "fatal"}]}),
+    );
+}
+
+#[test]
+fn a_proxy_that_fails_is_named() {
+    let otx = FakeOtx::start();
+    otx.on(USER_ME, Reply::file("user-me.json"));
+    // A closed proxy port: the proxy refused, not OTX.
+    let closed = RefusedPort::bind();
+    let proxy = format!("http://127.0.0.1:{}", closed.port());
+    let answer = health(&otx, &[("HTTPS_PROXY", &proxy)]);
+    let named = format!("the proxy 127.0.0.1:{} (HTTPS_PROXY)", closed.port());
+    check_oops(&answer, &format!("connection to {named} refused"));
+    // A proxy that refuses the tunnel: its status, once.
+    let refusing = FakeOtx::start();
+    refusing.fallback(|_| Reply::status(403));
+    let proxy = format!("http://{}", refusing.addr());
+    let answer = health(&otx, &[("ALL_PROXY", &proxy)]);
+    let named = format!("the proxy {} (ALL_PROXY)", refusing.addr());
+    let reason = format!("{named} refused to connect to AlienVault OTX (403 Forbidden)");
+    check_oops(&answer, &reason);
+    assert_eq!(refusing.requests()[0].method, "CONNECT");
+    assert_eq!(otx.request_count(), 0);
+}
+
+#[test]
+fn no_proxy_takes_cidr_ranges_and_host_port_as_curl_and_go_do() {
+    let otx = FakeOtx::start();
+    otx.on(USER_ME, Reply::file("user-me.json"));
+    let closed = RefusedPort::bind();
+    let proxy = format!("http://127.0.0.1:{}", closed.port());
+    let ok = json!({"data": {"status": "ok"}});
+    let port = otx.addr().port();
+    for (no_proxy, direct) in [
+        ("127.0.0.0/8".to_owned(), true),
+        ("10.0.0.0/8, 127.0.0.1/32".to_owned(), true),
+        (format!("127.0.0.1:{port}"), true),
+        ("10.0.0.0/8".to_owned(), false),
+        (format!("127.0.0.1:{}", port.wrapping_add(1).max(1)), false),
+    ] {
+        let env = [
+            ("HTTPS_PROXY", proxy.as_str()),
+            ("NO_PROXY", no_proxy.as_str()),
+        ];
+        let answer = health(&otx, &env);
+        if direct {
+            check_json(&answer, &ok);
+        } else {
+            assert_eq!(answer["errors"][0]["code"], "oops", "{no_proxy}: {answer}");
+        }
+    }
+}
