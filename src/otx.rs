@@ -628,6 +628,45 @@ pub fn status_error(status: u16) -> RelayError {
     }
 }
 
+/// What `otx-relay check` asks OTX (see `check.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// `user/me` without the key: any answer proves TLS.
+    Tls,
+    /// `user/me` with the key.
+    Key,
+    /// An indicator OTX always knows (8.8.8.8), with the key.
+    Indicator,
+}
+
+impl Probe {
+    pub fn url(self, base: &str) -> String {
+        match self {
+            Probe::Tls | Probe::Key => format!("{base}/api/v1/user/me"),
+            Probe::Indicator => format!("{base}/api/v1/indicators/IPv4/8.8.8.8/general"),
+        }
+    }
+}
+
+/// One GET of `check` through `agent`, with `key` as OTX takes it (none:
+/// without), no retry.
+pub fn probe(
+    agent: &ureq::Agent,
+    url: &str,
+    key: Option<&str>,
+    timeout: Duration,
+) -> Result<Response<Body>, ureq::Error> {
+    let mut request = agent.get(url);
+    if let Some(key) = key {
+        request = request.header("X-OTX-API-KEY", key);
+    }
+    request
+        .config()
+        .timeout_global(Some(timeout))
+        .build()
+        .call()
+}
+
 /// The start-up warning for an `AVOTX_URL` with a path other than `/`
 /// (SPEC §8): the relay appends OTX's own paths to it, so such a base is
 /// most often a copy of an API URL that doubles `/api/v1`.

@@ -182,3 +182,206 @@ fn no_proxy_takes_cidr_ranges_and_host_port_as_curl_and_go_do() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// otx-relay check
+
+const INDICATOR: &str = "/api/v1/indicators/IPv4/8.8.8.8/general";
+
+/// A fake OTX (HTTPS with `tls`) where the key and the known indicator answer.
+fn good_otx(tls: bool) -> FakeOtx {
+    let otx = if tls {
+        FakeOtx::start_tls()
+    } else {
+        FakeOtx::start()
+    };
+    otx.on(USER_ME, Reply::file("user-me.json"));
+    otx.on(
+        INDICATOR,
+        Reply::json(json!({"indicator": "8.8.8.8", "pulse_info": {"count": 0, "pulses": []}})),
+    );
+    otx
+}
+
+/// `otx-relay check args…` with `env` (the key from `OTX_API_KEY`): its
+/// exit code and its lines, each step's time as `[t]`.
+fn check(env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, Vec<String>) {
+    let env = [&[("OTX_API_KEY", KEY)], env].concat();
+    let run = run_cli(&[&["check"], args].concat(), &env);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert_eq!(find_secret(&all, &[]), None, "{run:?}");
+    assert_eq!(run.stderr, "", "{run:?}");
+    let lines = run.stdout.lines().map(|line| {
+        let timed = line.strip_prefix('[').and_then(|l| l.split_once(" ms] "));
+        let (took, rest) = timed.unwrap_or_else(|| panic!("no time on {line:?}"));
+        assert!(took.trim().parse::<u64>().is_ok(), "{line}");
+        format!("[t] {rest}")
+    });
+    (run.code, lines.collect())
+}
+
+#[test]
+fn check_passes_every_step_against_a_good_otx() {
+    let otx = good_otx(false);
+    let url = otx.url();
+    let addr = otx.addr();
+    let (code, lines) = check(&[("AVOTX_URL", &url)], &[]);
+    assert_eq!(
+        lines,
+        [
+            "[t] resolve 127.0.0.1: ok (127.0.0.1)".to_owned(),
+            format!("[t] connect {addr}: ok"),
+            "[t] GET /api/v1/user/me: ok".to_owned(),
+            format!("[t] GET {INDICATOR}: ok"),
+        ]
+    );
+    assert_eq!(code, Some(0));
+    let asked = otx.requests_to(INDICATOR);
+    assert_eq!(asked[0].header("X-OTX-API-KEY"), Some(KEY));
+
+    // Over TLS with SSL_CERT_FILE, with --key, and a JWKS host.
+    let otx = good_otx(true);
+    let jwks = FakeOtx::start_tls();
+    let key = SigningKey::generate("check-1").jwk();
+    jwks.on("/.well-known/jwks", Reply::json(json!({"keys": [key]})));
+    let (url, host) = (otx.url(), jwks.addr().to_string());
+    let env = [
+        ("AVOTX_URL", url.as_str()),
+        ("SSL_CERT_FILE", TEST_CERT),
+        ("OTX_API_KEY", ""),
+    ];
+    let (code, lines) = check(&env, &["--key", KEY, "--jwks-host", &host]);
+    assert_eq!(
+        lines,
+        [
+            "[t] resolve 127.0.0.1: ok (127.0.0.1)".to_owned(),
+            format!("[t] connect {}: ok", otx.addr()),
+            "[t] TLS 127.0.0.1: ok".to_owned(),
+            "[t] GET /api/v1/user/me: ok".to_owned(),
+            format!("[t] GET {INDICATOR}: ok"),
+            "[t] resolve 127.0.0.1: ok (127.0.0.1)".to_owned(),
+            format!("[t] connect {host}: ok"),
+            "[t] TLS 127.0.0.1: ok".to_owned(),
+            "[t] GET /.well-known/jwks: ok (1 usable keys)".to_owned(),
+        ]
+    );
+    assert_eq!(code, Some(0));
+    let keyed = otx.requests_to(USER_ME);
+    assert_eq!(
+        keyed.last().and_then(|r| r.header("X-OTX-API-KEY")),
+        Some(KEY)
+    );
+}
+
+#[test]
+fn check_names_what_fails_and_the_variable_to_fix() {
+    let refused = RefusedPort::bind();
+    let closed = format!("http://127.0.0.1:{}", refused.port());
+    let wrong_ca = good_otx(true);
+    let forbidden = FakeOtx::start();
+    forbidden.on(USER_ME, Reply::status(403));
+    let throttled = FakeOtx::start();
+    throttled.on(USER_ME, Reply::status(429));
+    let good = good_otx(false);
+    let with_path = format!("{}/api/v1", good.url());
+    let connect = |addr: &str| format!("[t] connect {addr}: ok");
+    let resolved = "[t] resolve 127.0.0.1: ok (127.0.0.1)".to_owned();
+    for (url, lines) in [
+        (
+            closed.clone(),
+            vec![
+                resolved.clone(),
+                format!("[t] connect 127.0.0.1:{}: refused; check AVOTX_URL", refused.port()),
+            ],
+        ),
+        (
+            "https://otx.invalid".to_owned(),
+            vec!["[t] resolve otx.invalid: the name does not resolve; check AVOTX_URL (and this host's DNS)".to_owned()],
+        ),
+        (
+            wrong_ca.url(),
+            vec![
+                resolved.clone(),
+                connect(&wrong_ca.addr().to_string()),
+                "[t] TLS 127.0.0.1: the certificate did not verify (invalid peer certificate: UnknownIssuer); check SSL_CERT_FILE".to_owned(),
+            ],
+        ),
+        (
+            forbidden.url(),
+            vec![
+                resolved.clone(),
+                connect(&forbidden.addr().to_string()),
+                "[t] GET /api/v1/user/me: OTX refused the key (403 Forbidden); check --key or OTX_API_KEY".to_owned(),
+            ],
+        ),
+        (
+            throttled.url(),
+            vec![
+                resolved.clone(),
+                connect(&throttled.addr().to_string()),
+                "[t] GET /api/v1/user/me: OTX throttles this key or address (429 Too Many Requests); try again later".to_owned(),
+            ],
+        ),
+        (
+            with_path.clone(),
+            vec![
+                format!("[t] AVOTX_URL has a path (/api/v1): the relay will call {with_path}/api/v1/indicators/...; did you mean {}?", good.url()),
+                resolved.clone(),
+                connect(&good.addr().to_string()),
+                "[t] GET /api/v1/api/v1/user/me: OTX answered 404 Not Found; check AVOTX_URL".to_owned(),
+            ],
+        ),
+    ] {
+        let (code, got) = check(&[("AVOTX_URL", &url), ("AVOTX_TIMEOUT", "5")], &[]);
+        assert_eq!(got, lines, "{url}");
+        assert_eq!(code, Some(1), "{url}");
+    }
+    // No key at all.
+    let (code, got) = check(&[("AVOTX_URL", &good.url()), ("OTX_API_KEY", "")], &[]);
+    assert_eq!(
+        got.last().map(String::as_str),
+        Some("[t] GET /api/v1/user/me: no key: pass --key KEY or set OTX_API_KEY")
+    );
+    assert_eq!(code, Some(1));
+}
+
+#[test]
+fn check_goes_through_the_proxy_and_names_it() {
+    let otx = good_otx(false);
+    let closed = RefusedPort::bind();
+    let proxy = format!("http://127.0.0.1:{}", closed.port());
+    let (code, got) = check(&[("AVOTX_URL", &otx.url()), ("HTTPS_PROXY", &proxy)], &[]);
+    assert_eq!(
+        got,
+        [
+            "[t] resolve 127.0.0.1 (the proxy): ok (127.0.0.1)".to_owned(),
+            format!(
+                "[t] connect 127.0.0.1:{} (the proxy): refused; check HTTPS_PROXY",
+                closed.port()
+            ),
+        ]
+    );
+    assert_eq!(code, Some(1));
+    let refusing = FakeOtx::start();
+    refusing.fallback(|_| Reply::status(403));
+    let proxy = format!("http://{}", refusing.addr());
+    let (code, got) = check(&[("AVOTX_URL", &otx.url()), ("HTTPS_PROXY", &proxy)], &[]);
+    assert_eq!(
+        got,
+        [
+            "[t] resolve 127.0.0.1 (the proxy): ok (127.0.0.1)".to_owned(),
+            format!("[t] connect {} (the proxy): ok", refusing.addr()),
+            format!("[t] CONNECT {} through the proxy: the proxy refused (403 Forbidden); check HTTPS_PROXY and NO_PROXY", otx.addr()),
+        ]
+    );
+    assert_eq!(code, Some(1));
+    // NO_PROXY sends it around the proxy.
+    let env = [
+        ("AVOTX_URL", otx.url()),
+        ("HTTPS_PROXY", proxy),
+        ("NO_PROXY", "127.0.0.0/8".to_owned()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (code, got) = check(&env, &[]);
+    assert_eq!(code, Some(0), "{got:?}");
+}
