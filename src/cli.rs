@@ -45,7 +45,7 @@ ENVIRONMENT (empty counts as unset):
     AVOTX_TIMEOUT       seconds for one OTX request         [10]
     RELAY_DEADLINE      seconds for one /observe call       [25]
     RELAY_THREADS       HTTP worker threads                [64]
-    AVOTX_CONCURRENCY   OTX requests in flight at once      [32]
+    AVOTX_CONCURRENCY   OTX requests in flight at once      [32, at most 1024]
     CACHE_TTL           seconds OTX answers are cached, 0 = off [300]
     CACHE_MAX_ENTRIES   cache size                          [10000]
     AVOTX_MAX_BODY      largest OTX answer read, bytes      [67108864]

@@ -385,3 +385,21 @@ fn check_goes_through_the_proxy_and_names_it() {
     let (code, got) = check(&env, &[]);
     assert_eq!(code, Some(0), "{got:?}");
 }
+
+// ---------------------------------------------------------------------------
+// Paper cuts
+
+#[test]
+fn avotx_concurrency_is_bounded_with_a_line_naming_it() {
+    let otx = FakeOtx::start();
+    for value in ["4096", "1025"] {
+        let run = check_refused(&otx, "AVOTX_CONCURRENCY", value);
+        assert_eq!(
+            run.stderr,
+            "otx-relay: invalid AVOTX_CONCURRENCY: must be a positive integer no larger than 1024\n"
+        );
+    }
+    // (The bound itself is accepted: config.rs's unit tests. Starting
+    // 1024 pool threads takes 0.3 s in a release build, but seconds in the
+    // debug build the tests run.)
+}
