@@ -142,8 +142,10 @@ impl Otx {
             timeout: config.otx_timeout,
             max_body: config.otx_max_body,
             pool,
-            generals: Memo::new(config.cache_ttl, config.cache_max_entries),
-            records: Memo::new(config.cache_ttl, config.cache_max_entries),
+            // CACHE_MAX_ENTRIES is the total (SPEC §1): half of it for
+            // indicators' answers, half for pulses' records.
+            generals: Memo::new(config.cache_ttl, config.cache_max_entries.div_ceil(2)),
+            records: Memo::new(config.cache_ttl, config.cache_max_entries / 2),
             metrics,
             proxy: config
                 .proxy
