@@ -654,10 +654,18 @@ fn number(
 }
 
 fn read_ca_file(path: &str) -> Result<Vec<u8>, ConfigError> {
+    use std::os::unix::fs::FileTypeExt;
     let bad = |reason: String| ConfigError {
         variable: "SSL_CERT_FILE",
         reason,
     };
+    // Opening a FIFO waits for a writer, start-up with it, for ever.
+    let kind = std::fs::metadata(path)
+        .map_err(|e| bad(format!("cannot read {path}: {e}")))?
+        .file_type();
+    if kind.is_fifo() || kind.is_socket() {
+        return Err(bad(format!("{path} is a pipe or a socket, not a PEM file")));
+    }
     // Bounded: a path to something endless (`/dev/zero`) or huge must not
     // take the memory; real bundles are a few hundred KiB.
     let mut pem = Vec::new();
@@ -667,9 +675,31 @@ fn read_ca_file(path: &str) -> Result<Vec<u8>, ConfigError> {
     if pem.len() as u64 > MAX_CA_FILE {
         return Err(bad(format!("{path} is larger than 4 MiB")));
     }
-    let has_cert = ureq::tls::parse_pem(&pem)
-        .any(|item| matches!(item, Ok(ureq::tls::PemItem::Certificate(_))));
-    if !has_cert {
+    // Every block must be whole, and every certificate one rustls can
+    // use: a corrupt one would otherwise be dropped without a word, and
+    // the roots be fewer than the operator believes.
+    let mut roots = rustls::RootCertStore::empty();
+    for (n, item) in ureq::tls::parse_pem(&pem).enumerate() {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(cert)) => {
+                roots.add(cert.der().to_vec().into()).map_err(|e| {
+                    bad(format!(
+                        "{path}: PEM block {} is not a usable certificate ({e})",
+                        n + 1
+                    ))
+                })?
+            }
+            Ok(_) => {}
+            // (The parser's own error shows bytes as numbers: not for people.)
+            Err(_) => {
+                return Err(bad(format!(
+                    "{path}: PEM block {} is corrupt (cut short, or not base64)",
+                    n + 1
+                )))
+            }
+        }
+    }
+    if roots.is_empty() {
         return Err(bad(format!("{path} holds no PEM certificate")));
     }
     Ok(pem)

@@ -403,3 +403,61 @@ fn avotx_concurrency_is_bounded_with_a_line_naming_it() {
     // 1024 pool threads takes 0.3 s in a release build, but seconds in the
     // debug build the tests run.)
 }
+
+/// A fresh directory of this test process for `name`.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("otx-relay-ops-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    dir
+}
+
+#[test]
+fn an_ssl_cert_file_that_is_a_fifo_or_holds_a_corrupt_block_stops_start_up() {
+    let otx = FakeOtx::start();
+    let dir = scratch("ca");
+    let fifo = dir.join("fifo.pem");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    let fifo = fifo.to_string_lossy().into_owned();
+    // (run_cli fails the test on a hang.)
+    let run = check_refused(&otx, "SSL_CERT_FILE", &fifo);
+    let want =
+        format!("otx-relay: invalid SSL_CERT_FILE: {fifo} is a pipe or a socket, not a PEM file\n");
+    assert_eq!(run.stderr, want);
+
+    let good = std::fs::read_to_string(TEST_CERT).expect("the test certificate");
+    let body: String = good.lines().filter(|l| !l.starts_with("-----")).collect();
+    for (name, bundle, why) in [
+        (
+            "bad-base64.pem",
+            format!(
+                "{good}-----BEGIN CERTIFICATE-----\n!!!{}\n-----END CERTIFICATE-----\n",
+                &body[3..]
+            ),
+            "PEM block 2 is corrupt",
+        ),
+        (
+            "not-a-certificate.pem",
+            format!(
+                "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n{good}",
+                &body[..64]
+            ),
+            "PEM block 1 is not a usable certificate",
+        ),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, bundle).expect("write a bundle");
+        let path = path.to_string_lossy().into_owned();
+        let run = check_refused(&otx, "SSL_CERT_FILE", &path);
+        assert!(
+            run.stderr
+                .starts_with(&format!("otx-relay: invalid SSL_CERT_FILE: {path}: {why}")),
+            "{run:?}"
+        );
+    }
+    // The test certificate alone is fine.
+    let relay = Relay::start(&otx, &[("SSL_CERT_FILE", TEST_CERT)]);
+    check_version_answers(&relay);
+    let _ = std::fs::remove_dir_all(&dir);
+}
