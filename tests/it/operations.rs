@@ -461,3 +461,74 @@ fn an_ssl_cert_file_that_is_a_fifo_or_holds_a_corrupt_block_stops_start_up() {
     check_version_answers(&relay);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The shared-cache warning of a relay on `redis_url` after one lookup.
+fn redis_warning(redis_url: &str, env: &[(&str, &str)]) -> String {
+    let otx = FakeOtx::start();
+    let relay = Relay::start(
+        &otx,
+        &[&[("REDIS_URL", redis_url), ("CACHE_TTL", "300")], env].concat(),
+    );
+    let (status, _) = relay.post_auth(OBSERVE, &ips(1, 9));
+    assert_eq!(status, 200);
+    let lines = lines_with(&relay, "the shared cache (REDIS_URL) is unavailable");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let (_, warning) = lines[0].split_once(" WARN ").expect("a warning");
+    warning.to_owned()
+}
+
+#[test]
+fn redis_warnings_say_what_failed() {
+    if tool("redis-server").is_none() {
+        return;
+    }
+    // A password is required.
+    let redis = RedisServer::start().expect("redis-server starts");
+    redis.command(&["CONFIG", "SET", "requirepass", "fleet-password"]);
+    assert_eq!(
+        redis_warning(&redis.url(), &[]),
+        "the shared cache (REDIS_URL) is unavailable (NOAUTH Authentication required.; see the password in REDIS_URL); going on without it"
+    );
+    // rediss:// to a certificate the roots do not know.
+    let port = free_port().to_string();
+    let key = TEST_CERT.replace("cert.pem", "key.pem");
+    let args = [
+        "--port",
+        "0",
+        "--tls-port",
+        &port,
+        "--tls-cert-file",
+        TEST_CERT,
+        "--tls-key-file",
+        &key,
+    ];
+    let args = [
+        &args[..],
+        &[
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--bind",
+            "127.0.0.1",
+        ],
+    ]
+    .concat();
+    let mut tls = std::process::Command::new("redis-server")
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server starts");
+    let up = (0..500).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap_or(0))).is_ok()
+    });
+    let url = format!("rediss://127.0.0.1:{port}");
+    let warning = up.then(|| redis_warning(&url, &[]));
+    let _ = tls.kill();
+    let _ = tls.wait();
+    assert_eq!(
+        warning.as_deref(),
+        Some("the shared cache (REDIS_URL) is unavailable (invalid peer certificate: UnknownIssuer; see SSL_CERT_FILE); going on without it")
+    );
+}
