@@ -532,3 +532,30 @@ fn redis_warnings_say_what_failed() {
         Some("the shared cache (REDIS_URL) is unavailable (invalid peer certificate: UnknownIssuer; see SSL_CERT_FILE); going on without it")
     );
 }
+
+// ---------------------------------------------------------------------------
+// Skips you can see
+
+#[test]
+fn a_skip_is_listed_where_make_test_shows_it() {
+    let dir = scratch("skips");
+    let file = dir.join("skipped-tests.txt");
+    record_skip(&file, "fleet::some_test", "redis-server is not installed");
+    record_skip(&file, "metrics::other", "promtool is not installed");
+    let listed = std::fs::read_to_string(&file).expect("the list");
+    assert_eq!(
+        listed,
+        "skipped: fleet::some_test: redis-server is not installed\n\
+         skipped: metrics::other: promtool is not installed\n"
+    );
+    // The list is the file `make test` prints at its end (and empties first).
+    assert!(SKIPPED.ends_with("/tmp/skipped-tests.txt"), "{SKIPPED}");
+    let makefile = include_str!("../../Makefile");
+    let recipe = "SKIPPED := $(or $(CARGO_TARGET_DIR),target)/tmp/skipped-tests.txt";
+    assert!(makefile.contains(recipe), "the Makefile names the list");
+    assert!(makefile.contains("@rm -f $(SKIPPED)") && makefile.contains("cat $(SKIPPED)"));
+    // And CI fails on any skip.
+    let ci = include_str!("../../.ci/run");
+    assert!(ci.contains("export OTX_RELAY_NO_SKIPS=1"), "{ci}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
