@@ -16,12 +16,21 @@ STATIC_BIN  := $(STATIC_DIR)/$(TARGET)/release/otx-relay
 IMAGE       ?= otx-relay
 FUZZ_SECONDS ?= 60
 
-.PHONY: build release static run test lint fmt token docker docker-smoke coverage bench fuzz soak vendor-check clean
+PREFIX      ?= /usr/local
+
+.PHONY: build release install static run test lint fmt token docker docker-smoke coverage bench fuzz soak vendor-check clean
 
 build:
 	$(CARGO) build --release
 
 release: build
+
+# `otx-relay` on the PATH ($(PREFIX)/bin, DESTDIR for packaging), so that
+# the README's commands (`otx-relay check`, `otx-relay token`…) work as
+# written: the release binary of `make build`, copied.
+install: build
+	install -D -m 0755 target/release/otx-relay $(DESTDIR)$(PREFIX)/bin/otx-relay
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/otx-relay; try: otx-relay --help"
 
 static:
 	CARGO_TARGET_DIR=$(STATIC_DIR) RUSTFLAGS='$(STATIC_FLAGS)' $(CARGO) build --release --target $(TARGET)
