@@ -47,7 +47,7 @@ ENVIRONMENT (empty counts as unset):
     RELAY_THREADS       HTTP worker threads                [64]
     AVOTX_CONCURRENCY   OTX requests in flight at once      [32, at most 1024]
     CACHE_TTL           seconds OTX answers are cached, 0 = off [300]
-    CACHE_MAX_ENTRIES   cache size                          [10000]
+    CACHE_MAX_ENTRIES   cache size, entries in all          [10000]
     AVOTX_MAX_BODY      largest OTX answer read, bytes      [67108864]
     OTX_MALICIOUS_PULSES  pulses that make a verdict Malicious [2]
     VERDICT_VALID_DAYS  lifetime of a verdict, days         [7]
