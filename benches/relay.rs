@@ -372,6 +372,11 @@ impl Bench {
     fn fleet(&self) {
         let t = &self.table;
         let Some(redis) = RedisServer::start() else {
+            let no_skips = std::env::var_os("OTX_RELAY_NO_SKIPS").is_some_and(|v| v == "1");
+            assert!(
+                !no_skips,
+                "OTX_RELAY_NO_SKIPS=1, but the fleet phase has no redis-server"
+            );
             return t.note("fleet", "skipped: no redis-server".to_owned());
         };
         let otx = FakeOtx::start();

@@ -46,11 +46,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl<V: Clone + Send + Sync + 'static> Memo<V> {
-    /// A zero `ttl` turns caching off; single-flight still applies.
+    /// A zero `ttl` or `max_entries` turns caching off; single-flight
+    /// still applies.
     pub fn new(ttl: Duration, max_entries: usize) -> Memo<V> {
         Memo {
             ttl,
-            max_entries: max_entries.max(1),
+            max_entries,
             lru: Mutex::new(Lru {
                 entries: HashMap::new(),
                 order: BTreeMap::new(),

@@ -24,11 +24,16 @@ pub const MAX_ENTITIES_LIMIT: usize = 1000;
 pub const MAX_SECONDS: u64 = 86_400;
 /// `CACHE_TTL`: one year.
 pub const MAX_CACHE_TTL: u64 = 31_536_000;
-/// `RELAY_THREADS`, `AVOTX_CONCURRENCY`.
+/// `RELAY_THREADS`.
 pub const MAX_THREADS: u64 = 4096;
 /// `RELAY_MAX_CONNECTIONS`: a thread each, so far below the kernel's
 /// default limit of threads.
 pub const MAX_CONNECTIONS: u64 = 65_536;
+/// `AVOTX_CONCURRENCY`: its pool threads and their idle keep-alive
+/// connections are set up before the port listens; 4096 of them took 14 to
+/// 74 s of both cores here (1024: 0.3 s), and no OTX tenant is served
+/// faster by more calls in flight than this.
+pub const MAX_CONCURRENCY: u64 = 1024;
 /// `CACHE_MAX_ENTRIES`.
 pub const MAX_CACHE_ENTRIES: u64 = 100_000_000;
 /// `AVOTX_MAX_BODY`: 4 GiB.
@@ -104,19 +109,93 @@ pub const DEFAULT_JWKS_HOSTS: [&str; 3] = [
 /// bypass it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Proxy {
+    /// The variable it came from (for messages that say what to fix).
+    pub variable: &'static str,
     pub host: String,
     pub port: u16,
     /// Percent-decoded user name and password, if the URL held them.
     pub user: Option<String>,
     pub password: Option<String>,
-    /// Host names (`example.com`, `.example.com`, `*`) reached directly.
+    /// `NO_PROXY`'s entries, reached directly (see [`Proxy::bypasses`]).
     pub no_proxy: Vec<String>,
+}
+
+impl Proxy {
+    /// Whether `NO_PROXY` sends `host:port` around the proxy, as curl and
+    /// Go read it: `*`; a name, which covers its subdomains too
+    /// (`example.com`), or only them (`.example.com`, `*.example.com`); an
+    /// IP address, or a CIDR range (`127.0.0.0/8`, `fd00::/8`) holding an IP
+    /// `host`; any of these with `:port`, which then must match too. Names
+    /// compare without case; `host` may be a bracketed IPv6 address.
+    pub fn bypasses(&self, host: &str, port: u16) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let ip = host.parse::<std::net::IpAddr>().ok();
+        self.no_proxy.iter().any(|entry| {
+            let entry = entry.to_ascii_lowercase();
+            if entry == "*" {
+                return true;
+            }
+            // `host:port`, `[v6]:port`; a bare IPv6 address has colons but no port.
+            let (pattern, wanted) = match entry.rsplit_once(':') {
+                Some((h, p)) if !h.contains(':') || h.ends_with(']') => match p.parse::<u16>() {
+                    Ok(p) => (h, Some(p)),
+                    Err(_) => return false,
+                },
+                _ => (entry.as_str(), None),
+            };
+            if wanted.is_some_and(|p| p != port) {
+                return false;
+            }
+            let pattern = pattern.trim_start_matches('[').trim_end_matches(']');
+            if let Some((net, bits)) = pattern.split_once('/') {
+                return match (ip, net.parse(), bits.parse::<u8>()) {
+                    (Some(ip), Ok(net), Ok(bits)) => in_range(ip, net, bits),
+                    _ => false,
+                };
+            }
+            let pattern = pattern.trim_start_matches('*').trim_end_matches('.');
+            match pattern.strip_prefix('.') {
+                Some(suffix) => host.ends_with(&format!(".{suffix}")),
+                None => host == pattern || host.ends_with(&format!(".{pattern}")),
+            }
+        })
+    }
+}
+
+/// Whether `ip` is in `net/bits` (IPv4 in IPv4, IPv6 in IPv6).
+fn in_range(ip: std::net::IpAddr, net: std::net::IpAddr, bits: u8) -> bool {
+    use std::net::IpAddr::{V4, V6};
+    let prefix = |a: u128, b: u128, width: u8| {
+        bits <= width && (bits == 0 || (a ^ b) >> (width - bits) == 0)
+    };
+    match (ip, net) {
+        (V4(ip), V4(net)) => prefix(u32::from(ip).into(), u32::from(net).into(), 32),
+        (V6(ip), V6(net)) => prefix(u128::from(ip), u128::from(net), 128),
+        _ => false,
+    }
+}
+
+/// The host (as written, IPv6 in brackets) and port (the scheme's default
+/// when none is written) of an `http(s)://` URL.
+pub fn url_host_port(url: &str) -> Option<(String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let (host, port) = split_host_port(authority);
+    let port = match port {
+        Some(port) => port.parse().ok()?,
+        None if scheme.eq_ignore_ascii_case("https") => 443,
+        None => 80,
+    };
+    (!host.is_empty()).then(|| (host.to_owned(), port))
 }
 
 impl fmt::Debug for Proxy {
     // Hand-written: the password is a secret.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Proxy")
+            .field("variable", &self.variable)
             .field("host", &self.host)
             .field("port", &self.port)
             .field("user", &self.user.as_ref().map(|_| "<set>"))
@@ -200,7 +279,7 @@ impl Config {
                 "AVOTX_CONCURRENCY",
                 var("AVOTX_CONCURRENCY"),
                 32,
-                MAX_THREADS,
+                MAX_CONCURRENCY,
             )? as usize,
             cache_ttl: Duration::from_secs(non_negative(
                 "CACHE_TTL",
@@ -344,6 +423,7 @@ fn proxy(var: &impl Fn(&str) -> Option<String>) -> Result<Option<Proxy>, ConfigE
         })
         .unwrap_or_default();
     Ok(Some(Proxy {
+        variable,
         host: host.to_owned(),
         port,
         user,
@@ -431,6 +511,12 @@ pub fn secret_key_from_env() -> Option<Vec<u8>> {
         .ok()
         .filter(|v| !v.is_empty())
         .map(String::into_bytes)
+}
+
+/// The OTX key `check` uses when `--key` is not given: `OTX_API_KEY`
+/// (empty: unset).
+pub fn otx_api_key_from_env() -> Option<String> {
+    std::env::var("OTX_API_KEY").ok().filter(|v| !v.is_empty())
 }
 
 /// What the `healthcheck` subcommand reads: `HOST` (as given; `None` when
@@ -580,10 +666,18 @@ fn number(
 }
 
 fn read_ca_file(path: &str) -> Result<Vec<u8>, ConfigError> {
+    use std::os::unix::fs::FileTypeExt;
     let bad = |reason: String| ConfigError {
         variable: "SSL_CERT_FILE",
         reason,
     };
+    // Opening a FIFO waits for a writer, start-up with it, for ever.
+    let kind = std::fs::metadata(path)
+        .map_err(|e| bad(format!("cannot read {path}: {e}")))?
+        .file_type();
+    if kind.is_fifo() || kind.is_socket() {
+        return Err(bad(format!("{path} is a pipe or a socket, not a PEM file")));
+    }
     // Bounded: a path to something endless (`/dev/zero`) or huge must not
     // take the memory; real bundles are a few hundred KiB.
     let mut pem = Vec::new();
@@ -593,9 +687,31 @@ fn read_ca_file(path: &str) -> Result<Vec<u8>, ConfigError> {
     if pem.len() as u64 > MAX_CA_FILE {
         return Err(bad(format!("{path} is larger than 4 MiB")));
     }
-    let has_cert = ureq::tls::parse_pem(&pem)
-        .any(|item| matches!(item, Ok(ureq::tls::PemItem::Certificate(_))));
-    if !has_cert {
+    // Every block must be whole, and every certificate one rustls can
+    // use: a corrupt one would otherwise be dropped without a word, and
+    // the roots be fewer than the operator believes.
+    let mut roots = rustls::RootCertStore::empty();
+    for (n, item) in ureq::tls::parse_pem(&pem).enumerate() {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(cert)) => {
+                roots.add(cert.der().to_vec().into()).map_err(|e| {
+                    bad(format!(
+                        "{path}: PEM block {} is not a usable certificate ({e})",
+                        n + 1
+                    ))
+                })?
+            }
+            Ok(_) => {}
+            // (The parser's own error shows bytes as numbers: not for people.)
+            Err(_) => {
+                return Err(bad(format!(
+                    "{path}: PEM block {} is corrupt (cut short, or not base64)",
+                    n + 1
+                )))
+            }
+        }
+    }
+    if roots.is_empty() {
         return Err(bad(format!("{path} holds no PEM certificate")));
     }
     Ok(pem)
@@ -681,7 +797,8 @@ mod tests {
             ("CACHE_TTL", "18446744073709551615"),
             ("RELAY_THREADS", "4097"),
             ("RELAY_THREADS", "100000"),
-            ("AVOTX_CONCURRENCY", "4097"),
+            ("AVOTX_CONCURRENCY", "1025"),
+            ("AVOTX_CONCURRENCY", "4096"),
             ("AVOTX_CONCURRENCY", "18446744073709551615"),
             ("CACHE_MAX_ENTRIES", "100000001"),
             ("AVOTX_MAX_BODY", "4294967297"),
@@ -702,7 +819,7 @@ mod tests {
             ("RELAY_DEADLINE", "86401", "86400"),
             ("RELAY_CLIENT_TIMEOUT", "86401", "86400"),
             ("RELAY_THREADS", "4097", "4096"),
-            ("AVOTX_CONCURRENCY", "4097", "4096"),
+            ("AVOTX_CONCURRENCY", "1025", "1024"),
             ("CACHE_MAX_ENTRIES", "100000001", "100000000"),
             ("AVOTX_MAX_BODY", "4294967297", "4294967296"),
             ("OTX_MALICIOUS_PULSES", "1000001", "1000000"),
@@ -726,7 +843,7 @@ mod tests {
             ("RELAY_CLIENT_TIMEOUT", "86400"),
             ("CACHE_TTL", "31536000"),
             ("RELAY_THREADS", "4096"),
-            ("AVOTX_CONCURRENCY", "4096"),
+            ("AVOTX_CONCURRENCY", "1024"),
             ("CACHE_MAX_ENTRIES", "100000000"),
             ("AVOTX_MAX_BODY", "4294967296"),
             ("OTX_MALICIOUS_PULSES", "1000000"),
@@ -735,7 +852,7 @@ mod tests {
         .expect("the bounds are valid");
         assert_eq!(c.deadline, Duration::from_secs(86_400));
         assert_eq!(c.cache_ttl, Duration::from_secs(31_536_000));
-        assert_eq!((c.threads, c.otx_concurrency), (4096, 4096));
+        assert_eq!((c.threads, c.otx_concurrency), (4096, 1024));
         assert_eq!(c.cache_max_entries, 100_000_000);
         assert_eq!(c.otx_max_body, 4_294_967_296);
         assert_eq!(
@@ -877,6 +994,7 @@ mod tests {
         assert_eq!(
             c.proxy,
             Some(Proxy {
+                variable: "HTTPS_PROXY",
                 host: "proxy.example".to_owned(),
                 port: 3128,
                 user: Some("us@r".to_owned()),
@@ -907,6 +1025,64 @@ mod tests {
         }
         assert!(config(&[("HTTPS_PROXY", "http://p:0")]).is_err());
         assert!(config(&[("HTTPS_PROXY", "http://")]).is_err());
+    }
+
+    #[test]
+    fn no_proxy_reads_as_curl_and_go_do() {
+        let proxy = |list: &str| Proxy {
+            variable: "HTTPS_PROXY",
+            host: "proxy".to_owned(),
+            port: 3128,
+            user: None,
+            password: None,
+            no_proxy: list.split(',').map(str::to_owned).collect(),
+        };
+        for (list, host, port, bypassed) in [
+            ("127.0.0.0/8", "127.0.0.1", 9090, true),
+            ("127.0.0.0/8", "127.1.2.3", 443, true),
+            ("127.0.0.0/8", "128.0.0.1", 443, false),
+            ("10.0.0.0/8", "otx.alienvault.com", 443, false),
+            ("0.0.0.0/0", "8.8.8.8", 443, true),
+            ("192.168.1.0/24", "192.168.1.255", 443, true),
+            ("192.168.1.0/24", "192.168.2.0", 443, false),
+            ("fd00::/8", "[fd12::1]", 443, true),
+            ("fd00::/8", "[fe80::1]", 443, false),
+            ("fd00::/8", "10.0.0.1", 443, false),
+            ("127.0.0.1:8080", "127.0.0.1", 8080, true),
+            ("127.0.0.1:8080", "127.0.0.1", 8081, false),
+            ("otx.example:443", "otx.example", 443, true),
+            ("otx.example:443", "otx.example", 80, false),
+            ("[::1]:9000", "[::1]", 9000, true),
+            ("::1", "[::1]", 9000, true),
+            ("example.com", "example.com", 443, true),
+            ("example.com", "otx.example.com", 443, true),
+            ("example.com", "badexample.com", 443, false),
+            (".example.com", "example.com", 443, false),
+            (".example.com", "otx.example.com", 443, true),
+            ("*.example.com", "otx.example.com", 443, true),
+            ("Example.COM", "OTX.example.com.", 443, true),
+            ("*", "anything", 1, true),
+            ("localhost, 10.0.0.0/8", "10.1.1.1", 443, true),
+            ("localhost, 10.0.0.0/8", "11.1.1.1", 443, false),
+            ("", "otx.alienvault.com", 443, false),
+            ("10.0.0.0/33", "10.0.0.1", 443, false),
+        ] {
+            let p = proxy(list);
+            let p = Proxy {
+                no_proxy: p.no_proxy.iter().map(|e| e.trim().to_owned()).collect(),
+                ..p
+            };
+            assert_eq!(p.bypasses(host, port), bypassed, "{list} {host}:{port}");
+        }
+        assert_eq!(
+            url_host_port("https://otx.alienvault.com"),
+            Some(("otx.alienvault.com".to_owned(), 443))
+        );
+        assert_eq!(
+            url_host_port("http://[::1]:9000/x"),
+            Some(("[::1]".to_owned(), 9000))
+        );
+        assert_eq!(url_host_port("http://h"), Some(("h".to_owned(), 80)));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::config::{Config, Proxy};
+use crate::config::{url_host_port, Config, Proxy};
 
 /// Every request names the relay (SPEC §4).
 pub const USER_AGENT: &str =
@@ -40,13 +40,22 @@ pub fn agent(config: &Config, idle: usize) -> Result<ureq::Agent, String> {
         .output_buffer_size(16 * 1024)
         .tls_config(tls.build())
         // The proxy `config` read, never one ureq would find itself.
-        .proxy(config.proxy.as_ref().map(proxy).transpose()?)
+        .proxy(
+            config
+                .proxy
+                .as_ref()
+                .map(|p| proxy(p, config))
+                .transpose()?,
+        )
         .build()
         .into())
 }
 
-/// The ureq form of the configured proxy.
-fn proxy(p: &Proxy) -> Result<ureq::Proxy, String> {
+/// The ureq form of the configured proxy. ureq reads `NO_PROXY` entries as
+/// host names only (no CIDR range, no `host:port`), so `NO_PROXY` is read
+/// here ([`Proxy::bypasses`]) for the hosts the relay calls, which are
+/// known (OTX, the JWKS hosts), and ureq is given those it bypasses.
+fn proxy(p: &Proxy, config: &Config) -> Result<ureq::Proxy, String> {
     let mut builder = ureq::Proxy::builder(ureq::ProxyProtocol::Http)
         .host(&p.host)
         .port(p.port);
@@ -56,8 +65,12 @@ fn proxy(p: &Proxy) -> Result<ureq::Proxy, String> {
     if let Some(password) = &p.password {
         builder = builder.password(password);
     }
-    for entry in &p.no_proxy {
-        builder = builder.no_proxy(entry);
+    let jwks = config.jwks_hosts.iter().map(|h| format!("https://{h}"));
+    let called = std::iter::once(config.otx_url.clone()).chain(jwks);
+    for (host, port) in called.filter_map(|url| url_host_port(&url)) {
+        if p.bypasses(&host, port) {
+            builder = builder.no_proxy(&host);
+        }
     }
     builder
         .build()

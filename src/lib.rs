@@ -5,6 +5,9 @@
 //! this is the map of the code, by layer: a module imports only from the
 //! layers below it (no import cycle; `main` on top).
 //!
+//! - [`cli`]: the command line (serve, `token`, `healthcheck`,
+//!   `module-type`, `check`), for a thin `main`; [`check`]: `otx-relay
+//!   check`, the way to OTX step by step.
 //! - [`server`]: tiny_http, worker threads, panic guard, graceful stop.
 //! - [`routes`]: one `match` on (method, path).
 //! - [`handlers`]: one function per endpoint: body → auth → OTX → CTIM;
@@ -28,9 +31,9 @@
 //!
 //! Invariants:
 //! - Only `otx` and `pulse` know OTX's URLs and JSON shapes; only `server`
-//!   touches tiny_http; only `config` reads the environment (the `token` and
-//!   `healthcheck` subcommands through it too); nothing below `main` ends
-//!   the process.
+//!   touches tiny_http; only `config` reads the environment (the `token`,
+//!   `healthcheck` and `check` subcommands through it too); nothing below
+//!   `main` ends the process.
 //! - Secrets (the OTX key, the JWT, `SECRET_KEY`) never reach a log line,
 //!   an error message or a `Debug` output; what clients and OTX send is
 //!   escaped before it reaches a log line.
@@ -39,6 +42,8 @@
 pub mod app;
 pub mod auth;
 pub mod cache;
+pub mod check;
+pub mod cli;
 pub mod config;
 pub mod ctim;
 pub mod egress;

@@ -24,10 +24,9 @@ use ureq::http::{Response, StatusCode};
 use ureq::Body;
 
 use crate::cache::{Key, Memo};
-use crate::config::Config;
+use crate::config::{url_host_port, Config};
 use crate::egress;
 use crate::error::RelayError;
-use crate::log;
 use crate::metrics::Metrics;
 use crate::observable::{quote_path, Observable};
 use crate::pool::Pool;
@@ -35,7 +34,9 @@ use crate::pulse::{general_from_json, read_subscribed_page, General, Record, Sub
 use crate::shared_cache::{Found, SharedCache};
 
 mod page;
+mod trouble;
 use page::{scan_page, Scan};
+pub use trouble::Trouble;
 
 /// Retries after the first attempt.
 pub const MAX_RETRIES: u32 = 2;
@@ -126,6 +127,9 @@ pub struct Otx {
     metrics: Arc<Metrics>,
     /// The fleet's shared cache (`REDIS_URL`), if any.
     redis: Option<SharedCache>,
+    /// The proxy OTX calls go through (`the proxy HOST:PORT (VARIABLE)`),
+    /// if any: a failure to reach it is named as the proxy's, not OTX's.
+    proxy: Option<String>,
 }
 
 impl Otx {
@@ -139,9 +143,19 @@ impl Otx {
             timeout: config.otx_timeout,
             max_body: config.otx_max_body,
             pool,
-            generals: Memo::new(config.cache_ttl, config.cache_max_entries),
-            records: Memo::new(config.cache_ttl, config.cache_max_entries),
+            // CACHE_MAX_ENTRIES is the total (SPEC §1): half of it for
+            // indicators' answers, half for pulses' records.
+            generals: Memo::new(config.cache_ttl, config.cache_max_entries.div_ceil(2)),
+            records: Memo::new(config.cache_ttl, config.cache_max_entries / 2),
             metrics,
+            proxy: config
+                .proxy
+                .as_ref()
+                .filter(|p| {
+                    url_host_port(&config.otx_url)
+                        .is_none_or(|(host, port)| !p.bypasses(&host, port))
+                })
+                .map(|p| format!("the proxy {}:{} ({})", p.host, p.port, p.variable)),
             // No cache, nothing to share (CACHE_TTL=0 turns both tiers off).
             redis: match &config.redis_url {
                 Some(url) if !config.cache_ttl.is_zero() => Some(SharedCache::new(
@@ -175,7 +189,7 @@ impl Otx {
                 // though only the status tells whether the key is good.
                 let body = self.read_body(session, response)?;
                 serde_json::from_str::<IgnoredAny>(&String::from_utf8_lossy(&body))
-                    .map_err(not_json)?;
+                    .map_err(|e| Trouble::Unusable.warned(not_json(e)))?;
                 Ok(())
             }
             status => Err(status_error(status)),
@@ -203,7 +217,8 @@ impl Otx {
                 200 => {
                     let body = self.read_body(session, response)?;
                     let text = String::from_utf8_lossy(&body);
-                    let value: Value = serde_json::from_str(&text).map_err(not_json)?;
+                    let value: Value = serde_json::from_str(&text)
+                        .map_err(|e| Trouble::Unusable.warned(not_json(e)))?;
                     Ok(Arc::new(Some(general_from_json(&value))))
                 }
                 400 | 404 => Ok(Arc::new(None)),
@@ -332,31 +347,42 @@ impl Otx {
         loop {
             let remaining = session.remaining();
             if remaining.is_zero() {
-                return Err(RelayError::Timeout);
+                return Err(Trouble::Deadline.warned(RelayError::Timeout));
             }
             let started = Instant::now();
             let result = call(self.timeout.min(remaining));
             let status = result.as_ref().ok().map(|r| r.status().as_u16());
             self.metrics.otx_call(name, status, started.elapsed());
-            let (failure, retry_after) = match result {
+            let (failure, trouble, retry_after) = match result {
                 Ok(response) => match (response.status().as_u16(), retry) {
                     (429, _) | (502..=504, Retry::Read) => {
                         let status = response.status().as_u16();
-                        (status_error(status), retry_after(&response))
+                        let trouble = status_trouble(status);
+                        (status_error(status), trouble, retry_after(&response))
                     }
-                    _ => return Ok(response),
+                    (status, _) => {
+                        // The caller maps the status; the operator is told
+                        // here of those that are failures (a read's 400
+                        // and 404 are OTX's "no data").
+                        let no_data = retry == Retry::Read && matches!(status, 400 | 404);
+                        if !(200..=299).contains(&status) && !no_data {
+                            status_trouble(status).warn(format_args!("{}", status_text(status)));
+                        }
+                        return Ok(response);
+                    }
                 },
                 Err(e) if retry == Retry::Read && is_reset(&e) => {
-                    (self.transport_error(session, e), None)
+                    let (failure, trouble) = self.classify(session, e);
+                    (failure, trouble, None)
                 }
                 Err(e) => return Err(self.transport_error(session, e)),
             };
             if attempt >= MAX_RETRIES {
-                return Err(failure);
+                return Err(trouble.warned(failure));
             }
             let wait = retry_after.unwrap_or_else(|| backoff(attempt));
             if wait >= session.remaining() {
-                return Err(failure);
+                return Err(trouble.warned(failure));
             }
             std::thread::sleep(wait);
             attempt += 1;
@@ -435,51 +461,80 @@ impl Otx {
         Ok(body)
     }
 
+    /// What a transport failure means for the client, told to the operator
+    /// (at most a line a minute per kind).
     fn transport_error(&self, session: &Session, e: ureq::Error) -> RelayError {
+        let (error, trouble) = self.classify(session, e);
+        trouble.warned(error)
+    }
+
+    /// Whom the relay connects to for OTX: OTX, or the proxy.
+    fn peer(&self) -> &str {
+        self.proxy.as_deref().unwrap_or("AlienVault OTX")
+    }
+
+    /// A transport failure as the client's error, and its kind of trouble.
+    fn classify(&self, session: &Session, e: ureq::Error) -> (RelayError, Trouble) {
         use ureq::Error as E;
+        let transport = |why: String| (RelayError::Oops(why), Trouble::Transport);
         match e {
-            E::Timeout(_) if session.remaining().is_zero() => RelayError::Timeout,
-            E::Timeout(_) => RelayError::Oops(format!(
+            E::Timeout(_) if session.remaining().is_zero() => {
+                (RelayError::Timeout, Trouble::Deadline)
+            }
+            E::Timeout(_) => transport(format!(
                 "AlienVault OTX did not answer within {} s",
                 self.timeout.as_secs()
             )),
-            E::BodyExceedsLimit(_) => {
-                RelayError::Oops(format!("the answer is larger than {} bytes", self.max_body))
+            E::BodyExceedsLimit(_) => (
+                RelayError::Oops(format!("the answer is larger than {} bytes", self.max_body)),
+                Trouble::Unusable,
+            ),
+            E::HostNotFound => transport(match &self.proxy {
+                Some(proxy) => format!("the host name of {proxy} did not resolve"),
+                None => "the AlienVault OTX host name did not resolve".into(),
+            }),
+            E::ConnectionFailed => transport(format!("could not connect to {}", self.peer())),
+            E::ConnectProxyFailed(reason) => {
+                // ureq says `proxy server responded 403/403` (the status
+                // twice): the status once, with its reason.
+                let status = reason
+                    .rsplit_once("responded ")
+                    .and_then(|(_, rest)| rest.split('/').next()?.parse::<u16>().ok());
+                let why = status.map_or(reason, status_text);
+                let proxy = self.proxy.as_deref().unwrap_or("the proxy");
+                transport(format!(
+                    "{proxy} refused to connect to AlienVault OTX ({why})"
+                ))
             }
-            E::HostNotFound => {
-                RelayError::Oops("the AlienVault OTX host name did not resolve".into())
-            }
-            E::ConnectionFailed => RelayError::Oops("could not connect to AlienVault OTX".into()),
-            E::Tls(why) => RelayError::Ssl(why.to_owned()),
-            E::Rustls(why) => RelayError::Ssl(why.to_string()),
+            E::Tls(why) => (RelayError::Ssl(why.to_owned()), Trouble::Tls),
+            E::Rustls(why) => (RelayError::Ssl(why.to_string()), Trouble::Tls),
             E::Io(io) => {
                 // What an I/O error carries tells what it is: a TLS
                 // failure or unreadable JSON, by type, never by its text.
                 let inner = io.get_ref();
                 if let Some(tls) = inner.and_then(|e| e.downcast_ref::<rustls::Error>()) {
-                    return match tls {
-                        rustls::Error::InvalidCertificate(why) => RelayError::Ssl(why.to_string()),
-                        other => RelayError::Ssl(other.to_string()),
+                    let why = match tls {
+                        rustls::Error::InvalidCertificate(why) => why.to_string(),
+                        other => other.to_string(),
                     };
+                    return (RelayError::Ssl(why), Trouble::Tls);
                 }
                 if let Some(json) = inner.and_then(|e| e.downcast_ref::<serde_json::Error>()) {
-                    return not_json(json);
+                    return (not_json(json), Trouble::Unusable);
                 }
                 match io.kind() {
                     std::io::ErrorKind::ConnectionRefused => {
-                        RelayError::Oops("connection to AlienVault OTX refused".into())
+                        transport(format!("connection to {} refused", self.peer()))
                     }
                     std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
                         if session.remaining().is_zero() =>
                     {
-                        RelayError::Timeout
+                        (RelayError::Timeout, Trouble::Deadline)
                     }
-                    _ => {
-                        RelayError::Oops(format!("the exchange with AlienVault OTX failed ({io})"))
-                    }
+                    _ => transport(format!("the exchange with AlienVault OTX failed ({io})")),
                 }
             }
-            other => RelayError::Oops(other.to_string()),
+            other => transport(other.to_string()),
         }
     }
 }
@@ -572,13 +627,81 @@ pub fn status_error(status: u16) -> RelayError {
     match status {
         403 => RelayError::OtxAuth,
         429 => RelayError::TooManyRequests,
-        _ => match StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-        {
-            Some(reason) => RelayError::Oops(format!("{status} {reason}")),
-            None => RelayError::Oops(status.to_string()),
-        },
+        _ => RelayError::Oops(status_text(status)),
+    }
+}
+
+/// What `otx-relay check` asks OTX (see `check.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// `user/me` without the key: any answer proves TLS.
+    Tls,
+    /// `user/me` with the key.
+    Key,
+    /// An indicator OTX always knows (8.8.8.8), with the key.
+    Indicator,
+}
+
+impl Probe {
+    pub fn url(self, base: &str) -> String {
+        match self {
+            Probe::Tls | Probe::Key => format!("{base}/api/v1/user/me"),
+            Probe::Indicator => format!("{base}/api/v1/indicators/IPv4/8.8.8.8/general"),
+        }
+    }
+}
+
+/// One GET of `check` through `agent`, with `key` as OTX takes it (none:
+/// without), no retry.
+pub fn probe(
+    agent: &ureq::Agent,
+    url: &str,
+    key: Option<&str>,
+    timeout: Duration,
+) -> Result<Response<Body>, ureq::Error> {
+    let mut request = agent.get(url);
+    if let Some(key) = key {
+        request = request.header("X-OTX-API-KEY", key);
+    }
+    request
+        .config()
+        .timeout_global(Some(timeout))
+        .build()
+        .call()
+}
+
+/// The start-up warning for an `AVOTX_URL` with a path other than `/`
+/// (SPEC §8): the relay appends OTX's own paths to it, so such a base is
+/// most often a copy of an API URL that doubles `/api/v1`.
+pub fn base_url_warning(base: &str) -> Option<String> {
+    let authority_at = base.find("://").map_or(0, |i| i + 3);
+    let path_at = authority_at + base[authority_at..].find('/')?;
+    let (origin, path) = base.split_at(path_at);
+    (!path.trim_end_matches('/').is_empty()).then(|| {
+        format!(
+            "AVOTX_URL has a path ({path}): the relay will call {base}/api/v1/indicators/...; did you mean {origin}?"
+        )
+    })
+}
+
+/// `403 Forbidden`: a status and its reason, if it has one.
+fn status_text(status: u16) -> String {
+    match StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+    {
+        Some(reason) => format!("{status} {reason}"),
+        None => status.to_string(),
+    }
+}
+
+/// The kind of trouble an OTX status that is a failure is.
+fn status_trouble(status: u16) -> Trouble {
+    match status {
+        403 => Trouble::Forbidden,
+        429 => Trouble::Throttled,
+        500..=599 => Trouble::ServerError,
+        _ => Trouble::Unusable,
     }
 }
 
@@ -617,30 +740,40 @@ pub fn scan_page_for_fuzz(page: &[u8], observable: &Observable) -> bool {
     scan_page(page, observable).is_ok()
 }
 
-/// Logs a pulse that was dropped (its lookup failed).
+/// Logs a pulse that was dropped (its lookup failed), at most a line a
+/// minute.
 pub fn warn_dropped_pulse(pulse_id: &str, error: &RelayError) {
-    log::warn(format_args!(
-        "pulse {pulse_id} dropped: {}",
-        error.message()
-    ));
+    Trouble::PulseDropped.warn(format_args!("pulse {pulse_id}: {}", error.message()));
 }
 
 /// Logs a pulse that was dropped because its lookup was answered `status`
-/// (400/404: no data for the relay, but a dropped pulse for the operator).
+/// (400/404: no data for the relay, but a dropped pulse for the operator),
+/// at most a line a minute.
 pub fn warn_dropped_pulse_status(pulse_id: &str, status: u16) {
-    let reason = StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .map(|r| format!(" {r}"))
-        .unwrap_or_default();
-    log::warn(format_args!(
-        "pulse {pulse_id} dropped: its indicators answered {status}{reason}"
+    Trouble::PulseDropped.warn(format_args!(
+        "pulse {pulse_id}: its indicators answered {}",
+        status_text(status)
     ));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_base_url_with_a_path_is_named() {
+        assert_eq!(
+            base_url_warning("https://otx.alienvault.com/api/v1").as_deref(),
+            Some("AVOTX_URL has a path (/api/v1): the relay will call https://otx.alienvault.com/api/v1/api/v1/indicators/...; did you mean https://otx.alienvault.com?")
+        );
+        for fine in [
+            "https://otx.alienvault.com",
+            "http://127.0.0.1:8080",
+            "http://[::1]:9",
+        ] {
+            assert_eq!(base_url_warning(fine), None, "{fine}");
+        }
+    }
 
     #[test]
     fn status_mapping() {

@@ -45,7 +45,7 @@ pub struct SharedCache {
     idle: Mutex<Vec<redis::Connection>>,
     /// Redis is not tried before this instant (after a failure).
     resting_until: Mutex<Option<Instant>>,
-    last_warning: Mutex<Option<Instant>>,
+    warnings: log::Limiter,
 }
 
 /// What the tier found for a key.
@@ -91,7 +91,7 @@ impl SharedCache {
             ttl,
             idle: Mutex::new(Vec::new()),
             resting_until: Mutex::new(None),
-            last_warning: Mutex::new(None),
+            warnings: log::Limiter::new(),
         })
     }
 
@@ -221,7 +221,7 @@ impl SharedCache {
                 Some(value)
             }
             Err(e) => {
-                self.failed(e.category());
+                self.failed(&why(&e));
                 None
             }
         }
@@ -231,11 +231,11 @@ impl SharedCache {
         let connection = self
             .client
             .get_connection_with_timeout(COMMAND_TIMEOUT)
-            .map_err(|e| e.category().to_owned())?;
+            .map_err(|e| why(&e))?;
         connection
             .set_read_timeout(Some(COMMAND_TIMEOUT))
             .and_then(|()| connection.set_write_timeout(Some(COMMAND_TIMEOUT)))
-            .map_err(|e| e.category().to_owned())?;
+            .map_err(|e| why(&e))?;
         Ok(connection)
     }
 
@@ -244,13 +244,35 @@ impl SharedCache {
     fn failed(&self, why: &str) {
         *lock(&self.resting_until) = Some(Instant::now() + BACKOFF);
         lock(&self.idle).clear();
-        let mut last = lock(&self.last_warning);
-        if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
-            *last = Some(Instant::now());
-            log::warn(format_args!(
-                "the shared cache (REDIS_URL) is unavailable ({why}); going on without it"
-            ));
-        }
+        self.warnings.warn(format_args!(
+            "the shared cache (REDIS_URL) is unavailable ({why}); going on without it"
+        ));
+    }
+}
+
+/// What failed, in words an operator can act on: a server's code and
+/// message (`NOAUTH Authentication required.`), a TLS or connection error
+/// (`invalid peer certificate: UnknownIssuer`), rather than redis's
+/// category alone (`I/O error`, `extension error`). The URL is in none of
+/// them.
+fn why(e: &redis::RedisError) -> String {
+    let text = match (e.code(), e.detail()) {
+        (Some(code), Some(detail)) => format!("{code} {detail}"),
+        _ if e.is_io_error() => e.to_string(),
+        (Some(code), None) => code.to_owned(),
+        (None, Some(detail)) => format!("{}: {detail}", e.category()),
+        (None, None) => e.to_string(),
+    };
+    let tls = text.contains("certificate") || text.contains("handshake");
+    if tls {
+        format!("{text}; see SSL_CERT_FILE")
+    } else if e.kind() == redis::ErrorKind::AuthenticationFailed
+        || e.code()
+            .is_some_and(|c| matches!(c, "NOAUTH" | "WRONGPASS"))
+    {
+        format!("{text}; see the password in REDIS_URL")
+    } else {
+        text
     }
 }
 

@@ -127,23 +127,37 @@ pub fn period(tile: &Tile, period: &str) -> Result<&'static str, RelayError> {
         })
 }
 
-/// The buckets of a period ending at `now` (seconds): one per UTC hour for
-/// `last_24_hours` (the current hour and the 23 before it), one per UTC day
-/// otherwise (today and the 6 or 29 days before). The period starts at the
-/// first bucket's start, so every pulse it holds falls in a bucket.
-fn buckets(period: &str, now: u64) -> (u64, u64, usize) {
-    match period {
-        "last_24_hours" => {
-            let hour = now - now % 3600;
-            (hour - 23 * 3600, 3600, 24)
-        }
-        "last_30_days" => {
-            let day = now - now % 86_400;
-            (day - 29 * 86_400, 86_400, 30)
-        }
-        _ => {
-            let day = now - now % 86_400;
-            (day - 6 * 86_400, 86_400, 7)
+/// A period ending at `now` (seconds), and its bars (SPEC §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// Exactly 24 hours, 7 days or 30 days before `now`: the first instant
+    /// of the period, and the `modified_since` of its walk.
+    pub start: u64,
+    /// The start of the UTC hour or day that holds `start`: the first bar's.
+    pub first_bar: u64,
+    /// A bar's length: an hour (`last_24_hours`) or a day.
+    pub step: u64,
+    /// The UTC hours or days that overlap `[start, now]`: 25, 8 or 31, the
+    /// first and the last partial (the last ends after `now`).
+    pub bars: usize,
+}
+
+impl Span {
+    /// The span of `period` ending at `now`.
+    pub fn new(period: &str, now: u64) -> Span {
+        let (length, step) = match period {
+            "last_24_hours" => (86_400, 3600),
+            "last_30_days" => (30 * 86_400, 86_400),
+            _ => (7 * 86_400, 86_400),
+        };
+        let start = now.saturating_sub(length);
+        let first_bar = start - start % step;
+        let last_bar = now - now % step;
+        Span {
+            start,
+            first_bar,
+            step,
+            bars: ((last_bar - first_bar) / step) as usize + 1,
         }
     }
 }
@@ -196,8 +210,7 @@ impl Walks {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        let (start, _, _) = buckets(period, now);
-        let since = format_seconds(start);
+        let since = format_seconds(Span::new(period, now).start);
         let mut walk = Walk {
             pulses: Vec::new(),
             error: None,
@@ -256,13 +269,13 @@ fn time(secs: u64) -> String {
 /// The data of `tile` over `period`, from `walk`; `otx_url` makes links;
 /// `valid` is `TILE_CACHE_TTL`.
 pub fn data(tile: &Tile, period: &str, walk: &Walk, otx_url: &str, valid: Duration) -> TileData {
-    let (start, step, count) = buckets(period, walk.at);
+    let span = Span::new(period, walk.at);
     // Pulses in the period with a readable `modified`, as (time, pulse).
     let mut pulses: Vec<(u64, &PulseSummary)> = walk
         .pulses
         .iter()
         .filter_map(|p| parse_otx_time(&p.modified).map(|t| (t, p)))
-        .filter(|(t, _)| (start..=walk.at).contains(t))
+        .filter(|(t, _)| (span.start..=walk.at).contains(t))
         .collect();
     let mut tile_data = TileData {
         cache_scope: "org",
@@ -273,7 +286,7 @@ pub fn data(tile: &Tile, period: &str, walk: &Walk, otx_url: &str, valid: Durati
         labels: None,
         observed_time: TimeRange {
             end_time: time(walk.at),
-            start_time: time(start),
+            start_time: time(span.start),
         },
         valid_time: TimeRange {
             end_time: time(walk.at + valid.as_secs()),
@@ -301,9 +314,9 @@ pub fn data(tile: &Tile, period: &str, walk: &Walk, otx_url: &str, valid: Durati
             ]);
         }
         "otx-pulses-per-period" => {
-            let mut counts = vec![0u64; count];
+            let mut counts = vec![0u64; span.bars];
             for (t, _) in &pulses {
-                if let Some(slot) = counts.get_mut(((t - start) / step) as usize) {
+                if let Some(slot) = counts.get_mut(((t - span.first_bar) / span.step) as usize) {
                     *slot += 1;
                 }
             }
@@ -311,9 +324,9 @@ pub fn data(tile: &Tile, period: &str, walk: &Walk, otx_url: &str, valid: Durati
                 .iter()
                 .enumerate()
                 .map(|(i, &n)| {
-                    let at = start + i as u64 * step;
+                    let at = span.first_bar + i as u64 * span.step;
                     let stamp = time(at);
-                    let label = if step == 3600 {
+                    let label = if span.step == 3600 {
                         stamp[11..16].to_owned()
                     } else {
                         stamp[..10].to_owned()
@@ -405,21 +418,89 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bucket_boundaries() {
+    fn spans_end_now_and_their_bars_overlap_them() {
         // 2026-11-30T14:20:00Z.
-        let now = 1_796_048_400 + 20 * 60;
-        let (start, step, n) = buckets("last_24_hours", now);
+        let now = 1_796_047_200 + 20 * 60;
+        for (period, start, first_bar, step, bars) in [
+            (
+                "last_24_hours",
+                "2026-11-29T14:20:00.000Z",
+                "2026-11-29T14:00:00.000Z",
+                3600,
+                25,
+            ),
+            (
+                "last_7_days",
+                "2026-11-23T14:20:00.000Z",
+                "2026-11-23T00:00:00.000Z",
+                86_400,
+                8,
+            ),
+            (
+                "last_30_days",
+                "2026-10-31T14:20:00.000Z",
+                "2026-10-31T00:00:00.000Z",
+                86_400,
+                31,
+            ),
+        ] {
+            let span = Span::new(period, now);
+            assert_eq!(time(span.start), start, "{period}");
+            assert_eq!(time(span.first_bar), first_bar, "{period}");
+            assert_eq!((span.step, span.bars), (step, bars), "{period}");
+            // The last bar holds `now`.
+            assert_eq!(span.first_bar + (bars as u64 - 1) * step, now - now % step);
+        }
+        // On the very hour, the last bar starts at `now`: still 25.
+        let on_the_hour = Span::new("last_24_hours", 1_796_047_200);
         assert_eq!(
-            (time(start).as_str(), step, n),
-            ("2026-11-29T15:00:00.000Z", 3600, 24)
+            (on_the_hour.start, on_the_hour.bars),
+            (1_796_047_200 - 86_400, 25)
         );
-        let (start, step, n) = buckets("last_7_days", now);
-        assert_eq!(
-            (time(start).as_str(), step, n),
-            ("2026-11-24T00:00:00.000Z", 86_400, 7)
-        );
-        let (start, _, n) = buckets("last_30_days", now);
-        assert_eq!((time(start).as_str(), n), ("2026-11-01T00:00:00.000Z", 30));
+        assert_eq!(Span::new("last_7_days", 1_796_083_200).bars, 8);
+    }
+
+    /// A pulse `modified` at `at` (seconds).
+    fn pulse(id: &str, at: u64) -> PulseSummary {
+        PulseSummary {
+            id: id.to_owned(),
+            name: id.to_owned(),
+            author: String::new(),
+            adversary: String::new(),
+            modified: time(at)[..19].to_owned(),
+            indicators: 1,
+            malware: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_first_and_last_bars_are_partial() {
+        // 2026-11-30T14:20:00Z; the period starts 2026-11-29T14:20:00Z.
+        let now = 1_796_047_200 + 20 * 60;
+        let start = now - 86_400;
+        let walk = Walk {
+            pulses: vec![
+                pulse("before the period", start - 1),
+                pulse("at its start", start),
+                pulse("in the first hour", start + 39 * 60),
+                pulse("in the last hour", now - 60),
+                pulse("now", now),
+            ],
+            error: None,
+            at: now,
+        };
+        let tile = find("otx-pulses-per-period").expect("a tile");
+        let data = data(tile, "last_24_hours", &walk, "https://otx", Duration::ZERO);
+        assert_eq!(data.observed_time.start_time, "2026-11-29T14:20:00.000Z");
+        assert_eq!(data.observed_time.end_time, "2026-11-30T14:20:00.000Z");
+        let bars = data.data.as_array().expect("bars");
+        let counts: Vec<u64> = bars.iter().filter_map(|b| b["value"].as_u64()).collect();
+        let mut want = vec![0; 25];
+        (want[0], want[24]) = (2, 2);
+        assert_eq!(counts, want);
+        assert_eq!(bars[0]["label"], "14:00");
+        assert_eq!(bars[24]["label"], "14:00");
+        assert_eq!(bars[0]["key"], (start - 20 * 60) * 1000);
     }
 
     #[test]

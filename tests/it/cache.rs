@@ -408,7 +408,8 @@ fn least_recently_used_entries_are_evicted() {
         }
     };
 
-    // One entry per cache: each call evicts the other observable.
+    // One entry in all (for an indicator's answer; none is left for
+    // records): each call evicts the other observable.
     let relay = Relay::start(&otx, &[("CACHE_TTL", "300"), ("CACHE_MAX_ENTRIES", "1")]);
     alternate(&relay);
     for (ip, pulse) in pulses {
@@ -417,14 +418,37 @@ fn least_recently_used_entries_are_evicted() {
     }
     drop(relay);
 
-    // Room for both: only the first call of each reaches OTX.
+    // Room for both (an answer and a record each): only the first call of
+    // each reaches OTX.
     otx.reset_log();
-    let relay = Relay::start(&otx, &[("CACHE_TTL", "300"), ("CACHE_MAX_ENTRIES", "2")]);
+    let relay = Relay::start(&otx, &[("CACHE_TTL", "300"), ("CACHE_MAX_ENTRIES", "4")]);
     alternate(&relay);
     for (ip, pulse) in pulses {
         assert_eq!(otx.requests_to(&general_path(ip)).len(), 1, "{ip}");
         assert_eq!(otx.requests_to(&pulse_path(pulse)).len(), 1, "{ip}");
     }
+}
+
+#[test]
+fn cache_max_entries_is_the_total_of_both_kinds_of_answer() {
+    let otx = FakeOtx::start();
+    let ips = ["1.1.1.1", "2.2.2.2", "3.3.3.3"];
+    for (ip, pulse) in ips.iter().zip([
+        "6000000000000000000000a1",
+        "6000000000000000000000a2",
+        "6000000000000000000000a3",
+    ]) {
+        program(&otx, ip, pulse);
+    }
+    let relay = Relay::start(&otx, &[("CACHE_TTL", "300"), ("CACHE_MAX_ENTRIES", "3")]);
+    for ip in ips {
+        assert_eq!(docs(&observe(&relay, ip), "sightings").len(), 1);
+    }
+    // Six answers were fetched (an indicator and a record each): 3 kept.
+    let (status, _, body) = relay.request("GET", "/metrics", &[], b"");
+    assert_eq!(status, 200);
+    let page = String::from_utf8_lossy(&body);
+    assert!(page.contains("\notx_relay_cache_entries 3\n"), "{page}");
 }
 
 #[test]

@@ -15,6 +15,7 @@ mod hostile;
 mod kubernetes;
 mod metrics;
 mod observe;
+mod operations;
 mod panic_guard;
 mod respond;
 mod robustness;

@@ -107,17 +107,68 @@ pub fn expected_verdict(obs: &Value, uri: &str, disposition: u8, reason: &str) -
 }
 
 /// A tool the test needs (`promtool`, `kubectl`, `redis-server`): its name,
-/// or `None` with one line saying why the test is skipped. A tool named in
+/// or `None` once [`skip`] has said why the test is skipped. A tool named in
 /// `OTX_RELAY_REQUIRE_TOOLS` (comma-separated; `.ci/run` sets it for what
-/// it installs) must be there: its absence is a failure.
+/// it installs) must be there: its absence is a failure. One named in
+/// `OTX_RELAY_SKIP_TOOLS` counts as missing (to see a skip on purpose:
+/// `OTX_RELAY_SKIP_TOOLS=redis-server make test`).
 pub fn tool(name: &str) -> Option<&str> {
-    if Command::new(name).arg("--version").output().is_ok() {
+    let listed = |variable: &str| {
+        let list = std::env::var(variable).unwrap_or_default();
+        list.split(',').any(|t| t.trim() == name)
+    };
+    let hidden = listed("OTX_RELAY_SKIP_TOOLS");
+    if !hidden && Command::new(name).arg("--version").output().is_ok() {
         return Some(name);
     }
-    let why = format!("{name} is not installed (Debian: see .ci/run)");
-    let required = std::env::var("OTX_RELAY_REQUIRE_TOOLS").unwrap_or_default();
-    let required = required.split(',').any(|t| t.trim() == name);
-    assert!(!required, "OTX_RELAY_REQUIRE_TOOLS names {name}: {why}");
-    eprintln!("skipped: {why}");
+    let why = if hidden {
+        format!("{name} counts as missing (OTX_RELAY_SKIP_TOOLS)")
+    } else {
+        format!("{name} is not installed (Debian: see .ci/run)")
+    };
+    assert!(
+        !listed("OTX_RELAY_REQUIRE_TOOLS"),
+        "OTX_RELAY_REQUIRE_TOOLS names {name}: {why}"
+    );
+    skip(&why);
     None
+}
+
+/// Where skipped tests are listed, one line each, for `make test` to print
+/// at its end: libtest shows nothing a passing test prints, and a skipped
+/// test passes.
+pub const SKIPPED: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/skipped-tests.txt");
+
+/// Says why the calling test is skipped: on stderr at once, and in
+/// [`SKIPPED`]. With `OTX_RELAY_NO_SKIPS=1` (`.ci/run`), a skip is a
+/// failure instead.
+#[track_caller]
+pub fn skip(why: &str) {
+    let no_skips = std::env::var_os("OTX_RELAY_NO_SKIPS").is_some_and(|v| v == "1");
+    assert!(
+        !no_skips,
+        "OTX_RELAY_NO_SKIPS=1, so no test may be skipped: {why}"
+    );
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    record_skip(std::path::Path::new(SKIPPED), &test, why);
+}
+
+/// Appends `skipped: TEST: WHY` to `file`, and writes it to the process's
+/// stderr (around libtest's capture, which keeps `eprintln!` to itself).
+pub fn record_skip(file: &std::path::Path, test: &str, why: &str) {
+    use std::io::Write;
+    let line = format!("skipped: {test}: {why}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    let appended = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = appended {
+        let _ = writeln!(
+            std::io::stderr(),
+            "cannot list the skip in {}: {e}",
+            file.display()
+        );
+    }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use otx_relay::time::format_time;
+use otx_relay::time::{format_time, parse_otx_time};
 
 use crate::support::*;
 
@@ -159,50 +159,102 @@ fn the_tiles_are_listed_and_described() {
     assert_eq!(otx.request_count(), 0);
 }
 
+/// A fake OTX whose subscribed pulses are made from the period the relay
+/// asks for: `pages(start, now)` gives each page's pulses, `start` being the
+/// walk's `modified_since` and `now` the period's end (`start + length`).
+/// So the test needs no clock of its own: the relay's is the only one.
+fn subscriptions(
+    length: u64,
+    pages: impl Fn(u64, u64) -> Vec<Vec<Value>> + Send + Sync + 'static,
+) -> FakeOtx {
+    let otx = FakeOtx::start();
+    otx.fallback(move |request| {
+        let since = request.query_param("modified_since").unwrap_or_default();
+        let Some(start) = parse_otx_time(&since) else {
+            return Reply::status(400);
+        };
+        let mut pages = pages(start, start + length);
+        let n = request
+            .query_param("page")
+            .and_then(|p| p.parse::<usize>().ok());
+        let n = n.unwrap_or(1).clamp(1, pages.len().max(1));
+        let more = n < pages.len();
+        page(
+            pages.get_mut(n - 1).map(std::mem::take).unwrap_or_default(),
+            more,
+        )
+    });
+    otx
+}
+
+/// The start of the period the relay walked (its one `modified_since`).
+fn walked_since(otx: &FakeOtx) -> u64 {
+    let asked = otx.requests_to(SUBSCRIBED);
+    let since = asked.first().and_then(|r| r.query_param("modified_since"));
+    let since = since.unwrap_or_else(|| panic!("no walk: {asked:?}"));
+    parse_otx_time(&since).unwrap_or_else(|| panic!("modified_since {since:?}"))
+}
+
 #[test]
 fn each_tile_on_a_known_week_of_pulses() {
-    let now = clear_of_the_hour();
-    let today = now - now % 86_400;
-    let start = today - 6 * 86_400;
-    let otx = FakeOtx::start();
-    // Page 1: four pulses; page 2: two more, one outside the period.
-    otx.on_page(
-        SUBSCRIBED,
-        1,
-        page(
+    const WEEK: u64 = 7 * 86_400;
+    // Page 1: four pulses; page 2: two more, one just outside the period.
+    let otx = subscriptions(WEEK, |start, now| {
+        let today = now - now % 86_400;
+        vec![
             vec![
-                pulse("5f0000000000000000000001", "Emotet | wave\nTwo [x]", today + 60,
-                      json!({"malware_families": [{"display_name": "Emotet", "id": "emotet"}, "Ryuk"],
-                             "adversary": "TA542", "indicator_count": 10})),
-                pulse("5f0000000000000000000002", "At the period start", start,
-                      json!({"malware_families": ["emotet"], "adversary": "TA542", "indicators": []})),
-                pulse("5f0000000000000000000003", "Midnight", today,
-                      json!({"malware_families": [5, null, "", {"id": "trickbot"}], "adversary": "Wizard Spider"})),
-                pulse("5f0000000000000000000004", "Just before midnight", today - 1,
-                      json!({"malware_families": [{"display_name": "Qakbot"}], "author_name": "a|b"})),
+                pulse(
+                    "5f0000000000000000000001",
+                    "Emotet | wave\nTwo [x]",
+                    now,
+                    json!({"malware_families": [{"display_name": "Emotet", "id": "emotet"}, "Ryuk"],
+                             "adversary": "TA542", "indicator_count": 10}),
+                ),
+                pulse(
+                    "5f0000000000000000000002",
+                    "At the period start",
+                    start,
+                    json!({"malware_families": ["emotet"], "adversary": "TA542", "indicators": []}),
+                ),
+                pulse(
+                    "5f0000000000000000000003",
+                    "Midnight",
+                    today,
+                    json!({"malware_families": [5, null, "", {"id": "trickbot"}], "adversary": "Wizard Spider"}),
+                ),
+                pulse(
+                    "5f0000000000000000000004",
+                    "Just before midnight",
+                    today - 1,
+                    json!({"malware_families": [{"display_name": "Qakbot"}], "author_name": "a|b"}),
+                ),
             ],
-            true,
-        ),
-    );
-    otx.on_page(
-        SUBSCRIBED,
-        2,
-        page(
             vec![
-                pulse("5f0000000000000000000005", "Three days ago", today - 3 * 86_400 + 7200,
-                      json!({"malware_families": ["Ryuk", "Conti", "LockBit", "BlackCat", "Cobalt Strike"]})),
-                pulse("5f0000000000000000000006", "Before the period", start - 1, json!({})),
+                pulse(
+                    "5f0000000000000000000005",
+                    "Three days ago",
+                    today - 3 * 86_400 + 7200,
+                    json!({"malware_families": ["Ryuk", "Conti", "LockBit", "BlackCat", "Cobalt Strike"]}),
+                ),
+                pulse(
+                    "5f0000000000000000000006",
+                    "Before the period",
+                    start - 1,
+                    json!({}),
+                ),
             ],
-            false,
-        ),
-    );
+        ]
+    });
     let relay = Relay::start(&otx, &[]);
-
     let summary = tile_data(&relay, "otx-activity-summary", "last_7_days");
+    // The period is exactly the 7 days before the walk.
+    let start = walked_since(&otx);
+    let (now, today) = (start + WEEK, (start + WEEK) / 86_400 * 86_400);
+    let observed = json!({"start_time": iso(start), "end_time": iso(now)});
     check_json(
         &summary,
         &json!({"data": {
-            "observed_time": {"start_time": iso(start), "end_time": "<<time>>"},
+            "observed_time": observed,
             "valid_time": {"start_time": "<<time>>", "end_time": "<<time>>"},
             "cache_scope": "org", "hide_legend": false,
             "data": [
@@ -229,8 +281,10 @@ fn each_tile_on_a_known_week_of_pulses() {
     }
 
     let bars = tile_data(&relay, "otx-pulses-per-period", "last_7_days");
+    // 8 days: the first from the period's start, the last until now.
+    let first_day = start - start % 86_400;
     let day = |i: u64, n: u64| {
-        let at = start + i * 86_400;
+        let at = first_day + i * 86_400;
         let tooltip = format!("{n} pulse{}", if n == 1 { "" } else { "s" });
         json!({"key": at * 1000, "label": &iso(at)[..10], "value": n,
                "values": [{"key": "pulses", "value": n, "tooltip": tooltip}]})
@@ -238,14 +292,14 @@ fn each_tile_on_a_known_week_of_pulses() {
     check_json(
         &bars["data"],
         &json!({
-            "observed_time": {"start_time": iso(start), "end_time": "<<time>>"},
+            "observed_time": observed,
             "valid_time": {"start_time": "<<time>>", "end_time": "<<time>>"},
             "cache_scope": "org", "hide_legend": false,
             "key_type": "timestamp",
             "keys": [{"key": "pulses", "label": "Pulses"}],
             // Oldest first, empty days included: the period start, three days
             // ago, just before midnight, and two today.
-            "data": [day(0, 1), day(1, 0), day(2, 0), day(3, 1), day(4, 0), day(5, 1), day(6, 2)]
+            "data": [day(0, 1), day(1, 0), day(2, 0), day(3, 0), day(4, 1), day(5, 0), day(6, 1), day(7, 2)]
         }),
     );
 
@@ -265,7 +319,7 @@ fn each_tile_on_a_known_week_of_pulses() {
             "| Modified (UTC) | Pulse | Author | Indicators |",
             "| --- | --- | --- | --- |",
             row(
-                today + 60,
+                now,
                 "5f0000000000000000000001",
                 "Emotet \\| wave Two \\[x\\]",
                 "analyst",
@@ -302,7 +356,7 @@ fn each_tile_on_a_known_week_of_pulses() {
     check_json(
         &donut["data"],
         &json!({
-            "observed_time": {"start_time": iso(start), "end_time": "<<time>>"},
+            "observed_time": observed,
             "valid_time": {"start_time": "<<time>>", "end_time": "<<time>>"},
             "cache_scope": "org", "hide_legend": false,
             "labels": [["Emotet", "Ryuk", "BlackCat", "Cobalt Strike", "Conti", "Other"]],
@@ -316,44 +370,52 @@ fn each_tile_on_a_known_week_of_pulses() {
 
 #[test]
 fn hourly_buckets_and_an_empty_period() {
-    let now = clear_of_the_hour();
-    let hour = now - now % 3600;
-    let start = hour - 23 * 3600;
-    let otx = FakeOtx::start();
-    otx.on(
-        SUBSCRIBED,
-        page(
-            vec![
-                pulse(
-                    "5f00000000000000000000a1",
-                    "top of the hour",
-                    hour,
-                    json!({}),
-                ),
-                pulse(
-                    "5f00000000000000000000a2",
-                    "a second before",
-                    hour - 1,
-                    json!({}),
-                ),
-                pulse("5f00000000000000000000a3", "period start", start, json!({})),
-            ],
-            false,
-        ),
-    );
+    const DAY: u64 = 86_400;
+    let otx = subscriptions(DAY, |start, now| {
+        let hour = now - now % 3600;
+        vec![vec![
+            pulse("5f00000000000000000000a0", "now", now, json!({})),
+            pulse(
+                "5f00000000000000000000a1",
+                "top of the hour",
+                hour,
+                json!({}),
+            ),
+            pulse(
+                "5f00000000000000000000a2",
+                "a second before",
+                hour - 1,
+                json!({}),
+            ),
+            pulse("5f00000000000000000000a3", "period start", start, json!({})),
+            pulse(
+                "5f00000000000000000000a4",
+                "before it",
+                start - 1,
+                json!({}),
+            ),
+        ]]
+    });
     let relay = Relay::start(&otx, &[]);
     let bars = tile_data(&relay, "otx-pulses-per-period", "last_24_hours");
+    let start = walked_since(&otx);
+    let first_hour = start - start % 3600;
+    // 25 hours overlap the 24 before now: the first and the last partly.
     let data = bars["data"]["data"].as_array().expect("bars");
-    assert_eq!(data.len(), 24);
-    assert_eq!(data[0]["key"], json!(start * 1000));
-    assert_eq!(data[0]["label"], json!(&iso(start)[11..16]));
+    assert_eq!(data.len(), 25);
+    assert_eq!(data[0]["key"], json!(first_hour * 1000));
+    assert_eq!(data[0]["label"], json!(&iso(first_hour)[11..16]));
+    assert_eq!(data[24]["key"], json!((first_hour + 24 * 3600) * 1000));
     let counts: Vec<u64> = data.iter().filter_map(|b| b["value"].as_u64()).collect();
-    let mut want = vec![0; 24];
-    (want[0], want[22], want[23]) = (1, 1, 1);
-    assert_eq!(counts, want);
-    assert_eq!(
-        bars["data"]["observed_time"]["start_time"],
-        json!(iso(start))
+    let mut want = vec![0; 25];
+    // The hour holding the period's start counts only what is in the
+    // period (not `before it`); the current hour holds `now` and the top of
+    // the hour; the hour before it, the second before.
+    (want[0], want[23], want[24]) = (1, 1, 2);
+    assert_eq!(counts, want, "{bars}");
+    check_json(
+        &bars["data"]["observed_time"],
+        &json!({"start_time": iso(start), "end_time": iso(start + DAY)}),
     );
 
     // A tenant whose subscriptions brought nothing: every tile still answers.
@@ -369,12 +431,33 @@ fn hourly_buckets_and_an_empty_period() {
         .collect();
     assert_eq!(values, [0, 0, 0, 0]);
     let bars = tile_data(&relay, "otx-pulses-per-period", "last_30_days");
-    assert_eq!(bars["data"]["data"].as_array().map(Vec::len), Some(30));
+    assert_eq!(bars["data"]["data"].as_array().map(Vec::len), Some(31));
     let latest = tile_data(&relay, "otx-latest-pulses", "last_30_days");
     assert_eq!(latest["data"]["data"].as_array().map(Vec::len), Some(2));
     let donut = tile_data(&relay, "otx-top-malware", "last_30_days");
     check_json(&donut["data"]["labels"], &json!([[]]));
     check_json(&donut["data"]["data"], &json!([]));
+
+    // Each period is exactly its length, ending now, and the walk asked OTX
+    // for pulses modified since that same instant.
+    // (A relay of its own: the walks above are cached.)
+    let relay = Relay::start(&quiet, &[]);
+    for (period, length) in [("last_7_days", 7 * DAY), ("last_30_days", 30 * DAY)] {
+        quiet.reset_log();
+        let bars = tile_data(&relay, "otx-pulses-per-period", period);
+        let observed = &bars["data"]["observed_time"];
+        let since = walked_since(&quiet);
+        check_json(
+            observed,
+            &json!({"start_time": iso(since), "end_time": iso(since + length)}),
+        );
+        let bars = bars["data"]["data"].as_array().map(Vec::len);
+        assert_eq!(
+            bars,
+            Some(if length == 7 * DAY { 8 } else { 31 }),
+            "{period}"
+        );
+    }
 }
 
 #[test]
