@@ -559,3 +559,34 @@ fn a_skip_is_listed_where_make_test_shows_it() {
     assert!(ci.contains("export OTX_RELAY_NO_SKIPS=1"), "{ci}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn answers_written_during_the_drain_say_connection_close() {
+    let otx = FakeOtx::start();
+    let slow = Reply::file("user-me.json").with_head_delay(Duration::from_millis(1500));
+    otx.on(USER_ME, slow);
+    let relay = Relay::start(&otx, &[]);
+    let mut client = Client::new(relay.addr()).header("Authorization", &bearer(&token()));
+    // A first answer on the kept connection: no `Connection: close`.
+    let answer = client
+        .send("POST", "/version", &[], b"")
+        .expect("an answer");
+    assert_eq!(connection(&answer), None);
+    let pid = relay.pid();
+    let signaller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        sigterm(pid)
+    });
+    // In flight when SIGTERM comes: answered, with `Connection: close`.
+    let answer = client.send("POST", "/health", &[], b"").expect("an answer");
+    assert!(signaller.join().expect("the signaller"), "SIGTERM sent");
+    assert_eq!(answer.status, 200);
+    assert_eq!(connection(&answer), Some("close"), "{:?}", answer.headers);
+}
+
+/// The answer's `Connection` header.
+fn connection(answer: &Response) -> Option<&str> {
+    let mut headers = answer.headers.iter();
+    let found = headers.find(|(name, _)| name.eq_ignore_ascii_case("connection"));
+    found.map(|(_, value)| value.as_str())
+}

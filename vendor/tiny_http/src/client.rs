@@ -3,7 +3,7 @@ use std::io::Result as IoResult;
 use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -243,10 +243,21 @@ impl ClientConnection {
     ///
     /// `unwritten` counts the answers dispatched and not yet written (or
     /// given up), for a graceful stop to wait on.
-    pub fn serve(mut self, unwritten: &Arc<AtomicUsize>, mut dispatch: impl FnMut(Request)) {
+    ///
+    /// Once `stopping` is set, the answers written say `Connection: close`,
+    /// and no request is read after them.
+    pub fn serve(
+        mut self,
+        unwritten: &Arc<AtomicUsize>,
+        stopping: &AtomicBool,
+        mut dispatch: impl FnMut(Request),
+    ) {
         let mut pending: VecDeque<Pending> = VecDeque::with_capacity(2);
         let mut last_words = None;
         loop {
+            if stopping.load(Ordering::SeqCst) {
+                self.no_more_requests = true;
+            }
             let may_read = match pending.len() {
                 0 => true,
                 1 => !self.source.buffer().is_empty(),
@@ -270,7 +281,7 @@ impl ClientConnection {
             let Some(answer) = pending.pop_front() else {
                 break;
             };
-            if Self::write_answer(&mut self.sink, answer).is_err() {
+            if Self::write_answer(&mut self.sink, answer, Some(stopping)).is_err() {
                 // The connection is shut down: nothing more to say.
                 return;
             }
@@ -284,12 +295,18 @@ impl ClientConnection {
     }
 
     /// Waits for an answer and writes it whole, within its own deadline.
-    fn write_answer(sink: &mut BufWriter<DeadlineWriter>, answer: Pending) -> IoResult<()> {
+    /// `stopping`, once set when the answer has come, makes it the last.
+    fn write_answer(
+        sink: &mut BufWriter<DeadlineWriter>,
+        answer: Pending,
+        stopping: Option<&AtomicBool>,
+    ) -> IoResult<()> {
         // A request dropped unanswered answers 500 itself (`Request`'s
         // `Drop`); a closed channel means the server itself is gone.
         let answer = answer.answer.recv().map_err(|_| ErrorKind::BrokenPipe)?;
+        let last = stopping.is_some_and(|s| s.load(Ordering::SeqCst));
         sink.get_mut().begin();
-        answer(sink)?;
+        answer(sink, last)?;
         sink.flush()
     }
 
@@ -329,7 +346,7 @@ impl ClientConnection {
             // sent to an HTTP/1.0 client, RFC 9110 §10.1.1).
             if head.expects_continue && head.version == HTTPVersion(1, 1) {
                 while let Some(answer) = pending.pop_front() {
-                    Self::write_answer(sink, answer)?;
+                    Self::write_answer(sink, answer, None)?;
                 }
                 Self::write_bytes(sink, b"HTTP/1.1 100 Continue\r\n\r\n")?;
             }

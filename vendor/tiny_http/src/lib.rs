@@ -436,6 +436,7 @@ impl Server {
                         let messages = inside_messages.clone();
                         let inline = inline.clone();
                         let unwritten = inside_unwritten.clone();
+                        let stopping = inside_close_trigger.clone();
                         let mut client = Some(client);
                         // Dropped with the task: when the connection ends,
                         // or at once if no thread could take it.
@@ -446,7 +447,7 @@ impl Server {
                             // requests and writes their answers (over TLS
                             // too: one thread, so no lock order to keep).
                             if let Some(client) = client.take() {
-                                client.serve(&unwritten, |rq| {
+                                client.serve(&unwritten, &stopping, |rq| {
                                     let queued = match &inline {
                                         Some(inline) => inline(rq),
                                         None => Some(rq),

@@ -533,7 +533,12 @@ impl Request {
         if let Some(answers) = self.answers.take() {
             let version = self.http_version.clone();
             let headers = std::mem::take(&mut self.headers);
-            let answer: Answer = Box::new(move |writer: &mut dyn Write| {
+            // A refused request's answer says it already (above).
+            let refused = self.refusal.is_some();
+            let answer: Answer = Box::new(move |writer: &mut dyn Write, last: bool| {
+                if last && !refused {
+                    response.add_connection_close();
+                }
                 response.raw_print(writer, version, &headers, do_not_send_body, None)
             });
             // The connection may have ended meanwhile: nobody to tell.
@@ -597,7 +602,9 @@ impl Drop for Request {
 /// Automatically implemented on all types that implement both `Read` and `Write`.
 /// otx-relay patch: an answer made by whoever handled a request, printed
 /// by the connection's own thread onto its writer.
-pub(crate) type Answer = Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + Send>;
+/// `last`: no answer follows it on the connection (the server is stopping),
+/// and the response says so (`Connection: close`).
+pub(crate) type Answer = Box<dyn FnOnce(&mut dyn Write, bool) -> io::Result<()> + Send>;
 
 /// otx-relay patch: the writer of `into_writer` and `upgrade` for a request
 /// read by the server: what is written goes to the connection's thread as
@@ -623,7 +630,7 @@ impl Drop for AnswerWriter {
         let bytes = std::mem::take(&mut self.bytes);
         let _ = self
             .answers
-            .send(Box::new(move |writer: &mut dyn Write| writer.write_all(&bytes)));
+            .send(Box::new(move |writer: &mut dyn Write, _| writer.write_all(&bytes)));
     }
 }
 
