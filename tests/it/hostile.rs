@@ -198,6 +198,19 @@ fn pipelining_into_a_connection_that_is_never_read_grows_nothing() {
     check_prompt_calls(&relay);
 }
 
+/// Whether `/version` is answered on a new connection within `within`,
+/// trying again every 50 ms.
+fn served_again_within(relay: &Relay, within: Duration) -> bool {
+    let started = Instant::now();
+    loop {
+        match prompt(relay, VERSION, Duration::from_secs(1)) {
+            Ok(answer) if answer.starts_with("HTTP/1.1 200 ") => return true,
+            _ if started.elapsed() > within => return false,
+            _ => thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
 /// Threads of a process.
 fn threads(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |tasks| tasks.count())
@@ -262,14 +275,7 @@ fn connections_beyond_relay_max_connections_are_closed_at_once() {
     prompt_held.read_to_string(&mut answer).expect("an answer");
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
     drop(held);
-    let started = Instant::now();
-    let served = loop {
-        match prompt(&relay, VERSION, Duration::from_secs(1)) {
-            Ok(answer) if answer.starts_with("HTTP/1.1 200 ") => break true,
-            _ if started.elapsed() > Duration::from_secs(3) => break false,
-            _ => thread::sleep(Duration::from_millis(50)),
-        }
-    };
+    let served = served_again_within(&relay, Duration::from_secs(3));
     assert!(served, "closed connections did not free their slots");
 }
 
@@ -290,14 +296,7 @@ fn running_out_of_file_descriptors_is_one_warning_and_the_relay_recovers() {
         .collect();
     thread::sleep(Duration::from_millis(1500));
     drop(idle);
-    let started = Instant::now();
-    let served = loop {
-        match prompt(&relay, VERSION, Duration::from_secs(1)) {
-            Ok(answer) if answer.starts_with("HTTP/1.1 200 ") => break true,
-            _ if started.elapsed() > Duration::from_secs(5) => break false,
-            _ => thread::sleep(Duration::from_millis(50)),
-        }
-    };
+    let served = served_again_within(&relay, Duration::from_secs(5));
     assert!(
         served,
         "the relay did not recover; its output:\n{}",
