@@ -568,6 +568,8 @@ fn help_names_the_subcommands_and_every_variable() {
         "SSL_CERT_FILE",
         "HTTPS_PROXY",
         "NO_PROXY",
+        "PASSIVE_DNS",
+        "PASSIVE_DNS_LIMIT",
     ] {
         assert!(run.stdout.contains(word), "--help does not mention {word}");
     }
