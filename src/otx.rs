@@ -4,7 +4,8 @@
 //! One [`Otx`] lives for the whole process: one `ureq` agent (a keep-alive
 //! pool shared by every request and tenant), one bounded rayon pool for the
 //! fan-out, and the caches. Wire shapes stay private here; callers get the
-//! domain types [`General`], [`Pulse`](crate::pulse::Pulse) and [`Record`].
+//! domain types [`General`], [`Pulse`](crate::pulse::Pulse), [`Record`]
+//! and [`PassiveDns`].
 //!
 //! Every GET goes through `Otx::send`: retries (429/502/503/504, a reset
 //! before the answer) with backoff, never past the [`Session`] deadline, and
@@ -29,13 +30,17 @@ use crate::egress;
 use crate::error::RelayError;
 use crate::log;
 use crate::metrics::Metrics;
-use crate::observable::{quote_path, Observable};
+use crate::observable::{quote_path, Kind, Observable};
 use crate::pool::Pool;
-use crate::pulse::{general_from_json, read_subscribed_page, General, Record, SubscribedPage};
+use crate::pulse::{
+    general_from_json, read_subscribed_page, General, PassiveDns, Record, SubscribedPage,
+};
 use crate::shared_cache::{Found, SharedCache};
 
 mod page;
+mod passive_dns;
 use page::{scan_page, Scan};
+use passive_dns::read_passive_dns;
 
 /// Retries after the first attempt.
 pub const MAX_RETRIES: u32 = 2;
@@ -122,6 +127,9 @@ pub struct Otx {
     pool: Pool,
     generals: Memo<Arc<Option<General>>>,
     records: Memo<Option<Record>>,
+    passive_dns: Memo<Arc<PassiveDns>>,
+    /// `PASSIVE_DNS_LIMIT`: the relations kept of one answer.
+    passive_dns_limit: usize,
     metrics: Arc<Metrics>,
     /// The fleet's shared cache (`REDIS_URL`), if any.
     redis: Option<SharedCache>,
@@ -140,6 +148,8 @@ impl Otx {
             pool,
             generals: Memo::new(config.cache_ttl, config.cache_max_entries),
             records: Memo::new(config.cache_ttl, config.cache_max_entries),
+            passive_dns: Memo::new(config.cache_ttl, config.cache_max_entries),
+            passive_dns_limit: config.passive_dns_limit,
             metrics,
             // No cache, nothing to share (CACHE_TTL=0 turns both tiers off).
             redis: match &config.redis_url {
@@ -155,7 +165,7 @@ impl Otx {
 
     /// Entries in the in-process cache (for `/metrics`).
     pub fn cache_entries(&self) -> usize {
-        self.generals.len() + self.records.len()
+        self.generals.len() + self.records.len() + self.passive_dns.len()
     }
 
     /// The pool OTX work runs on.
@@ -206,6 +216,44 @@ impl Otx {
                     Ok(Arc::new(Some(general_from_json(&value))))
                 }
                 400 | 404 => Ok(Arc::new(None)),
+                status => Err(status_error(status)),
+            }
+        })
+    }
+
+    /// `GET /api/v1/indicators/{section}/{value}/passive_dns`, cached like
+    /// `/general` (SPEC §15): the resolutions kept, read as the answer
+    /// streams in. No data (400/404) or an answer of another shape is no
+    /// resolution; other statuses, transport failures, an answer that is
+    /// not JSON and the deadline are errors, for the caller to log.
+    pub fn passive_dns(
+        &self,
+        session: &Session,
+        observable: &Observable,
+    ) -> Result<Arc<PassiveDns>, RelayError> {
+        let Some(section) = observable.kind.otx_section() else {
+            return Ok(Arc::default());
+        };
+        let url = format!(
+            "{}/api/v1/indicators/{section}/{}/passive_dns",
+            self.base,
+            quote_path(&observable.otx_value())
+        );
+        shared(self, &self.passive_dns, session, &url, || {
+            let response = self.send(session, "passive_dns", &url)?;
+            match response.status().as_u16() {
+                200 => {
+                    let reader = response
+                        .into_body()
+                        .into_with_config()
+                        .limit(self.max_body)
+                        .reader();
+                    let reader = BufReader::with_capacity(64 * 1024, reader);
+                    read_passive_dns(reader, self.passive_dns_limit)
+                        .map(Arc::new)
+                        .map_err(|e| self.transport_error(session, ureq::Error::from(e)))
+                }
+                400 | 404 => Ok(Arc::default()),
                 status => Err(status_error(status)),
             }
         })
@@ -505,6 +553,17 @@ impl Cached for Arc<Option<General>> {
     }
 }
 
+impl Cached for Arc<PassiveDns> {
+    fn encode(&self) -> Option<Vec<u8>> {
+        serde_json::to_vec(self.as_ref()).ok()
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice::<PassiveDns>(bytes)
+            .ok()
+            .map(Arc::new)
+    }
+}
+
 impl Cached for Option<Record> {
     fn encode(&self) -> Option<Vec<u8>> {
         serde_json::to_vec(self).ok()
@@ -614,6 +673,24 @@ fn backoff(attempt: u32) -> Duration {
 #[doc(hidden)]
 pub fn scan_page_for_fuzz(page: &[u8], observable: &Observable) -> bool {
     scan_page(page, observable).is_ok()
+}
+
+/// Reads `answer` as a passive DNS answer for the fuzz target
+/// `otx_passive_dns` (`fuzz/`); the reader itself stays private. `None`
+/// when it was refused (not JSON).
+#[doc(hidden)]
+pub fn read_passive_dns_for_fuzz(answer: &[u8], limit: usize) -> Option<PassiveDns> {
+    read_passive_dns(answer, limit).ok()
+}
+
+/// Logs a passive DNS lookup that failed (SPEC §15): the observable's type
+/// and what went wrong, never its value; the client is not told.
+pub fn warn_passive_dns_failed(kind: Kind, error: &RelayError) {
+    log::warn(format_args!(
+        "passive DNS of a {} observable left out: {}",
+        kind.type_name(),
+        error.message()
+    ));
 }
 
 /// Logs a pulse that was dropped (its lookup failed).
