@@ -99,9 +99,10 @@ pub fn fan_out(
     // Passive DNS in the same wave as `/general` (SPEC §15): no round trip
     // added; queued after the `/general`s, before any pulse lookup.
     let passive_dns = mode == Mode::Observe && app.config.passive_dns;
-    for i in
-        (0..observables.len()).filter(|&i| passive_dns && observables[i].kind.has_passive_dns())
-    {
+    for i in 0..observables.len() {
+        if !passive_dns || !observables[i].kind.has_passive_dns() {
+            continue;
+        }
         let (session, observables) = (session.clone(), observables.clone());
         run(
             app,

@@ -363,25 +363,16 @@ mod tests {
                "flag_url": "", "flag_title": "", "asset_type": "hostname", "asn": null})
     }
 
-    /// (hostname, address, ipv6, first, last) of each relation, in order.
-    fn shown(dns: &PassiveDns) -> Vec<(String, String, bool, Option<String>, Option<String>)> {
-        (dns.resolutions.iter())
-            .map(|r| {
-                let (h, a) = (r.hostname.clone(), r.address.clone());
-                (h, a, r.ipv6, r.first.clone(), r.last.clone())
-            })
-            .collect()
-    }
-
-    fn row(
-        h: &str,
-        a: &str,
-        ipv6: bool,
-        first: Option<&str>,
-        last: Option<&str>,
-    ) -> (String, String, bool, Option<String>, Option<String>) {
+    /// A relation as kept.
+    fn row(h: &str, a: &str, ipv6: bool, first: Option<&str>, last: Option<&str>) -> Resolution {
         let text = |t: Option<&str>| t.map(str::to_owned);
-        (h.to_owned(), a.to_owned(), ipv6, text(first), text(last))
+        Resolution {
+            hostname: h.to_owned(),
+            address: a.to_owned(),
+            ipv6,
+            first: text(first),
+            last: text(last),
+        }
     }
 
     #[test]
@@ -402,7 +393,7 @@ mod tests {
             {"hostname": "k.example", "address": "192.0.2.13", "record_type": "A", "first": "", "last": 3},
         ], "count": 14});
         assert_eq!(
-            shown(&read(&answer, 50)),
+            read(&answer, 50).resolutions,
             [
                 row(
                     "b.example",
@@ -475,31 +466,87 @@ mod tests {
                 None,
             ),
         ];
-        assert_eq!(shown(&read(&answer, 50)), all);
+        assert_eq!(read(&answer, 50).resolutions, all);
         for limit in 1..=5 {
-            assert_eq!(shown(&read(&answer, limit)), all[..limit], "limit {limit}");
+            assert_eq!(
+                read(&answer, limit).resolutions,
+                all[..limit],
+                "limit {limit}"
+            );
         }
     }
 
     #[test]
-    fn a_pair_pushed_out_and_met_again_keeps_its_earliest_first() {
-        // Limit 1: a.example is pushed out by b.example, then comes back
-        // with the newest `last`; its first record's `first` still counts.
+    fn a_pair_pushed_out_or_first_met_too_old_keeps_its_earliest_first() {
+        // Limit 1. a.example is pushed out by b.example, then comes back
+        // with the newest `last`: the `first` of its record read while it
+        // was out still counts.
         let answer = json!({"passive_dns": [
-            record("a.example", "192.0.2.1", "A", "2019-01-01T00:00:00", "2019-01-02T00:00:00"),
+            record("a.example", "192.0.2.1", "A", "2018-01-01T00:00:00", "2019-01-02T00:00:00"),
             record("b.example", "192.0.2.2", "A", "2020-01-01T00:00:00", "2020-01-02T00:00:00"),
             record("a.example", "192.0.2.1", "A", "2021-01-01T00:00:00", "2021-01-02T00:00:00"),
-            // Too old to be kept, yet the earliest `first` of a.example.
-            record("a.example", "192.0.2.1", "A", "2018-01-01T00:00:00", "2018-01-02T00:00:00"),
         ]});
-        assert_eq!(
-            shown(&read(&answer, 1)),
-            [row(
+        let a = |first| {
+            row(
                 "a.example",
                 "192.0.2.1",
                 false,
-                Some("2018-01-01T00:00:00"),
-                Some("2021-01-02T00:00:00")
+                Some(first),
+                Some("2021-01-02T00:00:00"),
+            )
+        };
+        assert_eq!(read(&answer, 1).resolutions, [a("2018-01-01T00:00:00")]);
+        // c.example is first met in a record too old to be kept, then in
+        // the newest one.
+        let answer = json!({"passive_dns": [
+            record("b.example", "192.0.2.2", "A", "2020-01-01T00:00:00", "2020-01-02T00:00:00"),
+            record("c.example", "192.0.2.3", "A", "2017-01-01T00:00:00", "2017-01-02T00:00:00"),
+            record("c.example", "192.0.2.3", "A", "2022-01-01T00:00:00", "2022-01-02T00:00:00"),
+        ]});
+        assert_eq!(
+            read(&answer, 1).resolutions,
+            [row(
+                "c.example",
+                "192.0.2.3",
+                false,
+                Some("2017-01-01T00:00:00"),
+                Some("2022-01-02T00:00:00")
+            )]
+        );
+        // Past SEEN_CAP distinct pairs, a pair first met too old is not
+        // remembered: only the records read while it is kept count.
+        let mut kept = Kept::new(1);
+        let filler = |i: u32| std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string();
+        for i in 0..SEEN_CAP as u32 {
+            kept.offer(
+                format!("f{i}.example"),
+                filler(i),
+                "A",
+                None,
+                Some("2020-01-01T00:00:00".into()),
+            );
+        }
+        let c = |first: &str, last: &str| (first.to_owned(), Some(last.to_owned()));
+        for (first, last) in [
+            c("2017-01-01T00:00:00", "2017-01-02T00:00:00"),
+            c("2022-01-01T00:00:00", "2022-01-02T00:00:00"),
+        ] {
+            kept.offer(
+                "c.example".into(),
+                "192.0.2.3".into(),
+                "A",
+                Some(first),
+                last,
+            );
+        }
+        assert_eq!(
+            kept.into_passive_dns().resolutions,
+            [row(
+                "c.example",
+                "192.0.2.3",
+                false,
+                Some("2022-01-01T00:00:00"),
+                Some("2022-01-02T00:00:00")
             )]
         );
     }
