@@ -14,6 +14,7 @@ mod kubernetes;
 mod metrics;
 mod observe;
 mod panic_guard;
+mod passive_dns;
 mod respond;
 mod robustness;
 mod slow_clients;
