@@ -117,9 +117,24 @@ impl Synth {
                    "asset_type": "hostname", "asn": "AS64496 example"})
         };
         let records = [
-            record(format!("www.{value}"), format!("198.51.100.{a}"), "A", 1 + a % 28),
-            record(format!("mail.{value}"), format!("203.0.113.{b}"), "A", 1 + b % 28),
-            record(format!("www.{value}"), format!("2001:db8::{a:x}"), "AAAA", 1 + b % 28),
+            record(
+                format!("www.{value}"),
+                format!("198.51.100.{a}"),
+                "A",
+                1 + a % 28,
+            ),
+            record(
+                format!("mail.{value}"),
+                format!("203.0.113.{b}"),
+                "A",
+                1 + b % 28,
+            ),
+            record(
+                format!("www.{value}"),
+                format!("2001:db8::{a:x}"),
+                "AAAA",
+                1 + b % 28,
+            ),
         ];
         Reply::json(json!({"passive_dns": records, "count": records.len()}))
     }
