@@ -633,6 +633,45 @@ fn a_failure_leaves_the_sighting_out_with_one_warning_and_no_error() {
 }
 
 #[test]
+fn a_failing_general_keeps_the_passive_dns_sighting_beside_its_error() {
+    let otx = FakeOtx::start();
+    otx.on(&general_path("IPv4", IP), Reply::status(500));
+    otx.on(
+        &passive_dns_path("IPv4", IP),
+        answer(vec![a(
+            "www.example.com",
+            IP,
+            "2021-01-01T00:00:00",
+            "2021-01-02T00:00:00",
+        )]),
+    );
+    let relay = Relay::start(&otx, &[]);
+    let observable = obs("ip", IP);
+    let mut expected = Expected::default();
+    expected.sighted(sighting(
+        &otx,
+        &observable,
+        "IP",
+        &format!("ip/{IP}"),
+        &[relation("www.example.com", IP)],
+        ("2021-01-01T00:00:00Z", "2021-01-02T00:00:00Z"),
+    ));
+    // The data gathered, and the error of the observable (SPEC §4).
+    check(
+        &relay,
+        &json!([observable]),
+        &json!({
+            "data": expected.data(),
+            "errors": [{
+                "code": "oops",
+                "message": "Something went wrong. Reason: 500 Internal Server Error.",
+                "type": "fatal",
+            }],
+        }),
+    );
+}
+
+#[test]
 fn the_deadline_leaves_the_sighting_out_with_a_warning_and_no_error() {
     let otx = FakeOtx::start();
     let (ip, pulse_id) = ("198.51.100.61", "600000000000000000000061");
