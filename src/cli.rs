@@ -60,6 +60,8 @@ ENVIRONMENT (empty counts as unset):
     JWKS_TTL            seconds fetched keys are trusted    [3600]
     TILE_CACHE_TTL      seconds one walk of subscribed pulses serves the tiles [600]
     TILE_MAX_PULSES     most subscribed pulses one walk reads [1000]
+    PASSIVE_DNS         on: /observe adds OTX's passive DNS of IPs, domains, hostnames [on]
+    PASSIVE_DNS_LIMIT   most resolutions per observable, 1 to 1000 [50]
 ";
 
 /// The longest `token --ttl`: 100 years, in seconds.

@@ -42,6 +42,10 @@ pub const MAX_OTX_BODY: u64 = 4_294_967_296;
 pub const MAX_MALICIOUS_PULSES: u64 = 1_000_000;
 /// `TILE_MAX_PULSES`.
 pub const MAX_TILE_PULSES: u64 = 1_000_000;
+/// The default `PASSIVE_DNS_LIMIT`.
+pub const DEFAULT_PASSIVE_DNS_LIMIT: u64 = 50;
+/// `PASSIVE_DNS_LIMIT` (SPEC §15: 1–1000).
+pub const MAX_PASSIVE_DNS_LIMIT: u64 = 1000;
 /// `SSL_CERT_FILE`: 4 MiB, ten times the Mozilla bundle.
 pub const MAX_CA_FILE: u64 = 4 * 1024 * 1024;
 /// `VERDICT_VALID_DAYS`: ten years.
@@ -94,6 +98,12 @@ pub struct Config {
     pub metrics: bool,
     /// `REDIS_URL`: the fleet's shared cache (`redis://` or `rediss://`).
     pub redis_url: Option<String>,
+    /// `PASSIVE_DNS`: `/observe` asks OTX's passive DNS too (`on`, the
+    /// default) or not (`off`) (SPEC §15).
+    pub passive_dns: bool,
+    /// `PASSIVE_DNS_LIMIT`: the most relations one observable's passive
+    /// DNS sighting carries.
+    pub passive_dns_limit: usize,
 }
 
 /// The default `JWKS_HOSTS`: Cisco's three visibility hosts (SPEC §9).
@@ -346,17 +356,27 @@ impl Config {
                 MAX_TILE_PULSES,
             )? as usize,
             redis_url: redis_url(var("REDIS_URL"))?,
-            metrics: match var("METRICS").as_deref().map(str::trim) {
-                None | Some("on") => true,
-                Some("off") => false,
-                Some(_) => {
-                    return Err(ConfigError {
-                        variable: "METRICS",
-                        reason: "must be on or off".to_owned(),
-                    })
-                }
-            },
+            metrics: on_off("METRICS", var("METRICS"))?,
+            passive_dns: on_off("PASSIVE_DNS", var("PASSIVE_DNS"))?,
+            passive_dns_limit: positive(
+                "PASSIVE_DNS_LIMIT",
+                var("PASSIVE_DNS_LIMIT"),
+                DEFAULT_PASSIVE_DNS_LIMIT,
+                MAX_PASSIVE_DNS_LIMIT,
+            )? as usize,
         })
+    }
+}
+
+/// A switch: `on` (the default) or `off`.
+fn on_off(variable: &'static str, raw: Option<String>) -> Result<bool, ConfigError> {
+    match raw.as_deref().map(str::trim) {
+        None | Some("on") => Ok(true),
+        Some("off") => Ok(false),
+        Some(_) => Err(ConfigError {
+            variable,
+            reason: "must be on or off".to_owned(),
+        }),
     }
 }
 
@@ -749,6 +769,25 @@ mod tests {
         assert_eq!(c.client_timeout, Duration::from_secs(10));
         assert_eq!(c.max_connections, 1024);
         assert!(c.secret_key.is_none());
+        assert!(c.metrics);
+        assert_eq!((c.passive_dns, c.passive_dns_limit), (true, 50));
+    }
+
+    #[test]
+    fn passive_dns_switch_and_limit() {
+        let c = config(&[("PASSIVE_DNS", "off"), ("PASSIVE_DNS_LIMIT", "1")]).unwrap();
+        assert_eq!((c.passive_dns, c.passive_dns_limit), (false, 1));
+        let c = config(&[("PASSIVE_DNS", "on"), ("PASSIVE_DNS_LIMIT", "1000")]).unwrap();
+        assert_eq!((c.passive_dns, c.passive_dns_limit), (true, 1000));
+        let c = config(&[("PASSIVE_DNS", ""), ("PASSIVE_DNS_LIMIT", "")]).unwrap();
+        assert_eq!((c.passive_dns, c.passive_dns_limit), (true, 50));
+        let err = config(&[("PASSIVE_DNS", "yes")]).expect_err("not on/off");
+        assert_eq!(err.to_string(), "invalid PASSIVE_DNS: must be on or off");
+        let err = config(&[("PASSIVE_DNS_LIMIT", "1001")]).expect_err("over 1000");
+        assert_eq!(
+            err.to_string(),
+            "invalid PASSIVE_DNS_LIMIT: must be a positive integer no larger than 1000"
+        );
     }
 
     #[test]
@@ -784,6 +823,10 @@ mod tests {
             ("OTX_MALICIOUS_PULSES", "0"),
             ("VERDICT_VALID_DAYS", "0"),
             ("RELAY_CLIENT_TIMEOUT", "0"),
+            ("PASSIVE_DNS", "true"),
+            ("PASSIVE_DNS_LIMIT", "0"),
+            ("PASSIVE_DNS_LIMIT", "-1"),
+            ("PASSIVE_DNS_LIMIT", "ten"),
             ("SSL_CERT_FILE", "/nonexistent/ca.pem"),
             ("SSL_CERT_FILE", "/etc/hostname"),
             // Above the upper bounds (values that overflowed later on).

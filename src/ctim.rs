@@ -6,9 +6,9 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::observable::{quote_all, quote_url, Observable};
-use crate::pulse::{AttackId, Pulse, Record};
-use crate::time::utc;
+use crate::observable::{quote_all, quote_url, Kind, Observable};
+use crate::pulse::{AttackId, PassiveDns, Pulse, Record};
+use crate::time::{format_time, utc};
 
 pub const SCHEMA_VERSION: &str = "1.0.17";
 pub const SOURCE: &str = "AlienVault OTX";
@@ -125,17 +125,21 @@ pub struct Indicator {
     pub valid_time: TimeSpan,
 }
 
-/// The observable seen in the pulse (SPEC §6).
+/// The observable seen in the pulse (SPEC §6), or in OTX's passive DNS
+/// (SPEC §15: no `external_ids`, but `relations`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Sighting {
     pub confidence: &'static str,
     pub count: u32,
     pub description: String,
-    pub external_ids: [String; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_ids: Option<[String; 1]>,
     pub id: String,
     pub internal: bool,
     pub observables: [Observable; 1],
     pub observed_time: TimeSpan,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relations: Option<Vec<Relation>>,
     pub schema_version: &'static str,
     pub source: &'static str,
     pub source_uri: String,
@@ -201,7 +205,7 @@ pub fn entities(base: &str, observable: &Observable, pulse: &Pulse, record: &Rec
         confidence: "High",
         count: 1,
         description: cap(description, DESCRIPTION_MAX),
-        external_ids: [pulse.id.clone()],
+        external_ids: Some([pulse.id.clone()]),
         id: sighting_id,
         internal: false,
         observables: [observable.clone()],
@@ -209,6 +213,7 @@ pub fn entities(base: &str, observable: &Observable, pulse: &Pulse, record: &Rec
             end_time: Some(created.clone()),
             start_time: created.clone(),
         },
+        relations: None,
         schema_version: SCHEMA_VERSION,
         source: SOURCE,
         source_uri: source_uri.clone(),
@@ -242,6 +247,80 @@ pub fn entities(base: &str, observable: &Observable, pulse: &Pulse, record: &Rec
         sighting,
         relationship,
     }
+}
+
+/// A CTIM observed relation: what OTX's passive DNS saw a name resolve to
+/// (SPEC §15).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Relation {
+    pub origin: &'static str,
+    pub related: Observable,
+    pub relation: &'static str,
+    pub source: Observable,
+}
+
+/// The sighting of `observable` in OTX's passive DNS (SPEC §15): one
+/// `Resolved_To` relation per resolution, the first `limit` of them (what
+/// was cached may come from a relay of the fleet with a larger limit);
+/// `None` when there is none. It spans the relations' times: the earliest
+/// `first` to the latest `last`, one standing for the other when no
+/// relation has it, `now` when none has either.
+pub fn passive_dns_sighting(
+    base: &str,
+    observable: &Observable,
+    passive_dns: &PassiveDns,
+    limit: usize,
+    now: std::time::SystemTime,
+) -> Option<Sighting> {
+    let kept = passive_dns
+        .resolutions
+        .get(..limit)
+        .unwrap_or(&passive_dns.resolutions);
+    if kept.is_empty() {
+        return None;
+    }
+    let start = kept.iter().filter_map(|r| r.first.as_deref()).min();
+    let end = kept.iter().filter_map(|r| r.last.as_deref()).max();
+    let (start, end) = match (start.or(end), end.or(start)) {
+        (Some(start), Some(end)) => (utc(start), utc(end)),
+        _ => (format_time(now), format_time(now)),
+    };
+    let relations: Vec<Relation> = kept
+        .iter()
+        .map(|r| Relation {
+            origin: "AlienVault OTX passive DNS",
+            related: Observable::new(
+                if r.ipv6 { Kind::Ipv6 } else { Kind::Ip },
+                r.address.clone(),
+            ),
+            relation: "Resolved_To",
+            source: Observable::new(Kind::Domain, r.hostname.clone()),
+        })
+        .collect();
+    Some(Sighting {
+        confidence: "High",
+        count: u32::try_from(relations.len()).unwrap_or(u32::MAX),
+        description: format!(
+            "AlienVault OTX passive DNS saw {} resolution(s) for this {}.",
+            relations.len(),
+            observable.kind.display_name()
+        ),
+        external_ids: None,
+        id: transient("sighting"),
+        internal: false,
+        observables: [observable.clone()],
+        observed_time: TimeSpan {
+            end_time: Some(end),
+            start_time: start,
+        },
+        relations: Some(relations),
+        schema_version: SCHEMA_VERSION,
+        source: SOURCE,
+        source_uri: refer_url(base, observable),
+        title: Some("Seen in AlienVault OTX passive DNS".to_owned()),
+        tlp: None,
+        type_: "sighting",
+    })
 }
 
 /// A malware family a pulse names (SPEC §13).
@@ -546,6 +625,92 @@ mod tests {
         );
         assert_eq!(relationship["source_ref"], sighting["id"]);
         assert_eq!(relationship["target_ref"], indicator["id"]);
+    }
+
+    #[test]
+    fn passive_dns_sighting_fields_and_times() {
+        use crate::pulse::Resolution;
+        let r = |h: &str, a: &str, first: Option<&str>, last: Option<&str>| Resolution {
+            hostname: h.into(),
+            address: a.into(),
+            ipv6: a.contains(':'),
+            first: first.map(str::to_owned),
+            last: last.map(str::to_owned),
+        };
+        let o = Observable::new(Kind::Hostname, "WWW.Example.com");
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
+        let dns = PassiveDns {
+            resolutions: vec![
+                r(
+                    "www.example.com",
+                    "192.0.2.1",
+                    Some("2021-02-01T00:00:00"),
+                    Some("2022-01-01T00:00:00"),
+                ),
+                r(
+                    "www.example.com",
+                    "2001:db8::1",
+                    Some("2020-01-01T00:00:00+02:00"),
+                    None,
+                ),
+                r(
+                    "x.example.com",
+                    "192.0.2.3",
+                    None,
+                    Some("2019-01-01T00:00:00"),
+                ),
+            ],
+        };
+        let s = passive_dns_sighting("http://otx", &o, &dns, 50, now).expect("a sighting");
+        // The bytes, keys in alphabetical order.
+        assert!(s.text().starts_with(
+            "{\"confidence\":\"High\",\"count\":3,\"description\":\"AlienVault OTX passive DNS saw 3 resolution(s) for this hostname.\",\"id\":\"transient:sighting-"
+        ), "{}", s.text());
+        assert_eq!(
+            s.value()["observed_time"],
+            json!({"start_time": "2020-01-01T00:00:00+02:00", "end_time": "2022-01-01T00:00:00Z"})
+        );
+        assert_eq!(
+            s.value()["relations"][1],
+            json!({"origin": "AlienVault OTX passive DNS", "relation": "Resolved_To",
+                   "source": {"type": "domain", "value": "www.example.com"},
+                   "related": {"type": "ipv6", "value": "2001:db8::1"}})
+        );
+        assert_eq!(
+            s.source_uri,
+            "http://otx/indicator/hostname/WWW.Example.com"
+        );
+        assert!(s.text().ends_with(
+            "\"schema_version\":\"1.0.17\",\"source\":\"AlienVault OTX\",\"source_uri\":\"http://otx/indicator/hostname/WWW.Example.com\",\"title\":\"Seen in AlienVault OTX passive DNS\",\"type\":\"sighting\"}"
+        ));
+        // The limit cuts what a relay with a larger one cached.
+        let one = passive_dns_sighting("http://otx", &o, &dns, 1, now).expect("a sighting");
+        assert_eq!(one.count, 1);
+        assert_eq!(
+            one.value()["observed_time"],
+            json!({"start_time": "2021-02-01T00:00:00Z", "end_time": "2022-01-01T00:00:00Z"})
+        );
+        // A time missing on every relation: the other; both: now.
+        let only = |first, last| PassiveDns {
+            resolutions: vec![r("a.example", "192.0.2.9", first, last)],
+        };
+        let time = |dns: &PassiveDns| {
+            passive_dns_sighting("http://otx", &o, dns, 50, now)
+                .expect("a sighting")
+                .value()["observed_time"]
+                .clone()
+        };
+        let same = |t: &str| json!({"start_time": t, "end_time": t});
+        assert_eq!(
+            time(&only(None, Some("2021-01-01T00:00:00"))),
+            same("2021-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            time(&only(Some("2021-01-01T00:00:00"), None)),
+            same("2021-01-01T00:00:00Z")
+        );
+        assert_eq!(time(&only(None, None)), same("2023-11-14T22:13:20.123Z"));
+        assert!(passive_dns_sighting("http://otx", &o, &PassiveDns::default(), 50, now).is_none());
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The fan-out scheduler: one request's OTX work on the OTX pool, one pool
 //! job per OTX exchange (observables in parallel, and each observable's
-//! pulse lookups in parallel once its `/general` is in), collected by the
-//! calling HTTP worker until the request's deadline. The jobs go to the
-//! tenant's own queue of the pool, which serves tenants in turn.
+//! pulse lookups in parallel once its `/general` is in; its passive DNS
+//! beside its `/general`), collected by the calling HTTP worker until the
+//! request's deadline. The jobs go to the tenant's own queue of the pool,
+//! which serves tenants in turn.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
@@ -14,12 +15,13 @@ use crate::error::RelayError;
 use crate::observable::Observable;
 use crate::otx::{self, Session};
 use crate::pool::Tenant;
-use crate::pulse::{General, Pulse, Record};
+use crate::pulse::{General, PassiveDns, Pulse, Record};
 
 /// What the OTX work of a request covers.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// `/general`, then each pulse's record: sightings and verdicts.
+    /// `/general`, then each pulse's record: sightings and verdicts; and
+    /// passive DNS (unless `PASSIVE_DNS=off`).
     Observe,
     /// `/general` only: verdicts.
     Deliberate,
@@ -34,12 +36,23 @@ pub struct Found {
     pub timed_out: bool,
 }
 
+/// What was learnt of one observable, its passive DNS included.
+pub struct Lookup {
+    /// `None` while its `/general` is still out.
+    pub found: Option<Result<Found, RelayError>>,
+    /// What OTX's passive DNS saw, when it was asked and answered; a
+    /// failure is logged here and is not the client's (SPEC §15).
+    pub passive_dns: Option<Arc<PassiveDns>>,
+}
+
 /// One piece of OTX work, done.
 enum Done {
     /// Observable `i`'s `/general`.
     General(usize, Result<Arc<Option<General>>, RelayError>),
     /// Observable `i`'s record in its pulse `j`.
     Record(usize, usize, Result<Option<Record>, RelayError>),
+    /// Observable `i`'s passive DNS.
+    PassiveDns(usize, Result<Arc<PassiveDns>, RelayError>),
 }
 
 /// What has come back for one observable.
@@ -48,11 +61,16 @@ struct Progress {
     general: Option<Result<Arc<Option<General>>, RelayError>>,
     /// One slot per pulse of `general`, filled as lookups return.
     records: Vec<Option<Result<Option<Record>, RelayError>>>,
+    /// Whether its passive DNS was asked, and what came back.
+    passive_dns_asked: bool,
+    passive_dns: Option<Result<Arc<PassiveDns>, RelayError>>,
+    /// Jobs still out: its `/general` (until it returns), its pulse
+    /// lookups, its passive DNS.
     pending: usize,
 }
 
 /// Runs the OTX work of `observables` on the OTX pool and collects it until
-/// `answer_by`; `None` for an observable whose `/general` is still out.
+/// `answer_by`, one [`Lookup`] per observable.
 ///
 /// This thread (an HTTP worker) is the only one that waits: every pool job
 /// is one OTX exchange that reports to it, and the pulse lookups of an
@@ -66,7 +84,7 @@ pub fn fan_out(
     mode: Mode,
     limit: usize,
     answer_by: Instant,
-) -> Vec<Option<Result<Found, RelayError>>> {
+) -> Vec<Lookup> {
     let observables = Arc::new(observables.to_vec());
     let tenant = *session.tenant();
     let (tx, rx) = mpsc::channel();
@@ -80,6 +98,25 @@ pub fn fan_out(
             move |app| Done::General(i, app.otx.general(&session, &observables[i])),
             move |e| Done::General(i, Err(e)),
         );
+        progress[i].pending = 1;
+    }
+    // Passive DNS in the same wave as `/general` (SPEC §15): no round trip
+    // added; queued after the `/general`s, before any pulse lookup.
+    let passive_dns = mode == Mode::Observe && app.config.passive_dns;
+    for i in 0..observables.len() {
+        if !passive_dns || !observables[i].kind.has_passive_dns() {
+            continue;
+        }
+        let (session, observables) = (session.clone(), observables.clone());
+        run(
+            app,
+            &tenant,
+            &tx,
+            move |app| Done::PassiveDns(i, app.otx.passive_dns(&session, &observables[i])),
+            move |e| Done::PassiveDns(i, Err(e)),
+        );
+        progress[i].passive_dns_asked = true;
+        progress[i].pending += 1;
     }
     let mut unfinished = observables.len();
     while unfinished > 0 {
@@ -118,22 +155,50 @@ pub fn fan_out(
                     );
                 }
                 progress[i].records = pulses.iter().map(|_| None).collect();
-                progress[i].pending = pulses.len();
-                if pulses.is_empty() {
-                    unfinished -= 1;
-                }
+                progress[i].pending += pulses.len();
                 progress[i].general = Some(result);
+                unfinished -= finish_one(&mut progress[i]);
             }
             Done::Record(i, j, result) => {
                 progress[i].records[j] = Some(result);
-                progress[i].pending -= 1;
-                if progress[i].pending == 0 {
-                    unfinished -= 1;
-                }
+                unfinished -= finish_one(&mut progress[i]);
+            }
+            Done::PassiveDns(i, result) => {
+                progress[i].passive_dns = Some(result);
+                unfinished -= finish_one(&mut progress[i]);
             }
         }
     }
-    progress.into_iter().map(|p| found(p, limit)).collect()
+    (progress.into_iter().zip(observables.iter()))
+        .map(|(p, observable)| lookup(p, observable, limit))
+        .collect()
+}
+
+/// Counts one job of the observable done: 1 when it was its last.
+fn finish_one(progress: &mut Progress) -> usize {
+    progress.pending -= 1;
+    usize::from(progress.pending == 0)
+}
+
+/// One observable's lookup from what came back: its `found`, and its
+/// passive DNS unless that failed or is still out (then logged).
+fn lookup(mut progress: Progress, observable: &Observable, limit: usize) -> Lookup {
+    let passive_dns = match progress.passive_dns.take() {
+        Some(Ok(passive_dns)) => Some(passive_dns),
+        Some(Err(e)) => {
+            otx::warn_passive_dns_failed(observable.kind, &e);
+            None
+        }
+        None if progress.passive_dns_asked => {
+            otx::warn_passive_dns_failed(observable.kind, &RelayError::Timeout);
+            None
+        }
+        None => None,
+    };
+    Lookup {
+        found: found(progress, limit),
+        passive_dns,
+    }
 }
 
 /// Runs `work` on the OTX pool, in `tenant`'s queue, and sends what it

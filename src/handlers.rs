@@ -282,15 +282,23 @@ fn lookup(app: &Arc<App>, request: &Request, mode: Mode) -> Reply {
     let mut named = Named::default();
     let mut any_ok = distinct.is_empty();
     let now = SystemTime::now();
-    for (observable, result) in distinct.iter().zip(results) {
-        let found = match result {
+    for (observable, lookup) in distinct.iter().zip(results) {
+        // SPEC §15: after the observable's pulse sightings, whether or not
+        // its `/general` answered.
+        let passive_dns = lookup.passive_dns.and_then(|p| {
+            let limit = app.config.passive_dns_limit;
+            ctim::passive_dns_sighting(&app.config.otx_url, observable, &p, limit, now)
+        });
+        let found = match lookup.found {
             Some(Ok(found)) => found,
             Some(Err(e)) => {
                 errors.push(e);
+                any_ok |= data.passive_dns(passive_dns);
                 continue;
             }
             None => {
                 errors.push(RelayError::Timeout);
+                any_ok |= data.passive_dns(passive_dns);
                 continue;
             }
         };
@@ -316,6 +324,7 @@ fn lookup(app: &Arc<App>, request: &Request, mode: Mode) -> Reply {
             data.indicators.push(&e.indicator);
             data.relationships.push(&e.relationship);
         }
+        data.passive_dns(passive_dns);
         if let Some(general) = found.general.as_ref() {
             if let Some(assessment) = verdict::assess(general, app.config.malicious_pulses) {
                 let v = verdict::verdict(
@@ -385,6 +394,12 @@ struct LookupData {
 }
 
 impl LookupData {
+    /// Adds an observable's passive DNS sighting, if any (counted against
+    /// nothing, with no indicator or relationship); whether there was one.
+    fn passive_dns(&mut self, sighting: Option<ctim::Sighting>) -> bool {
+        sighting.inspect(|s| self.sightings.push(s)).is_some()
+    }
+
     /// The answer's bytes: `{"data":{…},"errors":[…]}`, `data` only when
     /// `with_data`, `errors` only when there are some (as `envelope`).
     fn answer(self, with_data: bool, errors: &[RelayError]) -> Body {

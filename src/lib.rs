@@ -22,7 +22,8 @@
 //! - [`auth`]: HS256 and RS256 JWTs, checked by hand (pure; `now` is an
 //!   argument; RS256 keys come through its `KeySource`).
 //! - [`http`]: requests and replies as values; [`log`]: one-line, escaped logs.
-//! - [`pulse`]: what is kept of OTX's answers (`General`, `Pulse`, `Record`).
+//! - [`pulse`]: what is kept of OTX's answers (`General`, `Pulse`, `Record`,
+//!   `PassiveDns`).
 //! - [`observable`]: supported types, body parsing, percent-encoding.
 //! - [`cache`]: per-tenant TTL/LRU cache with single-flight;
 //!   [`shared_cache`]: its Redis tier (`REDIS_URL`); [`metrics`]: `/metrics`.

@@ -53,7 +53,7 @@ pub fn document(url: &str, jwks_host: &str) -> Value {
         "title": "AlienVault OTX",
         "default_name": "AlienVault OTX",
         "short_description": "Threat intelligence from the AlienVault OTX community: pulses, verdicts, dashboard tiles and response actions.",
-        "description": "Looks up IPs, domains, URLs and file hashes in AlienVault Open Threat Exchange (OTX) and answers with the community pulses that contain them: sightings, indicators and relationships, and verdicts from OTX's pulse counts and validations, with links back to OTX. Dashboard tiles show what the tenant's OTX subscriptions brought in; response actions submit a URL to OTX for analysis or add an observable to the team's pulse. Served by otx-relay, one static binary.",
+        "description": "Looks up IPs, domains, hostnames, URLs and file hashes in AlienVault Open Threat Exchange (OTX) and answers with the community pulses that contain them: sightings, indicators and relationships, and verdicts from OTX's pulse counts and validations, with links back to OTX; for IPs, domains and hostnames, also what OTX's passive DNS saw them resolve to (Resolved_To relations for the investigation graph). Dashboard tiles show what the tenant's OTX subscriptions brought in; response actions submit a URL to OTX for analysis or add an observable to the team's pulse. Served by otx-relay, one static binary.",
         "tips": "The OTX API key is on your OTX account's settings page (https://otx.alienvault.com/settings), under \"OTX Key\": paste it into OTX API Key. Entities Limit caps the sightings (and indicators) returned per observable: 100 by default, at most 1000; lower it if investigations feel slow. Pulse for respond actions is the 24-character id of a pulse you own (from its URL); leave it empty to offer no \"add to pulse\" action.",
         "external_references": [
             {"label": "Sign up for AlienVault OTX", "link": "https://otx.alienvault.com/accounts/signup"},
@@ -69,7 +69,7 @@ pub fn document(url: &str, jwks_host: &str) -> Value {
         ],
         "capabilities": [
             {"id": "health", "description": "Check that the OTX API key works."},
-            {"id": "observe", "description": "Query AlienVault OTX for the pulses that contain observables."},
+            {"id": "observe", "description": "Query AlienVault OTX for the pulses that contain observables, and its passive DNS."},
             {"id": "deliberate", "description": "Verdicts from AlienVault OTX pulse counts and validations."},
             {"id": "refer", "description": "Links to the observables' pages on AlienVault OTX."},
             {"id": "respond", "description": "Submit URLs to AlienVault OTX; add observables to your pulse."},

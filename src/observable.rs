@@ -50,6 +50,7 @@ pub enum Kind {
     Ip,
     Ipv6,
     Url,
+    Hostname,
 }
 
 impl Kind {
@@ -65,6 +66,7 @@ impl Kind {
             "ip" => Kind::Ip,
             "ipv6" => Kind::Ipv6,
             "url" => Kind::Url,
+            "hostname" => Kind::Hostname,
             _ => return None,
         })
     }
@@ -80,6 +82,7 @@ impl Kind {
             Kind::Ip => "ip",
             Kind::Ipv6 => "ipv6",
             Kind::Url => "url",
+            Kind::Hostname => "hostname",
         }
     }
 
@@ -94,6 +97,7 @@ impl Kind {
             Kind::Ip => "IP",
             Kind::Ipv6 => "IPv6",
             Kind::Url => "URL",
+            Kind::Hostname => "hostname",
         }
     }
 
@@ -105,6 +109,7 @@ impl Kind {
             Kind::Md5 | Kind::Sha1 | Kind::Sha256 => "file",
             Kind::Ip | Kind::Ipv6 => "ip",
             Kind::Url => "url",
+            Kind::Hostname => "hostname",
         }
     }
 
@@ -118,12 +123,22 @@ impl Kind {
             Kind::Ip => Some("IPv4"),
             Kind::Ipv6 => Some("IPv6"),
             Kind::Url => Some("url"),
+            Kind::Hostname => Some("hostname"),
         }
     }
 
-    /// Hashes and domains are case-insensitive at OTX.
+    /// Whether OTX keeps passive DNS for the kind (SPEC §15): names and
+    /// addresses.
+    pub fn has_passive_dns(self) -> bool {
+        matches!(self, Kind::Domain | Kind::Hostname | Kind::Ip | Kind::Ipv6)
+    }
+
+    /// Hashes, domains and hostnames are case-insensitive at OTX.
     pub fn is_case_insensitive(self) -> bool {
-        matches!(self, Kind::Domain | Kind::Md5 | Kind::Sha1 | Kind::Sha256)
+        matches!(
+            self,
+            Kind::Domain | Kind::Hostname | Kind::Md5 | Kind::Sha1 | Kind::Sha256
+        )
     }
 }
 
@@ -253,6 +268,11 @@ mod tests {
         let o = |t: &str, v: &str| Observable::new(Kind::from_type(t).expect("a kind"), v);
         assert_eq!(o("md5", "ABCdef").otx_value(), "abcdef");
         assert_eq!(o("domain", "Example.COM").otx_value(), "example.com");
+        assert_eq!(
+            o("hostname", "WWW.Example.COM").otx_value(),
+            "www.example.com"
+        );
+        assert!(o("hostname", "www.example.com").matches("WWW.example.COM"));
         assert_eq!(o("url", "http://A/B").otx_value(), "http://A/B");
         assert!(o("sha1", "AB").matches("ab"));
         assert!(!o("url", "http://A").matches("http://a"));

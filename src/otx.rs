@@ -4,7 +4,8 @@
 //! One [`Otx`] lives for the whole process: one `ureq` agent (a keep-alive
 //! pool shared by every request and tenant), one bounded rayon pool for the
 //! fan-out, and the caches. Wire shapes stay private here; callers get the
-//! domain types [`General`], [`Pulse`](crate::pulse::Pulse) and [`Record`].
+//! domain types [`General`], [`Pulse`](crate::pulse::Pulse), [`Record`]
+//! and [`PassiveDns`].
 //!
 //! Every GET goes through `Otx::send`: retries (429/502/503/504, a reset
 //! before the answer) with backoff, never past the [`Session`] deadline, and
@@ -28,14 +29,18 @@ use crate::config::{url_host_port, Config};
 use crate::egress;
 use crate::error::RelayError;
 use crate::metrics::Metrics;
-use crate::observable::{quote_path, Observable};
+use crate::observable::{quote_path, Kind, Observable};
 use crate::pool::Pool;
-use crate::pulse::{general_from_json, read_subscribed_page, General, Record, SubscribedPage};
+use crate::pulse::{
+    general_from_json, read_subscribed_page, General, PassiveDns, Record, SubscribedPage,
+};
 use crate::shared_cache::{Found, SharedCache};
 
 mod page;
+mod passive_dns;
 mod trouble;
 use page::{scan_page, Scan};
+use passive_dns::read_passive_dns;
 pub use trouble::Trouble;
 
 /// Retries after the first attempt.
@@ -124,6 +129,9 @@ pub struct Otx {
     pool: Pool,
     generals: Memo<Arc<Option<General>>>,
     records: Memo<Option<Record>>,
+    passive_dns: Memo<Arc<PassiveDns>>,
+    /// `PASSIVE_DNS_LIMIT`: the relations kept of one answer.
+    passive_dns_limit: usize,
     metrics: Arc<Metrics>,
     /// The fleet's shared cache (`REDIS_URL`), if any.
     redis: Option<SharedCache>,
@@ -143,10 +151,13 @@ impl Otx {
             timeout: config.otx_timeout,
             max_body: config.otx_max_body,
             pool,
-            // CACHE_MAX_ENTRIES is the total (SPEC §1): half of it for
-            // indicators' answers, half for pulses' records.
-            generals: Memo::new(config.cache_ttl, config.cache_max_entries.div_ceil(2)),
-            records: Memo::new(config.cache_ttl, config.cache_max_entries / 2),
+            // CACHE_MAX_ENTRIES is the total (SPEC §1), shared by the three
+            // kinds of OTX answer kept: indicators', pulses' records and
+            // passive DNS.
+            generals: Memo::new(config.cache_ttl, cache_share(config.cache_max_entries, 0)),
+            records: Memo::new(config.cache_ttl, cache_share(config.cache_max_entries, 1)),
+            passive_dns: Memo::new(config.cache_ttl, cache_share(config.cache_max_entries, 2)),
+            passive_dns_limit: config.passive_dns_limit,
             metrics,
             proxy: config
                 .proxy
@@ -170,7 +181,7 @@ impl Otx {
 
     /// Entries in the in-process cache (for `/metrics`).
     pub fn cache_entries(&self) -> usize {
-        self.generals.len() + self.records.len()
+        self.generals.len() + self.records.len() + self.passive_dns.len()
     }
 
     /// The pool OTX work runs on.
@@ -222,6 +233,44 @@ impl Otx {
                     Ok(Arc::new(Some(general_from_json(&value))))
                 }
                 400 | 404 => Ok(Arc::new(None)),
+                status => Err(status_error(status)),
+            }
+        })
+    }
+
+    /// `GET /api/v1/indicators/{section}/{value}/passive_dns`, cached like
+    /// `/general` (SPEC §15): the resolutions kept, read as the answer
+    /// streams in. No data (400/404) or an answer of another shape is no
+    /// resolution; other statuses, transport failures, an answer that is
+    /// not JSON and the deadline are errors, for the caller to log.
+    pub fn passive_dns(
+        &self,
+        session: &Session,
+        observable: &Observable,
+    ) -> Result<Arc<PassiveDns>, RelayError> {
+        let Some(section) = observable.kind.otx_section() else {
+            return Ok(Arc::default());
+        };
+        let url = format!(
+            "{}/api/v1/indicators/{section}/{}/passive_dns",
+            self.base,
+            quote_path(&observable.otx_value())
+        );
+        shared(self, &self.passive_dns, session, &url, || {
+            let response = self.send(session, "passive_dns", &url)?;
+            match response.status().as_u16() {
+                200 => {
+                    let reader = response
+                        .into_body()
+                        .into_with_config()
+                        .limit(self.max_body)
+                        .reader();
+                    let reader = BufReader::with_capacity(64 * 1024, reader);
+                    read_passive_dns(reader, self.passive_dns_limit)
+                        .map(Arc::new)
+                        .map_err(|e| self.transport_error(session, ureq::Error::from(e)))
+                }
+                400 | 404 => Ok(Arc::default()),
                 status => Err(status_error(status)),
             }
         })
@@ -561,6 +610,17 @@ impl Cached for Arc<Option<General>> {
     }
 }
 
+impl Cached for Arc<PassiveDns> {
+    fn encode(&self) -> Option<Vec<u8>> {
+        serde_json::to_vec(self.as_ref()).ok()
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice::<PassiveDns>(bytes)
+            .ok()
+            .map(Arc::new)
+    }
+}
+
 impl Cached for Option<Record> {
     fn encode(&self) -> Option<Vec<u8>> {
         serde_json::to_vec(self).ok()
@@ -738,6 +798,32 @@ fn backoff(attempt: u32) -> Duration {
 #[doc(hidden)]
 pub fn scan_page_for_fuzz(page: &[u8], observable: &Observable) -> bool {
     scan_page(page, observable).is_ok()
+}
+
+/// The `n`th of the three shares of `CACHE_MAX_ENTRIES` (indicators'
+/// answers, pulses' records, passive DNS): together exactly the total, each
+/// at least one entry.
+fn cache_share(total: usize, n: usize) -> usize {
+    (total / 3 + usize::from(n < total % 3)).max(1)
+}
+
+/// Reads `answer` as a passive DNS answer for the fuzz target
+/// `otx_passive_dns` (`fuzz/`); the reader itself stays private. `None`
+/// when it was refused (not JSON).
+#[doc(hidden)]
+pub fn read_passive_dns_for_fuzz(answer: &[u8], limit: usize) -> Option<PassiveDns> {
+    read_passive_dns(answer, limit).ok()
+}
+
+/// Logs a passive DNS lookup that failed (SPEC §15), at most a line a
+/// minute: the observable's type and what went wrong, never its value; the
+/// client is not told.
+pub fn warn_passive_dns_failed(kind: Kind, error: &RelayError) {
+    Trouble::PassiveDnsDropped.warn(format_args!(
+        "a {} observable: {}",
+        kind.type_name(),
+        error.message()
+    ));
 }
 
 /// Logs a pulse that was dropped (its lookup failed), at most a line a

@@ -1,5 +1,6 @@
 //! What the relay keeps of OTX's answers: the domain types [`General`],
-//! [`Pulse`] and [`Record`], and their reading from OTX's `/general` JSON.
+//! [`Pulse`], [`Record`] and [`PassiveDns`], and their reading from OTX's
+//! `/general` JSON (the passive DNS answer is skimmed in `otx`).
 //! With `otx` (its URLs, requests and pages), the only code that knows
 //! OTX's JSON shapes. (`General` and `Record` also serialize, as the fleet's
 //! shared cache keeps them: the relay's own shape, not OTX's.)
@@ -68,6 +69,32 @@ pub struct AttackId {
 pub struct Record {
     pub created: String,
     pub expiration: Option<String>,
+}
+
+/// What OTX's passive DNS saw of one observable (SPEC §15): the A and AAAA
+/// resolutions kept, each (hostname, address) pair once, newest `last`
+/// first, at most `PASSIVE_DNS_LIMIT`. Empty when OTX saw none (or has no
+/// data, or answered another shape). Serialized for the fleet's cache.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PassiveDns {
+    pub resolutions: Vec<Resolution>,
+}
+
+/// One name resolved to one address, merged over OTX's records of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    /// The name (OTX's `hostname`), as OTX wrote it; never empty.
+    pub hostname: String,
+    /// The address as OTX wrote it: an IPv4 one from an `A` record, an
+    /// IPv6 one from an `AAAA` record.
+    pub address: String,
+    /// Whether it came from `AAAA` records.
+    pub ipv6: bool,
+    /// The earliest `first` of its records, as OTX writes times; `None`
+    /// when none had one.
+    pub first: Option<String>,
+    /// The latest `last` of its records; `None` when none had one.
+    pub last: Option<String>,
 }
 
 /// Reads a `/general` answer leniently: whatever is missing or of the wrong

@@ -76,6 +76,7 @@ pub fn otx_type(kind: Kind) -> &'static str {
         Kind::Sha1 => "FileHash-SHA1",
         Kind::Sha256 => "FileHash-SHA256",
         Kind::Email => "email",
+        Kind::Hostname => "hostname",
     }
 }
 
@@ -175,6 +176,18 @@ mod tests {
                 pulse_id: "0123456789abcdef01234567".to_owned(),
                 indicator: "ab".to_owned(),
                 otx_type: "FileHash-SHA256"
+            })
+        );
+        // SPEC §15: a hostname joins a pulse as OTX's `hostname`.
+        assert_eq!(
+            plan(
+                body(ADD_TO_PULSE, "hostname", "WWW.Example.com").as_bytes(),
+                pulse
+            ),
+            Ok(Write::AddToPulse {
+                pulse_id: "0123456789abcdef01234567".to_owned(),
+                indicator: "WWW.Example.com".to_owned(),
+                otx_type: "hostname"
             })
         );
         for (b, p) in [

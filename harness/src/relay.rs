@@ -189,7 +189,8 @@ impl RelayCommand {
 /// into the relay under test. `tests/it/smoke.rs` holds it to `src/config.rs`.
 pub fn is_relay_variable(name: &str) -> bool {
     const EXACT: &str = "SECRET_KEY CTR_ENTITIES_LIMIT SSL_CERT_FILE SSL_CERT_DIR HTTPS_PROXY \
-                         HTTP_PROXY ALL_PROXY NO_PROXY HOST PORT METRICS REDIS_URL";
+                         HTTP_PROXY ALL_PROXY NO_PROXY HOST PORT METRICS REDIS_URL \
+                         PASSIVE_DNS PASSIVE_DNS_LIMIT";
     const PREFIXES: [&str; 7] = [
         "AVOTX_", "RELAY_", "CACHE_", "OTX_", "VERDICT_", "JWKS_", "TILE_",
     ];

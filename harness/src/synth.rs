@@ -1,8 +1,8 @@
 //! A synthetic OTX for loads (the bench, the soak, `fake-otx`), with nothing
 //! to program: every observable is in a few pulses whose ids carry the
 //! value (`<n, 2 hex digits><the value in hex>`), so that a pulse's page can
-//! list it. `POPULAR` is in 50 pulses of 5 000 records each, its own last:
-//! the costliest lookup there is.
+//! list it; its passive DNS holds three resolutions. `POPULAR` is in 50
+//! pulses of 5 000 records each, its own last: the costliest lookup there is.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -56,6 +56,7 @@ impl Synth {
         match segments[..] {
             ["user", "me"] => Reply::json(json!({"username": "synthetic"})),
             ["indicators", _, value, "general"] => self.general(&percent_decode(value)),
+            ["indicators", _, value, "passive_dns"] => self.passive_dns(&percent_decode(value)),
             ["pulses", id, "indicators"] if id.starts_with("b0b0") => {
                 self.popular_page(limit.max(1), page.max(1))
             }
@@ -98,6 +99,44 @@ impl Synth {
             "pulse_info": {"count": pulses.len(), "pulses": pulses, "references": []},
             "validation": [], "false_positive": [],
         }))
+    }
+
+    /// What passive DNS saw of `value`: three resolutions (two A, one
+    /// AAAA), or nothing (404) when `varied` says it is unknown.
+    fn passive_dns(&self, value: &str) -> Reply {
+        let hash = fnv(value);
+        if self.varied && hash.is_multiple_of(8) {
+            return Reply::status(404);
+        }
+        let (a, b) = (hash % 250 + 1, hash / 250 % 250 + 1);
+        let record = |hostname: String, address: String, kind: &str, day: u64| {
+            json!({"address": address, "first": format!("2024-01-{day:02}T08:00:00"),
+                   "last": format!("2024-02-{day:02}T08:00:00"), "hostname": hostname,
+                   "record_type": kind, "indicator_link": "/indicator/hostname/x",
+                   "flag_url": "assets/images/flags/us.png", "flag_title": "United States",
+                   "asset_type": "hostname", "asn": "AS64496 example"})
+        };
+        let records = [
+            record(
+                format!("www.{value}"),
+                format!("198.51.100.{a}"),
+                "A",
+                1 + a % 28,
+            ),
+            record(
+                format!("mail.{value}"),
+                format!("203.0.113.{b}"),
+                "A",
+                1 + b % 28,
+            ),
+            record(
+                format!("www.{value}"),
+                format!("2001:db8::{a:x}"),
+                "AAAA",
+                1 + b % 28,
+            ),
+        ];
+        Reply::json(json!({"passive_dns": records, "count": records.len()}))
     }
 
     /// Page `page` of pulse `n` of `value`: ten records, the value's at

@@ -413,8 +413,9 @@ impl<'de> Visitor<'de> for Matches<'_> {
     }
 }
 
-/// A string, or anything else (which is dropped).
-enum Lenient {
+/// A string, or anything else (which is dropped). Also what the passive
+/// DNS reader takes of a record's fields.
+pub(super) enum Lenient {
     Text(String),
     Other,
 }

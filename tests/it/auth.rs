@@ -487,7 +487,9 @@ fn the_key_of_each_token_is_the_one_sent_to_otx() {
     relay.forbid(key);
     check_accepted(&relay, &signed(json!({"key": key, "iat": now()})));
     let requests = otx.requests();
-    assert_eq!(requests.len(), 3, "user/me, then /general twice");
+    // user/me; /general and passive DNS (SPEC §15) for /observe; /general
+    // for /deliberate: every one with the token's key.
+    assert_eq!(requests.len(), 4, "{requests:?}");
     for request in &requests {
         assert_eq!(request.header("X-OTX-API-KEY"), Some(key), "{request:?}");
         assert_eq!(request.header("User-Agent"), Some(USER_AGENT));

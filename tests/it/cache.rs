@@ -14,6 +14,10 @@ use crate::support::*;
 const OBSERVE: &str = "/observe/observables";
 const PULSE: &str = "5f7a32a91d75358975505d5f";
 const CREATED: &str = "2021-03-04T05:06:07";
+/// For the tests that count every OTX request and connection of `/general`
+/// and the pulse lookups: passive DNS (SPEC §15) would add its own, in
+/// parallel (its caching is tested in `passive_dns.rs`).
+const NO_PASSIVE_DNS: (&str, &str) = ("PASSIVE_DNS", "off");
 
 fn general_path(ip: &str) -> String {
     format!("/api/v1/indicators/IPv4/{ip}/general")
@@ -108,7 +112,7 @@ fn stable_docs(data: &Value, kind: &str, fresh: &[&str]) -> Vec<Value> {
 fn sequential_calls_reuse_one_otx_connection() {
     let otx = FakeOtx::start();
     program(&otx, "1.2.3.4", PULSE);
-    let relay = Relay::start(&otx, &[]);
+    let relay = Relay::start(&otx, &[NO_PASSIVE_DNS]);
     for _ in 0..5 {
         let data = observe(&relay, "1.2.3.4");
         assert_eq!(docs(&data, "sightings").len(), 1, "{data}");
@@ -126,7 +130,7 @@ fn concurrent_lookups_need_no_more_connections_than_in_flight() {
     for (i, ip) in ips.iter().enumerate() {
         program(&otx, ip, &format!("60000000000000000000000{i}"));
     }
-    let relay = Relay::start(&otx, &[]);
+    let relay = Relay::start(&otx, &[NO_PASSIVE_DNS]);
     let body = json!(ips
         .iter()
         .map(|ip| json!({"type": "ip", "value": ip}))
@@ -146,7 +150,7 @@ fn concurrent_lookups_need_no_more_connections_than_in_flight() {
 fn a_cache_hit_asks_otx_nothing_and_answers_the_same_docs() {
     let otx = FakeOtx::start();
     program(&otx, "1.2.3.4", PULSE);
-    let relay = Relay::start(&otx, &[("CACHE_TTL", "300")]);
+    let relay = Relay::start(&otx, &[NO_PASSIVE_DNS, ("CACHE_TTL", "300")]);
     let first = observe(&relay, "1.2.3.4");
     assert_eq!(otx.requests().len(), 2);
     otx.reset_log();
@@ -179,7 +183,7 @@ fn the_cache_is_per_otx_key() {
     const OTHER: &str = "otx-other-tenant-key-fedcba9876543210";
     let otx = FakeOtx::start();
     program(&otx, "1.2.3.4", PULSE);
-    let relay = Relay::start(&otx, &[("CACHE_TTL", "300")]);
+    let relay = Relay::start(&otx, &[NO_PASSIVE_DNS, ("CACHE_TTL", "300")]);
     relay.forbid(OTHER);
     let other = jwt(SECRET, &json!({"key": OTHER}));
     relay.forbid(&other);
@@ -205,7 +209,7 @@ fn the_cache_is_per_otx_key() {
 fn entries_expire_after_the_ttl() {
     let otx = FakeOtx::start();
     program(&otx, "1.2.3.4", PULSE);
-    let relay = Relay::start(&otx, &[("CACHE_TTL", "1")]);
+    let relay = Relay::start(&otx, &[NO_PASSIVE_DNS, ("CACHE_TTL", "1")]);
     observe(&relay, "1.2.3.4");
     observe(&relay, "1.2.3.4");
     assert_eq!(otx.requests().len(), 2, "the second call is a hit");
@@ -280,7 +284,7 @@ fn a_failed_pulse_lookup_is_not_cached() {
 fn no_data_is_cached() {
     let otx = FakeOtx::start();
     // Nothing programmed: /general answers 404 "Not found.".
-    let relay = Relay::start(&otx, &[("CACHE_TTL", "300")]);
+    let relay = Relay::start(&otx, &[NO_PASSIVE_DNS, ("CACHE_TTL", "300")]);
     for _ in 0..3 {
         let data = observe(&relay, "9.9.9.9");
         assert_eq!(data, json!({}));
@@ -368,7 +372,7 @@ fn check_big_page(at: usize) {
     let page = big_page(ip, at);
     assert!(page.len() > 4_000_000, "{} bytes", page.len());
     otx.on(&pulse_path(PULSE), Reply::json_bytes(page));
-    let relay = Relay::start(&otx, &[]);
+    let relay = Relay::start(&otx, &[NO_PASSIVE_DNS]);
     let data = observe(&relay, ip);
     let sightings = docs(&data, "sightings");
     assert_eq!(sightings.len(), 1, "{data}");

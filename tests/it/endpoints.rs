@@ -143,6 +143,7 @@ fn refer_links_every_supported_type_in_input_order() {
         {"type": "domain", "value": "münchen.de"},
         {"type": "ip", "value": "1.2.3.4"},
         {"type": "IP", "value": "5.6.7.8"},
+        {"type": "hostname", "value": "WWW.Example.com"},
     ]);
     let (status, answer) = relay.post("/refer/observables", None, &body.to_string());
     assert_eq!(status, 200);
@@ -175,6 +176,7 @@ fn refer_links_every_supported_type_in_input_order() {
             ),
             link(b, "domain", "domain", "domain", "m%C3%BCnchen.de", "m%C3%BCnchen.de"),
             link(b, "ip", "IP", "ip", "1.2.3.4", "1.2.3.4"),
+            link(b, "hostname", "hostname", "hostname", "WWW.Example.com", "WWW.Example.com"),
         ]}),
     );
     assert!(otx.requests().is_empty(), "refer never calls OTX");
@@ -568,6 +570,8 @@ fn help_names_the_subcommands_and_every_variable() {
         "SSL_CERT_FILE",
         "HTTPS_PROXY",
         "NO_PROXY",
+        "PASSIVE_DNS",
+        "PASSIVE_DNS_LIMIT",
     ] {
         assert!(run.stdout.contains(word), "--help does not mention {word}");
     }

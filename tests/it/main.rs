@@ -17,6 +17,7 @@ mod metrics;
 mod observe;
 mod operations;
 mod panic_guard;
+mod passive_dns;
 mod respond;
 mod robustness;
 mod slow_clients;

@@ -27,6 +27,10 @@ pub(crate) fn general_path(section: &str, quoted: &str) -> String {
     format!("/api/v1/indicators/{section}/{quoted}/general")
 }
 
+pub(crate) fn passive_dns_path(section: &str, quoted: &str) -> String {
+    format!("/api/v1/indicators/{section}/{quoted}/passive_dns")
+}
+
 pub(crate) fn pulse_path(pulse_id: &str) -> String {
     format!("/api/v1/pulses/{pulse_id}/indicators")
 }
@@ -233,6 +237,13 @@ impl Expected {
         self.entities(indicator, sighting)
     }
 
+    /// A passive DNS sighting (SPEC §15) given whole: no indicator, no
+    /// relationship; after its observable's pulse sightings.
+    pub(crate) fn sighted(&mut self, sighting: Value) -> &mut Self {
+        self.sightings.push(sighting);
+        self
+    }
+
     /// An indicator and a sighting given whole, and their relationship.
     fn entities(&mut self, indicator: Value, sighting: Value) -> &mut Self {
         self.indicators.push(indicator);
@@ -344,11 +355,15 @@ pub(crate) fn check_links(body: &Value) {
             .cloned()
             .unwrap_or_default()
     };
-    let (sightings, indicators, relationships) = (
+    let (all_sightings, indicators, relationships) = (
         all_docs("sightings"),
         all_docs("indicators"),
         all_docs("relationships"),
     );
+    // Passive DNS sightings (SPEC §15) have no indicator and no relationship.
+    let sightings: Vec<&Value> = (all_sightings.iter())
+        .filter(|s| s.get("relations").is_none())
+        .collect();
     let (member_of, indicates) = relationships.split_at(sightings.len().min(relationships.len()));
     for (i, relationship) in member_of.iter().enumerate() {
         assert_eq!(
@@ -401,7 +416,7 @@ pub(crate) fn check_links(body: &Value) {
             "verdict {i}"
         );
     }
-    let mut random: Vec<String> = [sightings, relationships, all_docs("judgements")]
+    let mut random: Vec<String> = [all_sightings, relationships, all_docs("judgements")]
         .iter()
         .flatten()
         .map(|doc| doc["id"].as_str().expect("a string id").to_string())
@@ -525,7 +540,8 @@ fn sample_ip_answer(otx: &FakeOtx) -> Value {
 fn the_recorded_ipv4_answer_maps_its_one_counted_pulse_to_whole_ctim_documents() {
     let otx = FakeOtx::start();
     serve_sample_ip(&otx);
-    let relay = Relay::start(&otx, &[]);
+    // Passive DNS (SPEC §15) off: the OTX requests are listed below in order.
+    let relay = Relay::start(&otx, &[("PASSIVE_DNS", "off")]);
     let expected = sample_ip_answer(&otx);
     let observables = json!([obs("ip", SAMPLE_IP)]);
 
@@ -570,10 +586,12 @@ fn each_type_asks_its_otx_section_with_the_value_quoted_like_python() {
             "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"
         ),
         obs("email", "user@example.com"),
-        obs("hostname", "example.com"),
+        obs("hostname", "WWW.Ex@mple.COM"),
+        obs("mac_address", "00:00:5e:00:53:01"),
     ]);
 
-    // Nothing is programmed: every /general answers 404, which is no data.
+    // Nothing is programmed: every /general (and passive DNS) answers 404,
+    // which is no data.
     check(&relay, &observables, &json!({"data": {}}));
 
     let requests = otx.requests();
@@ -581,7 +599,8 @@ fn each_type_asks_its_otx_section_with_the_value_quoted_like_python() {
     let mut paths: Vec<String> = requests.iter().map(|r| r.path.clone()).collect();
     paths.sort();
     // python3 -c "from urllib.parse import quote; print(quote(VALUE, safe='@:'))"
-    // on the value OTX is asked about (hashes and domains in ASCII lower case).
+    // on the value OTX is asked about (hashes, domains and hostnames in ASCII
+    // lower case).
     let mut expected = vec![
         general_path("IPv4", "151.106.3.179"),
         general_path("IPv6", "2001:DB8::1"),
@@ -596,6 +615,12 @@ fn each_type_asks_its_otx_section_with_the_value_quoted_like_python() {
             "file",
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
         ),
+        general_path("hostname", "www.ex@mple.com"),
+        // SPEC §15: passive DNS of names and addresses, in the same sections.
+        passive_dns_path("IPv4", "151.106.3.179"),
+        passive_dns_path("IPv6", "2001:DB8::1"),
+        passive_dns_path("domain", "b%C3%9Ccher.example.de"),
+        passive_dns_path("hostname", "www.ex@mple.com"),
     ];
     expected.sort();
     assert_eq!(paths, expected, "no request for email or unknown types");

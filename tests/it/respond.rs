@@ -34,7 +34,8 @@ fn actions_are_offered_per_type_and_token() {
         {"type": "ip", "value": "1.2.3.4"},
         {"type": "url", "value": "http://bad.example/x?y"},
         {"type": "mutex", "value": "ignored"},
-        {"type": "email", "value": "a@b.example"}
+        {"type": "email", "value": "a@b.example"},
+        {"type": "hostname", "value": "WWW.Bad.Example"}
     ])
     .to_string();
     // Without a pulse in the token: only URLs can be submitted.
@@ -63,6 +64,7 @@ fn actions_are_offered_per_type_and_token() {
                    "Ask AlienVault OTX to analyse this URL", "url", "http://bad.example/x?y"),
             add("url", "URL", "http://bad.example/x?y"),
             add("email", "email", "a@b.example"),
+            add("hostname", "hostname", "WWW.Bad.Example"),
         ]}),
     );
     // A pulse id that is not 24 hex digits names no pulse.
@@ -121,6 +123,8 @@ fn submit_url_posts_the_url_and_add_to_pulse_patches_the_pulse() {
             "FileHash-SHA256",
         ),
         ("email", "phish@bad.example", "email"),
+        // SPEC §15: as received (a write, not a lookup: no lower-casing).
+        ("hostname", "WWW.Bad.Example", "hostname"),
     ] {
         otx.reset_log();
         let answer = trigger(

@@ -293,7 +293,8 @@ fn observe_carries_the_verdict_at_no_extra_otx_cost() {
             Reply::json(json!({"results": [{"indicator": IP, "created": format!("2020-01-0{}T00:00:00", i + 1)}], "next": null})),
         );
     }
-    let relay = Relay::start(&otx, &[]);
+    // Passive DNS (SPEC §15) is not the verdict's cost: left out of the count.
+    let relay = Relay::start(&otx, &[("PASSIVE_DNS", "off")]);
     let (_, body) = relay.post_auth("/observe/observables", &observables("ip", IP));
     assert_eq!(body["data"]["sightings"]["count"], 2);
     assert_eq!(body["data"]["indicators"]["count"], 2);

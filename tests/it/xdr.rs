@@ -644,6 +644,10 @@ fn module_type_prints_the_document_and_checks_the_url() {
     let document: Value = serde_json::from_str(&run.stdout).expect("valid JSON");
     assert_eq!(document["title"], "AlienVault OTX");
     assert_eq!(document["default_name"], "AlienVault OTX");
+    // SPEC §15: hostnames are among the types, passive DNS among the answers.
+    let description = document["description"].as_str().unwrap_or_default();
+    assert!(description.contains("hostnames"), "{description}");
+    assert!(description.contains("passive DNS"), "{description}");
     for field in ["short_description", "description", "tips"] {
         assert!(
             document[field].as_str().is_some_and(|t| t.len() > 20),
