@@ -145,18 +145,20 @@ impl Otx {
         let idle = config.otx_concurrency.max(4) * 2;
         let agent = egress::agent(config, idle)?;
         let pool = Pool::new(config.otx_concurrency)?;
+        let kinds = if config.passive_dns { 3 } else { 2 };
+        let share = |n| cache_share(config.cache_max_entries, kinds, n);
         Ok(Otx {
             agent,
             base: config.otx_url.clone(),
             timeout: config.otx_timeout,
             max_body: config.otx_max_body,
             pool,
-            // CACHE_MAX_ENTRIES is the total (SPEC §1), shared by the three
-            // kinds of OTX answer kept: indicators', pulses' records and
-            // passive DNS.
-            generals: Memo::new(config.cache_ttl, cache_share(config.cache_max_entries, 0)),
-            records: Memo::new(config.cache_ttl, cache_share(config.cache_max_entries, 1)),
-            passive_dns: Memo::new(config.cache_ttl, cache_share(config.cache_max_entries, 2)),
+            // CACHE_MAX_ENTRIES is the total (SPEC §1), shared by the kinds
+            // of OTX answer kept: indicators', pulses' records and passive
+            // DNS (when on).
+            generals: Memo::new(config.cache_ttl, share(0)),
+            records: Memo::new(config.cache_ttl, share(1)),
+            passive_dns: Memo::new(config.cache_ttl, share(2)),
             passive_dns_limit: config.passive_dns_limit,
             metrics,
             proxy: config
@@ -800,11 +802,13 @@ pub fn scan_page_for_fuzz(page: &[u8], observable: &Observable) -> bool {
     scan_page(page, observable).is_ok()
 }
 
-/// The `n`th of the three shares of `CACHE_MAX_ENTRIES` (indicators'
-/// answers, pulses' records, passive DNS): together exactly the total, each
-/// at least one entry.
-fn cache_share(total: usize, n: usize) -> usize {
-    (total / 3 + usize::from(n < total % 3)).max(1)
+/// The `n`th of `kinds` shares of `total` entries: together exactly the
+/// total, the first ones a larger by one where it does not divide.
+fn cache_share(total: usize, kinds: usize, n: usize) -> usize {
+    if n >= kinds {
+        return 0;
+    }
+    total / kinds + usize::from(n < total % kinds)
 }
 
 /// Reads `answer` as a passive DNS answer for the fuzz target

@@ -251,21 +251,15 @@ fn handle(app: &Arc<App>, handler: Handler, mut request: tiny_http::Request) {
         Some(bytes),
         None,
     );
+    // Counted and logged before the answer is handed over: the client may
+    // have it (and read /metrics) as soon as the connection's thread writes
+    // it, which takes nothing of this worker's time.
+    let took = started.elapsed();
+    app.metrics
+        .request_done(routes::endpoint(app, &path), reply.status, took);
+    log::access(&method, &path, reply.status, bytes, took, reply.retries);
     // The client may have gone: nothing to do about it.
     let _ = request.respond(response);
-    app.metrics.request_done(
-        routes::endpoint(app, &path),
-        reply.status,
-        started.elapsed(),
-    );
-    log::access(
-        &method,
-        &path,
-        reply.status,
-        bytes,
-        started.elapsed(),
-        reply.retries,
-    );
 }
 
 /// The request as a value, or why tiny_http refused it. Its body has

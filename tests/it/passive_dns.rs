@@ -605,13 +605,10 @@ fn a_failure_leaves_the_sighting_out_with_one_warning_and_no_error() {
     let observables: Vec<Value> = ips.iter().map(|(ip, _)| obs("ip", ip)).collect();
     check_data(&relay, &json!(observables), &pulses_only(&otx, &ips));
 
+    // Four failures, one line: a kind of OTX trouble is logged at most
+    // once a minute (SPEC §8), the next line counting what was folded.
     let lines = warnings(&relay);
-    assert_eq!(
-        lines.len(),
-        4,
-        "one warning each: {lines:?}\n{}",
-        relay.logs()
-    );
+    assert_eq!(lines.len(), 1, "one warning: {lines:?}\n{}", relay.logs());
     for line in &lines {
         assert!(line.contains(" WARN "), "{line}");
         assert!(line.contains("ip observable"), "the type is named: {line}");
@@ -619,10 +616,9 @@ fn a_failure_leaves_the_sighting_out_with_one_warning_and_no_error() {
             assert!(!line.contains(ip), "the value is not: {line}");
         }
     }
+    // Which of the four comes first is a race; each is one of them.
     assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("500 Internal Server Error")),
+        lines[0].contains("WARN passive DNS was left out of an answer: a ip observable: "),
         "{lines:?}"
     );
     // Reset on each of the three tries: the retries count in the access log.
