@@ -13,7 +13,7 @@ use lexopt::Arg::{Long, Short, Value};
 
 use crate::app::App;
 use crate::auth::{self, MIN_SECRET_KEY_BYTES};
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::log;
 use crate::server::{OnFailure, Relay};
 
@@ -36,32 +36,6 @@ USAGE:
                               (KEY: an OTX API key, else $OTX_API_KEY; HOST: also check an
                               XDR JWKS host); exit 0 only when every step passes
     otx-relay --help | --version
-
-ENVIRONMENT (empty counts as unset):
-    SECRET_KEY          HS256 secret of the Bearer JWT (unset: every call is refused)
-    AVOTX_URL           OTX base URL                      [https://otx.alienvault.com]
-    CTR_ENTITIES_LIMIT  max sightings per observable       [100, at most 1000]
-    HOST, PORT          listening address                  [0.0.0.0, 9090]
-    AVOTX_TIMEOUT       seconds for one OTX request         [10]
-    RELAY_DEADLINE      seconds for one /observe call       [25]
-    RELAY_THREADS       HTTP worker threads                [64]
-    AVOTX_CONCURRENCY   OTX requests in flight at once      [32, at most 1024]
-    CACHE_TTL           seconds OTX answers are cached, 0 = off [300]
-    CACHE_MAX_ENTRIES   cache size, entries in all          [10000]
-    AVOTX_MAX_BODY      largest OTX answer read, bytes      [67108864]
-    OTX_MALICIOUS_PULSES  pulses that make a verdict Malicious [2]
-    VERDICT_VALID_DAYS  lifetime of a verdict, days         [7]
-    RELAY_CLIENT_TIMEOUT  seconds a silent client is kept     [10]
-    RELAY_MAX_CONNECTIONS  client connections open at once  [1024]
-    SSL_CERT_FILE       PEM bundle replacing the built-in roots
-    HTTPS_PROXY, NO_PROXY  egress proxy (http:// CONNECT proxies only)
-    RELAY_AUDIENCE      this relay's public base URLs; set: accept XDR's RS256 tokens
-    JWKS_HOSTS          hosts XDR tokens may name for their keys [the 3 Cisco visibility hosts]
-    JWKS_TTL            seconds fetched keys are trusted    [3600]
-    TILE_CACHE_TTL      seconds one walk of subscribed pulses serves the tiles [600]
-    TILE_MAX_PULSES     most subscribed pulses one walk reads [1000]
-    PASSIVE_DNS         on: /observe adds OTX's passive DNS of IPs, domains, hostnames [on]
-    PASSIVE_DNS_LIMIT   most resolutions per observable, 1 to 1000 [50]
 ";
 
 /// The longest `token --ttl`: 100 years, in seconds.
@@ -166,7 +140,10 @@ pub fn run(command: Command) -> Result<(), Failure> {
     match command {
         Command::Serve => serve().map_err(Failure::new),
         Command::Help => {
-            print!("{HELP}");
+            print!(
+                "{HELP}\nENVIRONMENT (empty counts as unset):\n{}",
+                config::help()
+            );
             Ok(())
         }
         Command::Version => {

@@ -51,6 +51,261 @@ pub const MAX_CA_FILE: u64 = 4 * 1024 * 1024;
 /// `VERDICT_VALID_DAYS`: ten years.
 pub const MAX_VERDICT_VALID_DAYS: u64 = 3650;
 
+/// One environment variable, described once: [`Config::from_lookup`] reads
+/// the numeric ones through it (default and bounds), `otx-relay --help`
+/// prints [`help`], and a test holds the README's configuration table to
+/// [`markdown`], so the three cannot drift.
+#[derive(Debug, Clone, Copy)]
+pub struct Var {
+    pub name: &'static str,
+    /// What unset (or empty) means, as shown: `10`, `on`, `unset`.
+    pub default: &'static str,
+    /// A count: the least and the largest value accepted (out of them,
+    /// start-up stops). `None`: read by its own rules, which `doc` states.
+    pub range: Option<(u64, u64)>,
+    /// One line: what it sets.
+    pub doc: &'static str,
+}
+
+const fn var(name: &'static str, default: &'static str, doc: &'static str) -> Var {
+    Var {
+        name,
+        default,
+        range: None,
+        doc,
+    }
+}
+
+const fn count(name: &'static str, default: &'static str, max: u64, doc: &'static str) -> Var {
+    Var {
+        name,
+        default,
+        range: Some((1, max)),
+        doc,
+    }
+}
+
+pub const SECRET_KEY: Var = var(
+    "SECRET_KEY",
+    "unset",
+    "HS256 secret of the Bearer JWT (32 bytes or more). Unset: starts, warns, refuses every HS256 token.",
+);
+pub const AVOTX_URL: Var = var(
+    "AVOTX_URL",
+    DEFAULT_OTX_URL,
+    "OTX base URL (`http(s)://`, no path); also the base of every link emitted.",
+);
+pub const CTR_ENTITIES_LIMIT: Var = var(
+    "CTR_ENTITIES_LIMIT",
+    "100",
+    "Max sightings per observable (bad or < 1: 100; > 1000: 1000). The JWT claim of the same name overrides it.",
+);
+pub const HOST: Var = var("HOST", "0.0.0.0", "Listening address.");
+pub const PORT: Var = Var {
+    range: Some((1, 65_535)),
+    ..var("PORT", "9090", "Listening port.")
+};
+pub const AVOTX_TIMEOUT: Var = count(
+    "AVOTX_TIMEOUT",
+    "10",
+    MAX_SECONDS,
+    "Seconds for one OTX request (connect + answer).",
+);
+pub const RELAY_DEADLINE: Var = count(
+    "RELAY_DEADLINE",
+    "25",
+    MAX_SECONDS,
+    "Seconds for one `/observe`, `/deliberate` or tile-data call; then it answers with what it has plus a `timeout` error.",
+);
+pub const RELAY_THREADS: Var = count(
+    "RELAY_THREADS",
+    "64",
+    MAX_THREADS,
+    "Worker threads for the requests that wait on OTX (those that need only the CPU are answered on their connection's thread).",
+);
+pub const AVOTX_CONCURRENCY: Var = count(
+    "AVOTX_CONCURRENCY",
+    "32",
+    MAX_CONCURRENCY,
+    "OTX requests in flight at once, process-wide, shared between tenants in turn; at most 1024.",
+);
+pub const CACHE_TTL: Var = Var {
+    range: Some((0, MAX_CACHE_TTL)),
+    ..var(
+        "CACHE_TTL",
+        "300",
+        "Seconds OTX answers are cached, per tenant; `0` turns the cache off.",
+    )
+};
+pub const CACHE_MAX_ENTRIES: Var = count(
+    "CACHE_MAX_ENTRIES",
+    "10000",
+    MAX_CACHE_ENTRIES,
+    "Entries of the in-process cache in all (shared by indicators' answers, pulses' records and passive DNS).",
+);
+pub const AVOTX_MAX_BODY: Var = count(
+    "AVOTX_MAX_BODY",
+    "67108864",
+    MAX_OTX_BODY,
+    "Largest OTX answer read, in bytes.",
+);
+pub const OTX_MALICIOUS_PULSES: Var = count(
+    "OTX_MALICIOUS_PULSES",
+    "2",
+    MAX_MALICIOUS_PULSES,
+    "Pulses that make a verdict Malicious.",
+);
+pub const VERDICT_VALID_DAYS: Var = count(
+    "VERDICT_VALID_DAYS",
+    "7",
+    MAX_VERDICT_VALID_DAYS,
+    "Days a verdict is valid.",
+);
+pub const RELAY_CLIENT_TIMEOUT: Var = count(
+    "RELAY_CLIENT_TIMEOUT",
+    "10",
+    MAX_SECONDS,
+    "Seconds a client has for its whole request head, then again for its whole body, and for taking each answer (plus 1 s per 64 KiB of it); an idle keep-alive connection closes after it.",
+);
+pub const RELAY_MAX_CONNECTIONS: Var = count(
+    "RELAY_MAX_CONNECTIONS",
+    "1024",
+    MAX_CONNECTIONS,
+    "Client connections open at once (each costs a thread); beyond, a new one is closed at once.",
+);
+pub const SSL_CERT_FILE: Var = var(
+    "SSL_CERT_FILE",
+    "unset",
+    "PEM bundle that replaces the built-in Mozilla roots (TLS-inspecting proxies).",
+);
+pub const HTTPS_PROXY: Var = var(
+    "HTTPS_PROXY",
+    "unset",
+    "Egress proxy for OTX and JWKS calls (also `ALL_PROXY`, `HTTP_PROXY`, lower case too; the first set in that order). Only `http://` CONNECT proxies.",
+);
+pub const NO_PROXY: Var = var(
+    "NO_PROXY",
+    "unset",
+    "Hosts reached without the proxy: names (and their subdomains), IPs, CIDR ranges, each with an optional `:port`; `*` for all.",
+);
+pub const RELAY_AUDIENCE: Var = var(
+    "RELAY_AUDIENCE",
+    "unset",
+    "Comma-separated public base URLs of this relay. Set: XDR's RS256 configuration tokens are accepted beside HS256 ones.",
+);
+pub const JWKS_HOSTS: Var = var(
+    "JWKS_HOSTS",
+    "the three Cisco visibility hosts",
+    "Comma-separated `host[:port]` a token's `jwks_host` may name; no other host is ever contacted.",
+);
+pub const JWKS_TTL: Var = count(
+    "JWKS_TTL",
+    "3600",
+    MAX_SECONDS,
+    "Seconds fetched JWKS keys are trusted.",
+);
+pub const TILE_CACHE_TTL: Var = count(
+    "TILE_CACHE_TTL",
+    "600",
+    MAX_SECONDS,
+    "Seconds one walk of a tenant's subscribed pulses serves its tiles.",
+);
+pub const TILE_MAX_PULSES: Var = count(
+    "TILE_MAX_PULSES",
+    "1000",
+    MAX_TILE_PULSES,
+    "The most subscribed pulses one walk reads.",
+);
+pub const METRICS: Var = var("METRICS", "on", "`off` removes `GET /metrics`.");
+pub const REDIS_URL: Var = var(
+    "REDIS_URL",
+    "unset",
+    "`redis://` or `rediss://` URL of a cache shared by a fleet of relays. Unset: the in-process cache alone.",
+);
+pub const PASSIVE_DNS: Var = var(
+    "PASSIVE_DNS",
+    "on",
+    "`off`: `/observe` asks no passive DNS of IPs, domains and hostnames.",
+);
+pub const PASSIVE_DNS_LIMIT: Var = count(
+    "PASSIVE_DNS_LIMIT",
+    "50",
+    MAX_PASSIVE_DNS_LIMIT,
+    "The most relations one observable's passive DNS sighting carries.",
+);
+pub const OTX_API_KEY: Var = var(
+    "OTX_API_KEY",
+    "unset",
+    "The OTX key `otx-relay check` uses when `--key` is not given (the server never reads it).",
+);
+
+/// Every variable, in the order `--help` and the README show them.
+pub const VARS: [Var; 29] = [
+    SECRET_KEY,
+    AVOTX_URL,
+    CTR_ENTITIES_LIMIT,
+    HOST,
+    PORT,
+    AVOTX_TIMEOUT,
+    RELAY_DEADLINE,
+    RELAY_THREADS,
+    AVOTX_CONCURRENCY,
+    CACHE_TTL,
+    CACHE_MAX_ENTRIES,
+    AVOTX_MAX_BODY,
+    OTX_MALICIOUS_PULSES,
+    VERDICT_VALID_DAYS,
+    RELAY_CLIENT_TIMEOUT,
+    RELAY_MAX_CONNECTIONS,
+    SSL_CERT_FILE,
+    HTTPS_PROXY,
+    NO_PROXY,
+    RELAY_AUDIENCE,
+    JWKS_HOSTS,
+    JWKS_TTL,
+    TILE_CACHE_TTL,
+    TILE_MAX_PULSES,
+    METRICS,
+    REDIS_URL,
+    PASSIVE_DNS,
+    PASSIVE_DNS_LIMIT,
+    OTX_API_KEY,
+];
+
+/// `--help`'s list of variables: one line each, the default in brackets.
+pub fn help() -> String {
+    VARS.iter()
+        .map(|v| format!("    {} [{}]\n        {}\n", v.name, v.default, v.doc))
+        .collect()
+}
+
+/// The README's configuration table.
+pub fn markdown() -> String {
+    let shown = |d: &str| match d.contains(' ') || d == "unset" {
+        true => d.to_owned(),
+        false => format!("`{d}`"),
+    };
+    let rows: String = VARS
+        .iter()
+        .map(|v| format!("| `{}` | {} | {} |\n", v.name, shown(v.default), v.doc))
+        .collect();
+    format!("| variable | default | meaning |\n|---|---|---|\n{rows}")
+}
+
+/// A count within `var`'s range, its default when unset.
+fn read_count(var: &Var, raw: Option<String>) -> Result<u64, ConfigError> {
+    let (min, max) = var.range.unwrap_or((1, u64::MAX));
+    // Each default parses and lies in its range (`every_count_default_is_in_its_range`).
+    let default = var.default.parse().unwrap_or(min);
+    number(var.name, raw, default, min..=max, || match min {
+        0 => format!(
+            "must be a whole number of seconds no larger than {max} (0 turns the cache off)"
+        ),
+        _ if var.name == PORT.name => "must be a port number from 1 to 65535".to_owned(),
+        _ => format!("must be a positive integer no larger than {max}"),
+    })
+}
+
 /// The validated configuration.
 #[derive(Clone)]
 pub struct Config {
@@ -262,6 +517,7 @@ impl Config {
     /// value counts as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let var = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        let count = |v: &Var| read_count(v, var(v.name));
         let ca_pem = match var("SSL_CERT_FILE") {
             Some(path) => Some(read_ca_file(&path)?),
             None => None,
@@ -271,99 +527,29 @@ impl Config {
             otx_url: otx_url(var("AVOTX_URL"))?,
             entities_limit: entities_limit(var("CTR_ENTITIES_LIMIT").as_deref()),
             host: var("HOST").unwrap_or_else(|| "0.0.0.0".to_owned()),
-            port: port(var("PORT"))?,
-            otx_timeout: Duration::from_secs(positive(
-                "AVOTX_TIMEOUT",
-                var("AVOTX_TIMEOUT"),
-                10,
-                MAX_SECONDS,
-            )?),
-            deadline: Duration::from_secs(positive(
-                "RELAY_DEADLINE",
-                var("RELAY_DEADLINE"),
-                25,
-                MAX_SECONDS,
-            )?),
-            threads: positive("RELAY_THREADS", var("RELAY_THREADS"), 64, MAX_THREADS)? as usize,
-            otx_concurrency: positive(
-                "AVOTX_CONCURRENCY",
-                var("AVOTX_CONCURRENCY"),
-                32,
-                MAX_CONCURRENCY,
-            )? as usize,
-            cache_ttl: Duration::from_secs(non_negative(
-                "CACHE_TTL",
-                var("CACHE_TTL"),
-                300,
-                MAX_CACHE_TTL,
-            )?),
-            cache_max_entries: positive(
-                "CACHE_MAX_ENTRIES",
-                var("CACHE_MAX_ENTRIES"),
-                10_000,
-                MAX_CACHE_ENTRIES,
-            )? as usize,
-            otx_max_body: positive(
-                "AVOTX_MAX_BODY",
-                var("AVOTX_MAX_BODY"),
-                64 * 1024 * 1024,
-                MAX_OTX_BODY,
-            )?,
-            malicious_pulses: positive(
-                "OTX_MALICIOUS_PULSES",
-                var("OTX_MALICIOUS_PULSES"),
-                2,
-                MAX_MALICIOUS_PULSES,
-            )? as usize,
-            verdict_valid_days: positive(
-                "VERDICT_VALID_DAYS",
-                var("VERDICT_VALID_DAYS"),
-                7,
-                MAX_VERDICT_VALID_DAYS,
-            )?,
-            client_timeout: Duration::from_secs(positive(
-                "RELAY_CLIENT_TIMEOUT",
-                var("RELAY_CLIENT_TIMEOUT"),
-                10,
-                MAX_SECONDS,
-            )?),
-            max_connections: positive(
-                "RELAY_MAX_CONNECTIONS",
-                var("RELAY_MAX_CONNECTIONS"),
-                1024,
-                MAX_CONNECTIONS,
-            )? as usize,
+            port: count(&PORT)? as u16,
+            otx_timeout: Duration::from_secs(count(&AVOTX_TIMEOUT)?),
+            deadline: Duration::from_secs(count(&RELAY_DEADLINE)?),
+            threads: count(&RELAY_THREADS)? as usize,
+            otx_concurrency: count(&AVOTX_CONCURRENCY)? as usize,
+            cache_ttl: Duration::from_secs(count(&CACHE_TTL)?),
+            cache_max_entries: count(&CACHE_MAX_ENTRIES)? as usize,
+            otx_max_body: count(&AVOTX_MAX_BODY)?,
+            malicious_pulses: count(&OTX_MALICIOUS_PULSES)? as usize,
+            verdict_valid_days: count(&VERDICT_VALID_DAYS)?,
+            client_timeout: Duration::from_secs(count(&RELAY_CLIENT_TIMEOUT)?),
+            max_connections: count(&RELAY_MAX_CONNECTIONS)? as usize,
             ca_pem,
             proxy: proxy(&var)?,
             audiences: audiences(var("RELAY_AUDIENCE"))?,
             jwks_hosts: jwks_hosts(var("JWKS_HOSTS"))?,
-            jwks_ttl: Duration::from_secs(positive(
-                "JWKS_TTL",
-                var("JWKS_TTL"),
-                3600,
-                MAX_SECONDS,
-            )?),
-            tile_cache_ttl: Duration::from_secs(positive(
-                "TILE_CACHE_TTL",
-                var("TILE_CACHE_TTL"),
-                600,
-                MAX_SECONDS,
-            )?),
-            tile_max_pulses: positive(
-                "TILE_MAX_PULSES",
-                var("TILE_MAX_PULSES"),
-                1000,
-                MAX_TILE_PULSES,
-            )? as usize,
+            jwks_ttl: Duration::from_secs(count(&JWKS_TTL)?),
+            tile_cache_ttl: Duration::from_secs(count(&TILE_CACHE_TTL)?),
+            tile_max_pulses: count(&TILE_MAX_PULSES)? as usize,
             redis_url: redis_url(var("REDIS_URL"))?,
             metrics: on_off("METRICS", var("METRICS"))?,
             passive_dns: on_off("PASSIVE_DNS", var("PASSIVE_DNS"))?,
-            passive_dns_limit: positive(
-                "PASSIVE_DNS_LIMIT",
-                var("PASSIVE_DNS_LIMIT"),
-                DEFAULT_PASSIVE_DNS_LIMIT,
-                MAX_PASSIVE_DNS_LIMIT,
-            )? as usize,
+            passive_dns_limit: count(&PASSIVE_DNS_LIMIT)? as usize,
         })
     }
 }
@@ -543,7 +729,7 @@ pub fn otx_api_key_from_env() -> Option<String> {
 /// unset or empty) and `PORT`, with the server's rules and defaults.
 pub fn listen_address_from_env() -> Result<(Option<String>, u16), ConfigError> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    Ok((var("HOST"), port(var("PORT"))?))
+    Ok((var("HOST"), read_count(&PORT, var(PORT.name))? as u16))
 }
 
 /// `CTR_ENTITIES_LIMIT` rules (compatible): not a positive integer → 100,
@@ -635,35 +821,6 @@ fn valid_host(host: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
 }
 
-fn port(raw: Option<String>) -> Result<u16, ConfigError> {
-    let port = number("PORT", raw, 9090, 1..=65_535, || {
-        "must be a port number from 1 to 65535".to_owned()
-    })?;
-    Ok(port as u16)
-}
-
-fn positive(
-    variable: &'static str,
-    raw: Option<String>,
-    default: u64,
-    max: u64,
-) -> Result<u64, ConfigError> {
-    number(variable, raw, default, 1..=max, || {
-        format!("must be a positive integer no larger than {max}")
-    })
-}
-
-fn non_negative(
-    variable: &'static str,
-    raw: Option<String>,
-    default: u64,
-    max: u64,
-) -> Result<u64, ConfigError> {
-    number(variable, raw, default, 0..=max, || {
-        format!("must be a whole number of seconds no larger than {max} (0 turns the cache off)")
-    })
-}
-
 /// An integer variable that must lie in `range`; `reason` says what is
 /// wanted when it does not.
 fn number(
@@ -740,6 +897,31 @@ fn read_ca_file(path: &str) -> Result<Vec<u8>, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_count_default_is_in_its_range_and_every_name_is_read_once() {
+        for v in VARS {
+            if let Some((min, max)) = v.range {
+                let default: u64 = v.default.parse().expect(v.name);
+                assert!((min..=max).contains(&default), "{}", v.name);
+            }
+        }
+        let mut names: Vec<&str> = VARS.iter().map(|v| v.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), VARS.len(), "a variable is listed twice");
+        // And every variable this file reads is in the table.
+        let source = include_str!("config.rs");
+        for read in source.split("var(\"").skip(1) {
+            let name = read.split('"').next().unwrap_or_default();
+            if name.chars().all(|c| c.is_ascii_uppercase() || c == '_') && !name.is_empty() {
+                assert!(
+                    names.contains(&name) || PROXY_VARIABLES.contains(&name),
+                    "{name} is read but not in VARS"
+                );
+            }
+        }
+    }
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {

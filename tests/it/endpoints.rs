@@ -545,6 +545,24 @@ fn idle_port() -> String {
 }
 
 #[test]
+fn help_and_the_readme_show_the_one_table_of_variables() {
+    let run = run_cli(&["--help"], &[]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let help = otx_relay::config::help();
+    assert!(
+        run.stdout.ends_with(&help),
+        "--help lists the variables otherwise:\n{}",
+        run.stdout
+    );
+    let table = otx_relay::config::markdown();
+    let readme = include_str!("../../README.md");
+    assert!(
+        readme.contains(&table),
+        "README.md's configuration table is not the variables' table; paste this:\n{table}"
+    );
+}
+
+#[test]
 fn help_names_the_subcommands_and_every_variable() {
     let port = idle_port();
     let run = run_cli(&["--help"], &[("PORT", &port)]);
