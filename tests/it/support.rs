@@ -150,15 +150,17 @@ pub fn skip(why: &str) {
         "OTX_RELAY_NO_SKIPS=1, so no test may be skipped: {why}"
     );
     let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    // To the process's stderr, around libtest's capture (which keeps
+    // `eprintln!` to itself), and to the list `make test` prints.
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("skipped: {test}: {why}\n").as_bytes());
     record_skip(std::path::Path::new(SKIPPED), &test, why);
 }
 
-/// Appends `skipped: TEST: WHY` to `file`, and writes it to the process's
-/// stderr (around libtest's capture, which keeps `eprintln!` to itself).
+/// Appends `skipped: TEST: WHY` to `file`.
 pub fn record_skip(file: &std::path::Path, test: &str, why: &str) {
     use std::io::Write;
     let line = format!("skipped: {test}: {why}\n");
-    let _ = std::io::stderr().write_all(line.as_bytes());
     let appended = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
