@@ -18,7 +18,7 @@ FUZZ_SECONDS ?= 60
 
 PREFIX      ?= /usr/local
 
-.PHONY: build release install static run test lint fmt token docker docker-smoke coverage bench fuzz soak vendor-check clean
+.PHONY: build release install static run demo test lint fmt token docker docker-smoke coverage bench fuzz soak vendor-check clean
 
 build:
 	$(CARGO) build --release
@@ -43,6 +43,45 @@ static:
 # environment holds (none: it starts and warns).
 run:
 	$(CARGO) run --release
+
+# The relay at work with nothing to set up and no internet: the release
+# relay against the harness's synthetic OTX (`fake-otx --demo`, on
+# 127.0.0.1), both on free ports; one /observe and one tile's data, printed
+# (pretty when python3 is there), then the relay's log. Needs curl. The
+# relay gets only the variables set here (`env -i`) and curl no proxy, so an
+# exported HTTP_PROXY or REDIS_URL cannot take the demo off this machine.
+# Both processes are stopped on exit. tests/it/smoke.rs runs the same
+# sequence against the same synthetic OTX, so that this stays true. Two
+# builds, not one: built together, the harness's features would change the
+# relay's and rebuild it for `make run`.
+DEMO_SECRET := demo-secret-of-make-demo-not-for-production
+DEMO_OBSERVABLES := [{"type": "domain", "value": "malware.example.com"}]
+DEMO_TILE := {"tile_id": "otx-activity-summary", "period": "last_24_hours"}
+demo:
+	@command -v curl >/dev/null || { echo "make demo needs curl" >&2; exit 1; }
+	$(CARGO) build --release --bin otx-relay
+	$(CARGO) build --release -p otx-relay-harness --bin fake-otx
+	@bin=$(or $(CARGO_TARGET_DIR),target)/release; work=$$(mktemp -d); otx_pid=; relay_pid=; \
+	trap 'kill $$relay_pid $$otx_pid 2>/dev/null; rm -rf "$$work"' EXIT; trap 'exit 130' HUP INT PIPE TERM; \
+	pretty() { if command -v python3 >/dev/null; then python3 -m json.tool; else cat; echo; fi; }; \
+	$$bin/fake-otx --demo >"$$work/otx" & otx_pid=$$!; \
+	for i in $$(seq 50); do [ -s "$$work/otx" ] && break; sleep 0.1; done; \
+	otx=$$(head -n 1 "$$work/otx"); port=$$($$bin/fake-otx --free-port); \
+	[ -n "$$otx" ] || { echo "fake-otx did not start" >&2; exit 1; }; \
+	echo "== fake OTX on 127.0.0.1:$$otx, the relay on 127.0.0.1:$$port"; \
+	env -i AVOTX_URL=http://127.0.0.1:$$otx SECRET_KEY='$(DEMO_SECRET)' HOST=127.0.0.1 PORT=$$port \
+	  $$bin/otx-relay >"$$work/relay.log" 2>&1 & relay_pid=$$!; \
+	up() { curl -sf --noproxy '*' -H 'Health-Check: ok' http://127.0.0.1:$$port/watchdog >/dev/null; }; \
+	for i in $$(seq 100); do up && break; sleep 0.1; done; \
+	up || { echo "the relay did not answer /watchdog; its log:" >&2; cat "$$work/relay.log" >&2; exit 1; }; \
+	token=$$(env -i SECRET_KEY='$(DEMO_SECRET)' $$bin/otx-relay token --key demo) || exit 1; \
+	echo '== POST /observe/observables $(DEMO_OBSERVABLES)'; \
+	curl -sS --noproxy '*' -X POST http://127.0.0.1:$$port/observe/observables -H "Authorization: Bearer $$token" \
+	  -H 'Content-Type: application/json' -d '$(DEMO_OBSERVABLES)' | pretty; \
+	echo '== POST /tiles/tile-data $(DEMO_TILE)'; \
+	curl -sS --noproxy '*' -X POST http://127.0.0.1:$$port/tiles/tile-data -H "Authorization: Bearer $$token" \
+	  -H 'Content-Type: application/json' -d '$(DEMO_TILE)' | pretty; \
+	echo "== the relay's log"; cat "$$work/relay.log"
 
 # Unit tests, the integration suite (tests/it) and a short smoke run of the
 # benchmark, for the relay and the test harness (harness/, a workspace

@@ -691,3 +691,62 @@ fn a_relay_whose_output_holds_a_forbidden_string_fails_when_dropped_quiet_or_not
         assert!(!message.contains("harness-canary"), "{message}");
     }
 }
+
+/// `make demo`'s sequence, with its secret, observables and tile read from
+/// the Makefile, against the same synthetic OTX (`fake-otx --demo` serves
+/// `Synth::demo`) and a token minted as it mints one: the demo keeps
+/// showing what the README says it shows.
+#[test]
+fn make_demo_shows_sightings_a_malicious_verdict_malware_and_busy_tiles() {
+    let makefile = include_str!("../../Makefile");
+    let variable = |name: &str| {
+        let value = makefile.lines().find_map(|line| {
+            let (left, right) = line.split_once(":=")?;
+            (left.trim() == name).then(|| right.trim())
+        });
+        value.unwrap_or_else(|| panic!("no `{name} :=` in the Makefile"))
+    };
+    let secret = variable("DEMO_SECRET");
+    let otx = FakeOtx::start();
+    Synth::demo().serve(&otx);
+    let relay = Relay::start(&otx, &[("SECRET_KEY", secret)]);
+    relay.forbid(secret);
+    let minted = run_cli(&["token", "--key", "demo"], &[("SECRET_KEY", secret)]);
+    assert_eq!(minted.code, Some(0), "otx-relay token: {}", minted.stderr);
+    let auth = bearer(minted.stdout.trim());
+    relay.forbid(minted.stdout.trim());
+
+    let observables = variable("DEMO_OBSERVABLES");
+    let (status, observed) = relay.post("/observe/observables", Some(&auth), observables);
+    assert_eq!(status, 200, "{observed}");
+    let data = &observed["data"];
+    assert!(observed.get("errors").is_none(), "{observed}");
+    let asked = serde_json::from_str::<Value>(observables).expect("DEMO_OBSERVABLES is JSON");
+    let asked = asked.as_array().map_or(0, Vec::len) as u64;
+    let count = |kind: &str| data[kind]["count"].as_u64().unwrap_or(0);
+    assert!(
+        count("sightings") >= 2 * asked,
+        "several sightings each: {data}"
+    );
+    for kind in ["indicators", "relationships", "malwares", "attack_patterns"] {
+        assert!(count(kind) > 0, "{kind}: {data}");
+    }
+    assert_eq!(count("verdicts"), asked, "{data}");
+    let verdicts = data["verdicts"]["docs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for verdict in verdicts {
+        assert_eq!(verdict["disposition_name"], "Malicious", "{verdict}");
+    }
+
+    let (status, tile) = relay.post("/tiles/tile-data", Some(&auth), variable("DEMO_TILE"));
+    assert_eq!(status, 200, "{tile}");
+    let metrics = tile["data"]["data"].as_array().cloned().unwrap_or_default();
+    let labels: Vec<&str> = metrics.iter().filter_map(|m| m["label"].as_str()).collect();
+    let expected = ["Pulses", "Indicators", "Adversaries", "Malware families"];
+    assert_eq!(labels, expected, "{tile}");
+    for metric in &metrics {
+        assert!(metric["value"].as_u64() > Some(0), "{metric}");
+    }
+}
