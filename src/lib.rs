@@ -30,6 +30,24 @@
 //! - [`config`], [`error`], [`time`]: the environment, the one error type,
 //!   calendar and formatting; they import nothing of the relay above them.
 //!
+//! The layers, top first: a module imports only from the lines below its
+//! own (tests/it/tidy.rs reads this block and holds the code to it).
+//!
+//! ```text
+//! main
+//! cli
+//! server
+//! routes
+//! handlers
+//! fan_out
+//! app
+//! check tiles
+//! otx verdict
+//! jwks ctim respond pool shared_cache
+//! auth egress observable http log cache
+//! config error time metrics module_type pulse
+//! ```
+//!
 //! Invariants:
 //! - Only `otx` and `pulse` know OTX's URLs and JSON shapes; only `server`
 //!   touches tiny_http; only `config` reads the environment (the `token`,

@@ -23,6 +23,7 @@ mod robustness;
 mod slow_clients;
 mod smoke;
 mod support;
+mod tidy;
 mod tiles;
 mod tls;
 mod verdicts;
