@@ -8,19 +8,34 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
 use crate::app::App;
+use crate::auth::{self, Claims};
 use crate::ctim::{self, Bundle};
 use crate::error::{envelope, RelayError};
-use crate::fan_out::{fan_out, Mode};
 use crate::http::{Body, Reply, Request};
 use crate::observable::{parse_body, Observable};
-use crate::otx::{self, Session};
+use crate::otx::{self, Mode, Session};
 use crate::verdict;
 use crate::{respond, tiles};
+
+/// The claims of the request's Bearer JWT, checked against `SECRET_KEY`
+/// (or XDR's keys) now.
+fn claims(app: &App, request: &Request) -> Result<Claims, RelayError> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let verifier = auth::Verifier {
+        secret: app.config.secret_key.as_deref(),
+        audiences: &app.config.audiences,
+        keys: Some(&app.jwks),
+    };
+    auth::verify_with(request.header("Authorization"), &verifier, now)
+}
 
 /// `POST /version`.
 pub fn version() -> Reply {
@@ -64,22 +79,17 @@ pub fn refer(app: &App, request: &Request) -> Reply {
 
 /// `POST /health`: the JWT, then the key at OTX.
 pub fn health(app: &Arc<App>, request: &Request) -> Reply {
-    let claims = match app.authorize(request) {
+    let claims = match claims(app, request) {
         Ok(claims) => claims,
         Err(e) => return Reply::error(e),
     };
     // Bounded by AVOTX_TIMEOUT per attempt and the retries, not by the
     // observe deadline.
     let budget = app.config.otx_timeout * (otx::MAX_RETRIES + 1) + Duration::from_secs(2);
-    let session = Session::new(&claims.key, Instant::now() + budget);
-    // On the OTX pool, so AVOTX_CONCURRENCY bounds these calls too.
-    let session = Arc::new(session);
-    let (worker, key_session) = (app.clone(), session.clone());
+    let session = Arc::new(Session::new(&claims.key, Instant::now() + budget));
     let result = app
         .otx
-        .pool()
-        .run(session.tenant(), move || worker.otx.check_key(&key_session))
-        .unwrap_or(Err(RelayError::Internal));
+        .on_pool(&session, |otx, session| otx.check_key(session));
     let mut reply = match result {
         Ok(()) => {
             #[derive(Serialize)]
@@ -114,7 +124,7 @@ fn work_deadline(app: &App, answer_by: Instant) -> Instant {
 
 /// `POST /tiles` (any body): the tiles the relay offers.
 pub fn tiles(app: &App, request: &Request) -> Reply {
-    match app.authorize(request) {
+    match claims(app, request) {
         Ok(_) => Reply::data(&tiles::TILES[..]),
         Err(e) => Reply::error(e),
     }
@@ -126,7 +136,7 @@ pub fn tile(app: &App, request: &Request) -> Reply {
         Ok(tile) => tile,
         Err(e) => return Reply::error(e),
     };
-    match app.authorize(request) {
+    match claims(app, request) {
         Ok(_) => Reply::data(tile),
         Err(e) => Reply::error(e),
     }
@@ -147,7 +157,7 @@ pub fn tile_data(app: &App, request: &Request) -> Reply {
         Ok(checked) => checked,
         Err(e) => return Reply::error(e),
     };
-    let claims = match app.authorize(request) {
+    let claims = match claims(app, request) {
         Ok(claims) => claims,
         Err(e) => return Reply::error(e),
     };
@@ -196,7 +206,7 @@ pub fn respond_observables(app: &App, request: &Request) -> Reply {
         Ok(o) => o,
         Err(e) => return Reply::error(e),
     };
-    match app.authorize(request) {
+    match claims(app, request) {
         Ok(claims) => Reply::data(respond::actions(
             &observables,
             claims.respond_pulse_id.as_deref(),
@@ -217,7 +227,7 @@ pub fn respond_trigger(app: &Arc<App>, request: &Request) -> Reply {
         Ok(trigger) => trigger,
         Err(e) => return failure(e),
     };
-    let claims = match app.authorize(request) {
+    let claims = match claims(app, request) {
         Ok(claims) => claims,
         Err(e) => return Reply::error(e),
     };
@@ -228,21 +238,14 @@ pub fn respond_trigger(app: &Arc<App>, request: &Request) -> Reply {
     let answer_by = Instant::now() + app.config.deadline;
     let session = Session::new(&claims.key, work_deadline(app, answer_by));
     let session = Arc::new(session);
-    let (worker, write_session) = (app.clone(), session.clone());
-    let result = app
-        .otx
-        .pool()
-        .run(session.tenant(), move || match &write {
-            respond::Write::SubmitUrl { url } => worker.otx.submit_url(&write_session, url),
-            respond::Write::AddToPulse {
-                pulse_id,
-                indicator,
-                otx_type,
-            } => worker
-                .otx
-                .add_to_pulse(&write_session, pulse_id, indicator, otx_type),
-        })
-        .unwrap_or(Err(RelayError::Internal));
+    let result = app.otx.on_pool(&session, move |otx, session| match &write {
+        respond::Write::SubmitUrl { url } => otx.submit_url(session, url),
+        respond::Write::AddToPulse {
+            pulse_id,
+            indicator,
+            otx_type,
+        } => otx.add_to_pulse(session, pulse_id, indicator, otx_type),
+    });
     let mut reply = match result {
         Ok(()) => Reply::data(Outcome { status: "success" }),
         Err(e) => failure(e),
@@ -256,7 +259,7 @@ fn lookup(app: &Arc<App>, request: &Request, mode: Mode) -> Reply {
         Ok(o) => o,
         Err(e) => return Reply::error(e),
     };
-    let claims = match app.authorize(request) {
+    let claims = match claims(app, request) {
         Ok(c) => c,
         Err(e) => return Reply::error(e),
     };
@@ -275,7 +278,7 @@ fn lookup(app: &Arc<App>, request: &Request, mode: Mode) -> Reply {
         .filter(|o| seen.insert(o.clone()))
         .collect();
 
-    let results = fan_out(app, &session, &distinct, mode, limit, answer_by);
+    let results = app.otx.fan_out(&session, &distinct, mode, limit, answer_by);
 
     let mut errors = Vec::new();
     let mut data = LookupData::default();

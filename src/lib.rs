@@ -12,11 +12,12 @@
 //! - [`routes`]: one `match` on (method, path).
 //! - [`handlers`]: one function per endpoint: body → auth → OTX → CTIM;
 //!   [`tiles`] and [`respond`]: the dashboard and respond endpoints.
-//! - [`fan_out`]: one request's OTX work on the OTX pool, until its deadline.
 //! - [`app`]: what every handler shares (config, OTX client, JWKS keys).
 //! - [`ctim`] and [`verdict`]: the CTIM entities emitted.
 //! - [`otx`]: the OTX client: URLs, headers, retries, status mapping, pages;
-//!   [`pool`]: its bounded threads; [`egress`]: the HTTP agent and proxy.
+//!   its bounded pool, the fan-out of one request's OTX work until its
+//!   deadline, the caches' Redis tier (`REDIS_URL`); [`egress`]: the HTTP
+//!   agent and proxy.
 //! - [`jwks`]: XDR's signing keys, fetched and kept; [`module_type`]: the
 //!   `module-type` document.
 //! - [`auth`]: HS256 and RS256 JWTs, checked by hand (pure; `now` is an
@@ -25,8 +26,8 @@
 //! - [`pulse`]: what is kept of OTX's answers (`General`, `Pulse`, `Record`,
 //!   `PassiveDns`).
 //! - [`observable`]: supported types, body parsing, percent-encoding.
-//! - [`cache`]: per-tenant TTL/LRU cache with single-flight;
-//!   [`shared_cache`]: its Redis tier (`REDIS_URL`); [`metrics`]: `/metrics`.
+//! - [`cache`]: per-tenant TTL/LRU cache with single-flight; [`metrics`]:
+//!   `/metrics`.
 //! - [`config`], [`error`], [`time`]: the environment, the one error type,
 //!   calendar and formatting; they import nothing of the relay above them.
 //!
@@ -39,11 +40,9 @@
 //! server
 //! routes
 //! handlers
-//! fan_out
 //! app
-//! check tiles
-//! otx verdict
-//! jwks ctim respond pool shared_cache
+//! check tiles verdict
+//! otx jwks ctim respond
 //! auth egress observable http log cache
 //! config error time metrics module_type pulse
 //! ```
@@ -67,7 +66,6 @@ pub mod config;
 pub mod ctim;
 pub mod egress;
 pub mod error;
-pub mod fan_out;
 pub mod handlers;
 pub mod http;
 pub mod jwks;
@@ -76,12 +74,10 @@ pub mod metrics;
 pub mod module_type;
 pub mod observable;
 pub mod otx;
-pub mod pool;
 pub mod pulse;
 pub mod respond;
 pub mod routes;
 pub mod server;
-pub mod shared_cache;
 pub mod tiles;
 pub mod time;
 pub mod verdict;

@@ -30,17 +30,21 @@ use crate::egress;
 use crate::error::RelayError;
 use crate::metrics::Metrics;
 use crate::observable::{quote_path, Kind, Observable};
-use crate::pool::Pool;
 use crate::pulse::{
     general_from_json, read_subscribed_page, General, PassiveDns, Record, SubscribedPage,
 };
-use crate::shared_cache::{Found, SharedCache};
 
+mod fan_out;
 mod page;
 mod passive_dns;
+mod pool;
+mod shared_cache;
 mod trouble;
+pub use fan_out::{Lookup, Mode};
 use page::{scan_page, Scan};
 use passive_dns::read_passive_dns;
+use pool::Pool;
+use shared_cache::{Found, SharedCache};
 pub use trouble::Trouble;
 
 /// Retries after the first attempt.
@@ -132,6 +136,8 @@ pub struct Otx {
     passive_dns: Memo<Arc<PassiveDns>>,
     /// `PASSIVE_DNS_LIMIT`: the relations kept of one answer.
     passive_dns_limit: usize,
+    /// `PASSIVE_DNS`: whether `/observe` asks for passive DNS at all.
+    passive_dns_on: bool,
     metrics: Arc<Metrics>,
     /// The fleet's shared cache (`REDIS_URL`), if any.
     redis: Option<SharedCache>,
@@ -160,6 +166,7 @@ impl Otx {
             records: Memo::new(config.cache_ttl, share(1)),
             passive_dns: Memo::new(config.cache_ttl, share(2)),
             passive_dns_limit: config.passive_dns_limit,
+            passive_dns_on: config.passive_dns,
             metrics,
             proxy: config
                 .proxy
@@ -186,9 +193,18 @@ impl Otx {
         self.generals.len() + self.records.len() + self.passive_dns.len()
     }
 
-    /// The pool OTX work runs on.
-    pub fn pool(&self) -> &Pool {
-        &self.pool
+    /// Runs `work` on the OTX pool, in the session's tenant's turn (so
+    /// `AVOTX_CONCURRENCY` bounds it too), and waits for it; a panic in it
+    /// is an internal error.
+    pub fn on_pool<T: Send + 'static>(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        work: impl FnOnce(&Otx, &Session) -> Result<T, RelayError> + Send + 'static,
+    ) -> Result<T, RelayError> {
+        let (otx, worker_session) = (self.clone(), session.clone());
+        self.pool
+            .run(session.tenant(), move || work(&otx, &worker_session))
+            .unwrap_or(Err(RelayError::Internal))
     }
 
     /// `GET /api/v1/user/me`: is the key good?
