@@ -6,15 +6,13 @@ use crate::config::Config;
 use crate::jwks::Jwks;
 use crate::metrics::Metrics;
 use crate::otx::Otx;
-use crate::tiles::Walks;
 
-/// What every handler shares: the configuration, the OTX client, the keys
-/// of XDR's tokens and the tiles' walks.
+/// What every handler shares: the configuration, the OTX client (with the
+/// tiles' walks) and the keys of XDR's tokens.
 pub struct App {
     pub config: Config,
     pub otx: Arc<Otx>,
     pub jwks: Jwks,
-    pub walks: Walks,
     pub metrics: Arc<Metrics>,
 }
 
@@ -23,12 +21,10 @@ impl App {
         let metrics = Arc::new(Metrics::new());
         let otx = Arc::new(Otx::new(&config, metrics.clone())?);
         let jwks = Jwks::new(&config, metrics.clone())?;
-        let walks = Walks::new(config.tile_cache_ttl, config.tile_max_pulses);
         Ok(App {
             config,
             otx,
             jwks,
-            walks,
             metrics,
         })
     }

@@ -163,7 +163,9 @@ pub fn tile_data(app: &App, request: &Request) -> Reply {
     };
     let answer_by = Instant::now() + app.config.deadline;
     let session = Session::new(&claims.key, work_deadline(app, answer_by));
-    let walk = app.walks.walk(&app.otx, &session, period);
+    let walk = app
+        .otx
+        .walk(&session, period, |now| tiles::Span::new(period, now).start);
     let data = tiles::data(
         tile,
         period,

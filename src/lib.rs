@@ -40,8 +40,7 @@
 //! server
 //! routes
 //! handlers
-//! app
-//! check tiles verdict
+//! app check tiles verdict
 //! otx jwks ctim respond
 //! auth egress observable http log cache
 //! config error time metrics module_type pulse

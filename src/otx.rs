@@ -39,12 +39,14 @@ mod page;
 mod passive_dns;
 mod pool;
 mod shared_cache;
+mod subscribed;
 mod trouble;
 pub use fan_out::{Lookup, Mode};
 use page::{scan_page, Scan};
 use passive_dns::read_passive_dns;
 use pool::Pool;
 use shared_cache::{Found, SharedCache};
+pub use subscribed::Walk;
 pub use trouble::Trouble;
 
 /// Retries after the first attempt.
@@ -138,6 +140,10 @@ pub struct Otx {
     passive_dns_limit: usize,
     /// `PASSIVE_DNS`: whether `/observe` asks for passive DNS at all.
     passive_dns_on: bool,
+    /// The tiles' walks, per tenant and period (`TILE_CACHE_TTL`).
+    walks: Memo<Arc<Walk>>,
+    /// `TILE_MAX_PULSES`: the most pulses one walk reads.
+    tile_max_pulses: usize,
     metrics: Arc<Metrics>,
     /// The fleet's shared cache (`REDIS_URL`), if any.
     redis: Option<SharedCache>,
@@ -167,6 +173,8 @@ impl Otx {
             passive_dns: Memo::new(config.cache_ttl, share(2)),
             passive_dns_limit: config.passive_dns_limit,
             passive_dns_on: config.passive_dns,
+            walks: Memo::new(config.tile_cache_ttl, 10_000),
+            tile_max_pulses: config.tile_max_pulses,
             metrics,
             proxy: config
                 .proxy
