@@ -3,12 +3,15 @@
 //! Each function here is pure: the same input gives the same document,
 //! except for the random (uuid4) ids and the `now` the caller passes.
 
+use std::time::{Duration, SystemTime};
+
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::observable::{quote_all, quote_url, Kind, Observable};
 use crate::pulse::{AttackId, PassiveDns, Pulse, Record};
 use crate::time::{format_time, utc};
+use crate::verdict::{Assessment, Disposition};
 
 pub const SCHEMA_VERSION: &str = "1.0.17";
 pub const SOURCE: &str = "AlienVault OTX";
@@ -452,6 +455,102 @@ pub fn refer_url(base: &str, observable: &Observable) -> String {
     )
 }
 
+/// A CTIM Judgement (SPEC §7).
+#[derive(Debug, Clone, Serialize)]
+pub struct Judgement {
+    pub confidence: &'static str,
+    pub disposition: u8,
+    pub disposition_name: &'static str,
+    pub id: String,
+    pub observable: Observable,
+    pub priority: u8,
+    pub reason: String,
+    pub schema_version: &'static str,
+    pub severity: &'static str,
+    pub source: &'static str,
+    pub source_uri: String,
+    pub tlp: &'static str,
+    #[serde(rename = "type")]
+    pub type_: &'static str,
+    pub valid_time: TimeSpan,
+}
+
+/// A CTIM Verdict, pointing at its judgement.
+#[derive(Debug, Clone, Serialize)]
+pub struct CtimVerdict {
+    pub disposition: u8,
+    pub disposition_name: &'static str,
+    pub judgement_id: String,
+    pub observable: Observable,
+    #[serde(rename = "type")]
+    pub type_: &'static str,
+    pub valid_time: TimeSpan,
+}
+
+/// A Judgement and its Verdict.
+pub struct Verdict {
+    pub judgement: Judgement,
+    pub verdict: CtimVerdict,
+}
+
+/// The CTIM Judgement and Verdict of one observable `verdict::assess`ed.
+pub fn verdict(
+    base: &str,
+    observable: &Observable,
+    assessment: &Assessment,
+    now: SystemTime,
+    valid_days: u64,
+) -> Verdict {
+    let d = assessment.disposition;
+    let valid_time = TimeSpan {
+        end_time: Some(format_time(now + Duration::from_secs(valid_days * 86_400))),
+        start_time: format_time(now),
+    };
+    let id = format!("transient:judgement-{}", Uuid::new_v4());
+    let verdict = CtimVerdict {
+        disposition: d as u8,
+        disposition_name: d.name(),
+        judgement_id: id.clone(),
+        observable: observable.clone(),
+        type_: "verdict",
+        valid_time: valid_time.clone(),
+    };
+    let judgement = Judgement {
+        confidence: confidence(d),
+        disposition: d as u8,
+        disposition_name: d.name(),
+        id,
+        observable: observable.clone(),
+        priority: 85,
+        reason: assessment.reason.clone(),
+        schema_version: SCHEMA_VERSION,
+        severity: severity(d),
+        source: SOURCE,
+        source_uri: refer_url(base, observable),
+        tlp: "white",
+        type_: "judgement",
+        valid_time,
+    };
+    Verdict { judgement, verdict }
+}
+
+/// CTIM's `confidence` of a judgement of `disposition`.
+fn confidence(disposition: Disposition) -> &'static str {
+    match disposition {
+        Disposition::Suspicious => "Medium",
+        _ => "High",
+    }
+}
+
+/// CTIM's `severity` of a judgement of `disposition`.
+fn severity(disposition: Disposition) -> &'static str {
+    match disposition {
+        Disposition::Clean => "None",
+        Disposition::Malicious => "High",
+        Disposition::Suspicious => "Medium",
+    }
+}
+
 /// `{"count": n, "docs": [...]}` of one kind of entity, each doc written
 /// as JSON the moment it is added, so that a big answer holds its docs as
 /// their text (about the answer's size) rather than as structs (several
@@ -844,5 +943,38 @@ mod tests {
                 serde_json::to_string(self).expect("serializable")
             }
         }
+    }
+
+    #[test]
+    fn shapes() {
+        let o = Observable::new(Kind::Ip, "1.2.3.4");
+        let a = Assessment {
+            disposition: Disposition::Malicious,
+            reason: "r".into(),
+        };
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(86_400);
+        let v = verdict("https://otx", &o, &a, now, 7);
+        let judgement = serde_json::to_value(&v.judgement).expect("JSON");
+        let verdict = serde_json::to_value(&v.verdict).expect("JSON");
+        assert_eq!(
+            judgement["valid_time"],
+            json!({"start_time": "1970-01-02T00:00:00.000Z", "end_time": "1970-01-09T00:00:00.000Z"})
+        );
+        assert_eq!(judgement["source_uri"], "https://otx/indicator/ip/1.2.3.4");
+        assert_eq!(
+            judgement["observable"],
+            json!({"type": "ip", "value": "1.2.3.4"})
+        );
+        assert_eq!(verdict["judgement_id"], judgement["id"]);
+        assert_eq!(verdict["valid_time"], judgement["valid_time"]);
+        assert_eq!(
+            (
+                judgement["severity"].as_str(),
+                judgement["confidence"].as_str()
+            ),
+            (Some("High"), Some("High"))
+        );
+        assert_eq!(judgement.as_object().map(|o| o.len()), Some(14));
+        assert_eq!(verdict.as_object().map(|o| o.len()), Some(6));
     }
 }

@@ -332,7 +332,7 @@ fn lookup(app: &Arc<App>, request: &Request, mode: Mode) -> Reply {
         data.passive_dns(passive_dns);
         if let Some(general) = found.general.as_ref() {
             if let Some(assessment) = verdict::assess(general, app.config.malicious_pulses) {
-                let v = verdict::verdict(
+                let v = ctim::verdict(
                     &app.config.otx_url,
                     observable,
                     &assessment,
@@ -391,11 +391,11 @@ impl Named {
 struct LookupData {
     attack_patterns: Bundle<ctim::AttackPattern>,
     indicators: Bundle<ctim::Indicator>,
-    judgements: Bundle<verdict::Judgement>,
+    judgements: Bundle<ctim::Judgement>,
     malwares: Bundle<ctim::Malware>,
     relationships: Bundle<ctim::Relationship>,
     sightings: Bundle<ctim::Sighting>,
-    verdicts: Bundle<verdict::CtimVerdict>,
+    verdicts: Bundle<ctim::CtimVerdict>,
 }
 
 impl LookupData {

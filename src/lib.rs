@@ -13,7 +13,8 @@
 //! - [`handlers`]: one function per endpoint: body → auth → OTX → CTIM;
 //!   [`tiles`] and [`respond`]: the dashboard and respond endpoints.
 //! - [`app`]: what every handler shares (config, OTX client, JWKS keys).
-//! - [`ctim`] and [`verdict`]: the CTIM entities emitted.
+//! - [`ctim`]: the CTIM entities emitted; [`verdict`]: the rule that
+//!   judges an observable from OTX's own signals.
 //! - [`otx`]: the OTX client: URLs, headers, retries, status mapping, pages;
 //!   its bounded pool, the fan-out of one request's OTX work until its
 //!   deadline, the caches' Redis tier (`REDIS_URL`); [`egress`]: the HTTP
@@ -40,9 +41,9 @@
 //! server
 //! routes
 //! handlers
-//! app check tiles verdict
+//! app check tiles
 //! otx jwks ctim respond
-//! auth egress observable http log cache
+//! verdict auth egress observable http log cache
 //! config error time metrics module_type pulse
 //! ```
 //!

@@ -1,5 +1,6 @@
 //! Verdicts: what OTX's own signals in one `/general` answer say of an
-//! observable, as a CTIM Judgement and Verdict.
+//! observable (the rule only; its CTIM Judgement and Verdict are
+//! `ctim::verdict`'s).
 //!
 //! The rule, in order:
 //! 1. an accepted `false_positive` assessment, or 2+ `validation` entries
@@ -10,15 +11,7 @@
 //!    → Suspicious: reported, but thinly or with a doubt;
 //! 4. otherwise no verdict: Threat Response shows Unknown by itself.
 
-use std::time::{Duration, SystemTime};
-
-use serde::Serialize;
-use uuid::Uuid;
-
-use crate::ctim::{refer_url, TimeSpan, SCHEMA_VERSION, SOURCE};
-use crate::observable::Observable;
 use crate::pulse::General;
-use crate::time::format_time;
 
 /// A CTIM disposition the relay can give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,21 +27,6 @@ impl Disposition {
             Disposition::Clean => "Clean",
             Disposition::Malicious => "Malicious",
             Disposition::Suspicious => "Suspicious",
-        }
-    }
-
-    fn confidence(self) -> &'static str {
-        match self {
-            Disposition::Suspicious => "Medium",
-            _ => "High",
-        }
-    }
-
-    fn severity(self) -> &'static str {
-        match self {
-            Disposition::Clean => "None",
-            Disposition::Malicious => "High",
-            Disposition::Suspicious => "Medium",
         }
     }
 }
@@ -108,89 +86,9 @@ pub fn assess(general: &General, malicious_pulses: usize) -> Option<Assessment> 
     })
 }
 
-/// A CTIM Judgement (SPEC §7); fields in alphabetical order, as in `ctim`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Judgement {
-    pub confidence: &'static str,
-    pub disposition: u8,
-    pub disposition_name: &'static str,
-    pub id: String,
-    pub observable: Observable,
-    pub priority: u8,
-    pub reason: String,
-    pub schema_version: &'static str,
-    pub severity: &'static str,
-    pub source: &'static str,
-    pub source_uri: String,
-    pub tlp: &'static str,
-    #[serde(rename = "type")]
-    pub type_: &'static str,
-    pub valid_time: TimeSpan,
-}
-
-/// A CTIM Verdict, pointing at its judgement.
-#[derive(Debug, Clone, Serialize)]
-pub struct CtimVerdict {
-    pub disposition: u8,
-    pub disposition_name: &'static str,
-    pub judgement_id: String,
-    pub observable: Observable,
-    #[serde(rename = "type")]
-    pub type_: &'static str,
-    pub valid_time: TimeSpan,
-}
-
-/// A Judgement and its Verdict.
-pub struct Verdict {
-    pub judgement: Judgement,
-    pub verdict: CtimVerdict,
-}
-
-/// Builds the CTIM pair for one assessed observable.
-pub fn verdict(
-    base: &str,
-    observable: &Observable,
-    assessment: &Assessment,
-    now: SystemTime,
-    valid_days: u64,
-) -> Verdict {
-    let d = assessment.disposition;
-    let valid_time = TimeSpan {
-        end_time: Some(format_time(now + Duration::from_secs(valid_days * 86_400))),
-        start_time: format_time(now),
-    };
-    let id = format!("transient:judgement-{}", Uuid::new_v4());
-    let verdict = CtimVerdict {
-        disposition: d as u8,
-        disposition_name: d.name(),
-        judgement_id: id.clone(),
-        observable: observable.clone(),
-        type_: "verdict",
-        valid_time: valid_time.clone(),
-    };
-    let judgement = Judgement {
-        confidence: d.confidence(),
-        disposition: d as u8,
-        disposition_name: d.name(),
-        id,
-        observable: observable.clone(),
-        priority: 85,
-        reason: assessment.reason.clone(),
-        schema_version: SCHEMA_VERSION,
-        severity: d.severity(),
-        source: SOURCE,
-        source_uri: refer_url(base, observable),
-        tlp: "white",
-        type_: "judgement",
-        valid_time,
-    };
-    Verdict { judgement, verdict }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observable::Kind;
     use crate::pulse::{general_from_json, Pulse};
     use serde_json::{json, Value};
 
@@ -357,38 +255,5 @@ mod tests {
         ] {
             assert_eq!(rule(f), None, "{f}");
         }
-    }
-
-    #[test]
-    fn shapes() {
-        let o = Observable::new(Kind::Ip, "1.2.3.4");
-        let a = Assessment {
-            disposition: Disposition::Malicious,
-            reason: "r".into(),
-        };
-        let now = std::time::UNIX_EPOCH + Duration::from_secs(86_400);
-        let v = verdict("https://otx", &o, &a, now, 7);
-        let judgement = serde_json::to_value(&v.judgement).expect("JSON");
-        let verdict = serde_json::to_value(&v.verdict).expect("JSON");
-        assert_eq!(
-            judgement["valid_time"],
-            json!({"start_time": "1970-01-02T00:00:00.000Z", "end_time": "1970-01-09T00:00:00.000Z"})
-        );
-        assert_eq!(judgement["source_uri"], "https://otx/indicator/ip/1.2.3.4");
-        assert_eq!(
-            judgement["observable"],
-            json!({"type": "ip", "value": "1.2.3.4"})
-        );
-        assert_eq!(verdict["judgement_id"], judgement["id"]);
-        assert_eq!(verdict["valid_time"], judgement["valid_time"]);
-        assert_eq!(
-            (
-                judgement["severity"].as_str(),
-                judgement["confidence"].as_str()
-            ),
-            (Some("High"), Some("High"))
-        );
-        assert_eq!(judgement.as_object().map(|o| o.len()), Some(14));
-        assert_eq!(verdict.as_object().map(|o| o.len()), Some(6));
     }
 }

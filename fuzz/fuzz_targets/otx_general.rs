@@ -71,7 +71,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Some(assessment) = verdict::assess(&general, 2) {
-        let v = verdict::verdict(BASE, &observable, &assessment, std::time::UNIX_EPOCH, 7);
+        let v = ctim::verdict(BASE, &observable, &assessment, std::time::UNIX_EPOCH, 7);
         assert_eq!(v.verdict.judgement_id, v.judgement.id);
         let _ = serde_json::to_vec(&v.judgement).expect("serialises");
     }

@@ -75,7 +75,6 @@ const KNOWN: &[(&str, &str)] = &[
     ("src/respond.rs", "respond names OTX's \"FileHash-\""),
     ("src/respond.rs", "respond names OTX's \"IPv4\""),
     ("src/respond.rs", "respond names OTX's \"IPv6\""),
-    ("src/verdict.rs", "verdict names OTX's \"/indicator/\""),
     ("src/verdict.rs", "verdict names OTX's \"IPv4\""),
     ("src/verdict.rs", "verdict names OTX's \"base_indicator\""),
     (
