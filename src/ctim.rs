@@ -551,82 +551,12 @@ fn severity(disposition: Disposition) -> &'static str {
     }
 }
 
-/// `{"count": n, "docs": [...]}` of one kind of entity, each doc written
-/// as JSON the moment it is added, so that a big answer holds its docs as
-/// their text (about the answer's size) rather than as structs (several
-/// times it); the count is the docs' number, always. The text goes into
-/// chunks of about `CHUNK` bytes, never into one growing buffer: doubling
-/// one would hold up to twice the text, and three times while it copies.
-pub struct Bundle<T> {
-    /// `[doc,doc,…` (the closing `]` is written when serialized).
-    chunks: Vec<Vec<u8>>,
-    count: usize,
-    kind: std::marker::PhantomData<fn(T)>,
-}
-
-/// The size of a bundle's chunks.
-const CHUNK: usize = 64 * 1024;
-
-impl<T: Serialize> Bundle<T> {
-    pub fn push(&mut self, doc: &T) {
-        let room = |chunk: &Vec<u8>| chunk.len() < CHUNK - CHUNK / 8;
-        if !self.chunks.last().is_some_and(room) {
-            // The first chunk grows as small answers need; later ones are
-            // made whole.
-            let capacity = if self.chunks.is_empty() { 0 } else { CHUNK };
-            self.chunks.push(Vec::with_capacity(capacity));
-        }
-        if let Some(chunk) = self.chunks.last_mut() {
-            chunk.push(if self.count == 0 { b'[' } else { b',' });
-            // A struct of strings, numbers and string-keyed structs:
-            // writing it to memory cannot fail.
-            let _ = serde_json::to_writer(chunk, doc);
-        }
-        self.count += 1;
-    }
-}
-
-impl<T> Default for Bundle<T> {
-    fn default() -> Bundle<T> {
-        Bundle {
-            chunks: Vec::new(),
-            count: 0,
-            kind: std::marker::PhantomData,
-        }
-    }
-}
-
-impl<T> Bundle<T> {
-    /// The count, and the docs as `[doc,doc,…` in chunks (no closing `]`;
-    /// no chunk when there is no doc).
-    pub fn into_json(self) -> (usize, Vec<Vec<u8>>) {
-        (self.count, self.chunks)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::observable::Kind;
     use erased_serialize::Doc;
     use serde_json::{json, Value};
-
-    #[test]
-    fn a_bundle_is_its_docs_in_chunks_of_about_64_kib() {
-        let mut bundle = Bundle::<Value>::default();
-        assert_eq!(bundle.into_json(), (0, Vec::<Vec<u8>>::new()));
-        bundle = Bundle::default();
-        let doc = json!({"text": "x".repeat(1000)});
-        (0..200).for_each(|_| bundle.push(&doc));
-        let (count, chunks) = bundle.into_json();
-        assert_eq!(count, 200);
-        assert!(chunks.len() > 1 && chunks.iter().all(|c| c.len() <= CHUNK + 1100));
-        let text = String::from_utf8(chunks.concat()).unwrap() + "]";
-        assert_eq!(
-            serde_json::from_str::<Vec<Value>>(&text).unwrap(),
-            vec![doc; 200]
-        );
-    }
 
     #[test]
     fn caps_on_char_boundaries() {

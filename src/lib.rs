@@ -10,8 +10,10 @@
 //!   check`, the way to OTX step by step.
 //! - [`server`]: tiny_http, worker threads, panic guard, graceful stop.
 //! - [`routes`]: one `match` on (method, path).
-//! - [`handlers`]: one function per endpoint: body → auth → OTX → CTIM;
+//! - [`handlers`]: one function per endpoint: body → auth → OTX → answer;
 //!   [`tiles`] and [`respond`]: the dashboard and respond endpoints.
+//! - [`answer`]: what is answered, written in one place: the envelope and
+//!   every error document, and the CTIM answer assembled from what OTX said.
 //! - [`app`]: what every handler shares (config, OTX client, JWKS keys).
 //! - [`ctim`]: the CTIM entities emitted; [`verdict`]: the rule that
 //!   judges an observable from OTX's own signals.
@@ -41,10 +43,10 @@
 //! server
 //! routes
 //! handlers
-//! app check tiles
+//! answer app check tiles
 //! otx jwks ctim respond
-//! verdict auth egress observable http log cache
-//! config error time metrics module_type pulse
+//! verdict auth egress observable log cache
+//! config error time metrics module_type pulse http
 //! ```
 //!
 //! Invariants:
@@ -57,6 +59,7 @@
 //!   escaped before it reaches a log line.
 //! - A handler returns a value; only the server writes to the socket.
 
+pub mod answer;
 pub mod app;
 pub mod auth;
 pub mod cache;
