@@ -14,7 +14,7 @@ use crate::ctim;
 use crate::error::RelayError;
 use crate::http::{Body, Reply};
 use crate::observable::Observable;
-use crate::otx::Lookup;
+use crate::otx::{links, Lookup};
 use crate::verdict;
 
 /// `body` as JSON, HTTP 200.
@@ -62,7 +62,7 @@ pub fn refer(base: &str, observables: &[Observable]) -> Reply {
     data(
         observables
             .iter()
-            .map(|o| ctim::refer_link(base, o))
+            .map(|o| ctim::refer_link(o, links::indicator_page(base, o)))
             .collect::<Vec<_>>(),
     )
 }
@@ -85,7 +85,8 @@ pub fn observe(
         // its `/general` answered.
         let passive_dns = lookup.passive_dns.and_then(|p| {
             let limit = config.passive_dns_limit;
-            ctim::passive_dns_sighting(&config.otx_url, observable, &p, limit, now)
+            let page = links::indicator_page(&config.otx_url, observable);
+            ctim::passive_dns_sighting(observable, &p, limit, now, page)
         });
         let found = match lookup.found {
             Some(Ok(found)) => found,
@@ -105,9 +106,10 @@ pub fn observe(
             errors.push(RelayError::Timeout);
         }
         for (pulse, record) in &found.pairs {
-            let e = ctim::entities(&config.otx_url, observable, pulse, record);
+            let page = links::pulse_page(&config.otx_url, &pulse.id);
+            let e = ctim::entities(observable, pulse, record, page);
             for name in &pulse.malware {
-                let malware = ctim::malware(&config.otx_url, name);
+                let malware = ctim::malware(name, links::pulse_search(&config.otx_url, name));
                 if named.link(&e.indicator.id, &malware.id) {
                     data.malwares.push(&malware);
                 }
@@ -126,11 +128,11 @@ pub fn observe(
         if let Some(general) = found.general.as_ref() {
             if let Some(assessment) = verdict::assess(general, config.malicious_pulses) {
                 let v = ctim::verdict(
-                    &config.otx_url,
                     observable,
                     &assessment,
                     now,
                     config.verdict_valid_days,
+                    links::indicator_page(&config.otx_url, observable),
                 );
                 data.judgements.push(&v.judgement);
                 data.verdicts.push(&v.verdict);

@@ -238,9 +238,8 @@ pub fn respond_trigger(app: &Arc<App>, request: &Request) -> Reply {
         respond::Write::SubmitUrl { url } => otx.submit_url(session, url),
         respond::Write::AddToPulse {
             pulse_id,
-            indicator,
-            otx_type,
-        } => otx.add_to_pulse(session, pulse_id, indicator, otx_type),
+            observable,
+        } => otx.add_to_pulse(session, pulse_id, observable),
     });
     let mut reply = match result {
         Ok(()) => answer::data(Outcome { status: "success" }),
@@ -270,7 +269,7 @@ fn lookup(app: &Arc<App>, request: &Request, mode: Mode) -> Reply {
     let mut seen = HashSet::new();
     let distinct: Vec<Observable> = observables
         .into_iter()
-        .filter(|o| o.kind.otx_section().is_some())
+        .filter(|o| otx::askable(o.kind))
         .filter(|o| seen.insert(o.clone()))
         .collect();
 

@@ -15,12 +15,14 @@
 //! - [`answer`]: what is answered, written in one place: the envelope and
 //!   every error document, and the CTIM answer assembled from what OTX said.
 //! - [`app`]: what every handler shares (config, OTX client, JWKS keys).
-//! - [`ctim`]: the CTIM entities emitted; [`verdict`]: the rule that
-//!   judges an observable from OTX's own signals.
-//! - [`otx`]: the OTX client: URLs, headers, retries, status mapping, pages;
+//! - [`ctim`]: the CTIM entities emitted (their links to OTX come in as
+//!   arguments); [`verdict`]: the rule that judges an observable from
+//!   OTX's own signals.
+//! - [`otx`]: the one home of OTX: URLs, headers, retries, status mapping,
+//!   pages, how each kind is named and matched, the links to OTX's pages;
 //!   its bounded pool, the fan-out of one request's OTX work until its
-//!   deadline, the caches' Redis tier (`REDIS_URL`); [`egress`]: the HTTP
-//!   agent and proxy.
+//!   deadline, the tiles' walks, the caches' Redis tier (`REDIS_URL`);
+//!   [`egress`]: the HTTP agent and proxy.
 //! - [`jwks`]: XDR's signing keys, fetched and kept; [`module_type`]: the
 //!   `module-type` document.
 //! - [`auth`]: HS256 and RS256 JWTs, checked by hand (pure; `now` is an
@@ -28,7 +30,8 @@
 //! - [`http`]: requests and replies as values; [`log`]: one-line, escaped logs.
 //! - [`pulse`]: what is kept of OTX's answers (`General`, `Pulse`, `Record`,
 //!   `PassiveDns`).
-//! - [`observable`]: supported types, body parsing, percent-encoding.
+//! - [`observable`]: supported types, body parsing, percent-encoding (no
+//!   OTX name).
 //! - [`cache`]: per-tenant TTL/LRU cache with single-flight; [`metrics`]:
 //!   `/metrics`.
 //! - [`config`], [`error`], [`time`]: the environment, the one error type,

@@ -35,6 +35,9 @@ use crate::pulse::{
 };
 
 mod fan_out;
+mod general;
+mod kinds;
+pub mod links;
 mod page;
 mod passive_dns;
 mod pool;
@@ -42,6 +45,7 @@ mod shared_cache;
 mod subscribed;
 mod trouble;
 pub use fan_out::{Lookup, Mode};
+pub use kinds::{askable, matches_itself_for_fuzz};
 use page::{scan_page, Scan};
 use passive_dns::read_passive_dns;
 use pool::Pool;
@@ -240,13 +244,13 @@ impl Otx {
         session: &Session,
         observable: &Observable,
     ) -> Result<Arc<Option<General>>, RelayError> {
-        let Some(section) = observable.kind.otx_section() else {
+        let Some(section) = kinds::section(observable.kind) else {
             return Ok(Arc::new(None));
         };
         let url = format!(
             "{}/api/v1/indicators/{section}/{}/general",
             self.base,
-            quote_path(&observable.otx_value())
+            quote_path(&kinds::value(observable))
         );
         shared(self, &self.generals, session, &url, || {
             let response = self.send(session, "general", &url)?;
@@ -274,13 +278,13 @@ impl Otx {
         session: &Session,
         observable: &Observable,
     ) -> Result<Arc<PassiveDns>, RelayError> {
-        let Some(section) = observable.kind.otx_section() else {
+        let Some(section) = kinds::section(observable.kind) else {
             return Ok(Arc::default());
         };
         let url = format!(
             "{}/api/v1/indicators/{section}/{}/passive_dns",
             self.base,
-            quote_path(&observable.otx_value())
+            quote_path(&kinds::value(observable))
         );
         shared(self, &self.passive_dns, session, &url, || {
             let response = self.send(session, "passive_dns", &url)?;
@@ -321,7 +325,7 @@ impl Otx {
         let key = format!(
             "{path}#{}#{}",
             observable.kind.type_name(),
-            observable.otx_value()
+            kinds::value(observable)
         );
         shared(self, &self.records, session, &key, || {
             for page in 1..=MAX_PAGES {
@@ -477,16 +481,16 @@ impl Otx {
         )
     }
 
-    /// `PATCH /api/v1/pulses/{pulse_id}`: add `indicator` (of OTX type
-    /// `otx_type`) to the pulse.
+    /// `PATCH /api/v1/pulses/{pulse_id}`: add `observable` (as received,
+    /// under its OTX type) to the pulse.
     pub fn add_to_pulse(
         &self,
         session: &Session,
         pulse_id: &str,
-        indicator: &str,
-        otx_type: &str,
+        observable: &Observable,
     ) -> Result<(), RelayError> {
         let endpoint = format!("{}/api/v1/pulses/{}", self.base, quote_path(pulse_id));
+        let (indicator, otx_type) = (&observable.value, kinds::otx_type(observable.kind));
         let body = serde_json::json!({"indicators": {"add": [{"indicator": indicator, "type": otx_type}]}});
         self.write(session, Write::Patch, &endpoint, &body)
     }

@@ -16,9 +16,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::ctim::pulse_uri;
 use crate::error::RelayError;
-use crate::otx::Walk;
+use crate::otx::{links, Walk};
 use crate::pulse::PulseSummary;
 use crate::time::{format_time, parse_otx_time};
 
@@ -276,7 +275,7 @@ pub fn data(tile: &Tile, period: &str, walk: &Walk, otx_url: &str, valid: Durati
                     &stamp[..10],
                     &stamp[11..16],
                     markdown(&p.name),
-                    pulse_uri(otx_url, &p.id),
+                    links::pulse_page(otx_url, &p.id),
                     markdown(&p.author),
                     p.indicators
                 ));

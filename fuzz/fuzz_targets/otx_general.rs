@@ -8,7 +8,7 @@
 use libfuzzer_sys::fuzz_target;
 use otx_relay::observable::{Kind, Observable};
 use otx_relay::pulse::{general_from_json, Record};
-use otx_relay::{ctim, verdict};
+use otx_relay::{ctim, otx, verdict};
 use serde_json::Value;
 
 const BASE: &str = "http://127.0.0.1:1";
@@ -35,7 +35,12 @@ fuzz_target!(|data: &[u8]| {
     let observable = Observable::new(Kind::Ip, "1.2.3.4");
     for pulse in &general.pulses {
         assert!(!pulse.id.is_empty(), "a pulse without an id was kept");
-        let e = ctim::entities(BASE, &observable, pulse, &record);
+        let e = ctim::entities(
+            &observable,
+            pulse,
+            &record,
+            otx::links::pulse_page(BASE, &pulse.id),
+        );
         // What the server does with them last.
         let indicator = serde_json::to_value(&e.indicator).expect("serialises");
         let sighting = serde_json::to_value(&e.sighting).expect("serialises");
@@ -57,7 +62,10 @@ fuzz_target!(|data: &[u8]| {
                 assert!(["red", "amber", "green", "white"].contains(&tlp.as_str().unwrap_or("")));
             }
         }
-        let malwares = pulse.malware.iter().map(|name| ctim::malware(BASE, name));
+        let malwares = pulse
+            .malware
+            .iter()
+            .map(|name| ctim::malware(name, otx::links::pulse_search(BASE, name)));
         let patterns = pulse.attacks.iter().map(ctim::attack_pattern);
         let named: Vec<Value> = malwares
             .map(|m| serde_json::to_value(&m).expect("serialises"))
@@ -71,7 +79,8 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Some(assessment) = verdict::assess(&general, 2) {
-        let v = ctim::verdict(BASE, &observable, &assessment, std::time::UNIX_EPOCH, 7);
+        let page = otx::links::indicator_page(BASE, &observable);
+        let v = ctim::verdict(&observable, &assessment, std::time::UNIX_EPOCH, 7, page);
         assert_eq!(v.verdict.judgement_id, v.judgement.id);
         let _ = serde_json::to_vec(&v.judgement).expect("serialises");
     }

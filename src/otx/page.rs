@@ -33,8 +33,8 @@ pub(super) enum Scan {
 /// back as they are; a page that is not JSON of the page's shape is an
 /// `InvalidData` error wrapping a `serde_json::Error`.
 pub(super) fn scan_page(mut page: impl BufRead, observable: &Observable) -> io::Result<Scan> {
-    let needle = observable.otx_value().into_bytes();
-    let case_insensitive = observable.kind.is_case_insensitive();
+    let needle = super::kinds::value(observable).into_bytes();
+    let case_insensitive = super::kinds::case_insensitive(observable.kind);
     let mut element = Vec::new();
     let mut more = false;
     let mut results_seen = false;
@@ -386,7 +386,7 @@ impl<'de> Visitor<'de> for Matches<'_> {
         f.write_str("an indicator")
     }
     fn visit_str<E>(self, v: &str) -> Result<bool, E> {
-        Ok(self.0.matches(v))
+        Ok(super::kinds::matches(self.0, v))
     }
     fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
         Ok(false)
