@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::intel::{AttackId, PassiveDns, Pulse, Record};
 use crate::observable::{quote_all, Kind, Observable};
-use crate::pulse::{AttackId, PassiveDns, Pulse, Record};
 use crate::time::{format_time, utc};
 use crate::verdict::{Assessment, Disposition};
 
@@ -636,7 +636,7 @@ mod tests {
 
     #[test]
     fn passive_dns_sighting_fields_and_times() {
-        use crate::pulse::Resolution;
+        use crate::intel::Resolution;
         let r = |h: &str, a: &str, first: Option<&str>, last: Option<&str>| Resolution {
             hostname: h.into(),
             address: a.into(),

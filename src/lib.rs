@@ -28,8 +28,8 @@
 //! - [`auth`]: HS256 and RS256 JWTs, checked by hand (pure; `now` is an
 //!   argument; RS256 keys come through its `KeySource`).
 //! - [`http`]: requests and replies as values; [`log`]: one-line, escaped logs.
-//! - [`pulse`]: what is kept of OTX's answers (`General`, `Pulse`, `Record`,
-//!   `PassiveDns`).
+//! - [`intel`]: what OTX said, in the relay's own types (`General`,
+//!   `Pulse`, `Record`, `PassiveDns`, `PulseSummary`); no OTX name.
 //! - [`observable`]: supported types, body parsing, percent-encoding (no
 //!   OTX name).
 //! - [`cache`]: per-tenant TTL/LRU cache with single-flight; [`metrics`]:
@@ -49,11 +49,11 @@
 //! answer app check tiles
 //! otx jwks ctim respond
 //! verdict auth egress observable log cache
-//! config error time metrics module_type pulse http
+//! config error time metrics module_type intel http
 //! ```
 //!
 //! Invariants:
-//! - Only `otx` and `pulse` know OTX's URLs and JSON shapes; only `server`
+//! - Only `otx` knows OTX's URLs and JSON shapes; only `server`
 //!   touches tiny_http; only `config` reads the environment (the `token`,
 //!   `healthcheck` and `check` subcommands through it too); nothing below
 //!   `main` ends the process.
@@ -74,13 +74,13 @@ pub mod egress;
 pub mod error;
 pub mod handlers;
 pub mod http;
+pub mod intel;
 pub mod jwks;
 pub mod log;
 pub mod metrics;
 pub mod module_type;
 pub mod observable;
 pub mod otx;
-pub mod pulse;
 pub mod respond;
 pub mod routes;
 pub mod server;

@@ -4,7 +4,7 @@
 //! One [`Otx`] lives for the whole process: one `ureq` agent (a keep-alive
 //! pool shared by every request and tenant), one bounded rayon pool for the
 //! fan-out, and the caches. Wire shapes stay private here; callers get the
-//! domain types [`General`], [`Pulse`](crate::pulse::Pulse), [`Record`]
+//! domain types [`General`], [`Pulse`](crate::intel::Pulse), [`Record`]
 //! and [`PassiveDns`].
 //!
 //! Every GET goes through `Otx::send`: retries (429/502/503/504, a reset
@@ -28,11 +28,9 @@ use crate::cache::{Key, Memo};
 use crate::config::{url_host_port, Config};
 use crate::egress;
 use crate::error::RelayError;
+use crate::intel::{General, PassiveDns, Record};
 use crate::metrics::Metrics;
 use crate::observable::{quote_path, Kind, Observable};
-use crate::pulse::{
-    general_from_json, read_subscribed_page, General, PassiveDns, Record, SubscribedPage,
-};
 
 mod fan_out;
 mod general;
@@ -45,12 +43,15 @@ mod shared_cache;
 mod subscribed;
 mod trouble;
 pub use fan_out::{Lookup, Mode};
+pub use general::general_for_fuzz;
+use general::general_from_json;
 pub use kinds::{askable, matches_itself_for_fuzz};
 use page::{scan_page, Scan};
 use passive_dns::read_passive_dns;
 use pool::Pool;
 use shared_cache::{Found, SharedCache};
 pub use subscribed::Walk;
+use subscribed::{read_subscribed_page, SubscribedPage};
 pub use trouble::Trouble;
 
 /// Retries after the first attempt.

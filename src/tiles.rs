@@ -17,8 +17,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::RelayError;
+use crate::intel::PulseSummary;
 use crate::otx::{links, Walk};
-use crate::pulse::PulseSummary;
 use crate::time::{format_time, parse_otx_time};
 
 /// The periods every tile offers.

@@ -11,7 +11,7 @@
 //!    → Suspicious: reported, but thinly or with a doubt;
 //! 4. otherwise no verdict: Threat Response shows Unknown by itself.
 
-use crate::pulse::General;
+use crate::intel::General;
 
 /// A CTIM disposition the relay can give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +89,7 @@ pub fn assess(general: &General, malicious_pulses: usize) -> Option<Assessment> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pulse::Pulse;
+    use crate::intel::Pulse;
 
     fn general(pulses: usize, validation: &[&str], false_positive: bool) -> General {
         General {

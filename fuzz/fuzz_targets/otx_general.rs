@@ -1,13 +1,13 @@
 //! Arbitrary bytes as an OTX `/general` answer: parsed as JSON, read by
-//! `otx::general_from_json`, and every pulse mapped to CTIM with a record
+//! `otx::general_for_fuzz`, and every pulse mapped to CTIM with a record
 //! taken from the same document, its malware and techniques too (SPEC §13).
 //! Nothing panics, the CTIM text caps hold, and `tlp` is one of CTIM's.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use otx_relay::intel::Record;
 use otx_relay::observable::{Kind, Observable};
-use otx_relay::pulse::{general_from_json, Record};
 use otx_relay::{ctim, otx, verdict};
 use serde_json::Value;
 
@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(value) = serde_json::from_slice::<Value>(data) else {
         return;
     };
-    let general = general_from_json(&value);
+    let general = otx::general_for_fuzz(&value);
     // The made-up pulse record: the document's own top-level `created` and
     // `expiration` when it has them, so the fuzzer reaches the time handling.
     let text = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned);

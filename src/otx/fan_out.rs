@@ -13,8 +13,8 @@ use std::time::Instant;
 use super::pool::Tenant;
 use super::{Otx, Session};
 use crate::error::RelayError;
+use crate::intel::{General, PassiveDns, Pulse, Record};
 use crate::observable::Observable;
-use crate::pulse::{General, PassiveDns, Pulse, Record};
 
 /// What the OTX work of a request covers.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -33,7 +33,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde::Deserialize;
 
 use super::page::Lenient;
-use crate::pulse::{PassiveDns, Resolution};
+use crate::intel::{PassiveDns, Resolution};
 
 /// The distinct (hostname, address) pairs whose earliest `first` is
 /// remembered: about 1.5 MiB at most.

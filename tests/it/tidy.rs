@@ -48,27 +48,6 @@ const KNOWN: &[(&str, &str)] = &[
     // Not OTX's: the refer title's "Search for this IPv6" (SPEC §5), a
     // display name that happens to be an OTX type name too.
     ("src/observable.rs", "observable names OTX's \"IPv6\""),
-    ("src/pulse.rs", "pulse names OTX's \"/api/v1/\""),
-    ("src/pulse.rs", "pulse names OTX's \"IPv4\""),
-    ("src/pulse.rs", "pulse names OTX's \"TLP\""),
-    ("src/pulse.rs", "pulse names OTX's \"accepted\""),
-    ("src/pulse.rs", "pulse names OTX's \"assessment\""),
-    ("src/pulse.rs", "pulse names OTX's \"attack_ids\""),
-    ("src/pulse.rs", "pulse names OTX's \"author_name\""),
-    ("src/pulse.rs", "pulse names OTX's \"base_indicator\""),
-    ("src/pulse.rs", "pulse names OTX's \"display_name\""),
-    ("src/pulse.rs", "pulse names OTX's \"false_positive\""),
-    ("src/pulse.rs", "pulse names OTX's \"indicator_count\""),
-    (
-        "src/pulse.rs",
-        "pulse names OTX's \"indicator_type_counts\"",
-    ),
-    ("src/pulse.rs", "pulse names OTX's \"malware_families\""),
-    ("src/pulse.rs", "pulse names OTX's \"next\""),
-    ("src/pulse.rs", "pulse names OTX's \"pulse_info\""),
-    ("src/pulse.rs", "pulse names OTX's \"results\""),
-    ("src/pulse.rs", "pulse names OTX's \"username\""),
-    ("src/pulse.rs", "pulse names OTX's \"validation\""),
 ];
 
 #[test]
