@@ -2,10 +2,48 @@
 //! missing or of the wrong type counts as absent; nothing panics. Also the
 //! readers of the lists pulses hold (`malware_families`, `attack_ids`),
 //! which the subscribed pages share.
+use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::cached::shared;
+use super::{kinds, not_json, status_error, Otx, Session, Trouble};
+use crate::error::RelayError;
 use crate::intel::{AttackId, General, Pulse};
+use crate::observable::{quote_path, Observable};
+
+impl Otx {
+    /// `GET /api/v1/indicators/{section}/{value}/general`, cached. `None`
+    /// when OTX has no data (400/404) or the type has no OTX section.
+    pub fn general(
+        &self,
+        session: &Session,
+        observable: &Observable,
+    ) -> Result<Arc<Option<General>>, RelayError> {
+        let Some(section) = kinds::section(observable.kind) else {
+            return Ok(Arc::new(None));
+        };
+        let url = format!(
+            "{}/api/v1/indicators/{section}/{}/general",
+            self.base,
+            quote_path(&kinds::value(observable))
+        );
+        shared(self, &self.generals, session, &url, || {
+            let response = self.send(session, "general", &url)?;
+            match response.status().as_u16() {
+                200 => {
+                    let body = self.read_body(session, response)?;
+                    let text = String::from_utf8_lossy(&body);
+                    let value: Value = serde_json::from_str(&text)
+                        .map_err(|e| Trouble::Unusable.warned(not_json(e)))?;
+                    Ok(Arc::new(Some(general_from_json(&value))))
+                }
+                400 | 404 => Ok(Arc::new(None)),
+                status => Err(status_error(status)),
+            }
+        })
+    }
+}
 
 /// For the fuzz target `otx_general`: a `/general` answer as read.
 #[doc(hidden)]

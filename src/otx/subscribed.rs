@@ -2,8 +2,8 @@
 //! only the fields the tiles use; everything else is skipped as it streams
 //! by), and the walks of it the tiles are made from: per tenant and period,
 //! kept `TILE_CACHE_TTL`, identical concurrent walks sharing one (SPEC §11).
-
 use std::fmt;
+use std::io::BufReader;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,10 +12,45 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::general::names;
-use super::{Otx, Session};
+use super::{status_error, Otx, Session};
 use crate::error::RelayError;
 use crate::intel::PulseSummary;
+use crate::observable::quote_path;
 use crate::time::format_seconds;
+
+/// Pulses per page of the subscribed-pulses walk (SPEC §11).
+pub const SUBSCRIBED_PAGE: u32 = 50;
+
+impl Otx {
+    /// One page (50 pulses) of `GET /api/v1/pulses/subscribed` modified
+    /// since `since` (`YYYY-MM-DDTHH:MM:SS`), read as it streams in: the
+    /// pulses' indicator lists are counted, never held.
+    pub fn subscribed(
+        &self,
+        session: &Session,
+        since: &str,
+        page: u32,
+    ) -> Result<SubscribedPage, RelayError> {
+        let url = format!(
+            "{}/api/v1/pulses/subscribed?limit={SUBSCRIBED_PAGE}&modified_since={}&page={page}",
+            self.base,
+            quote_path(since)
+        );
+        let response = self.send(session, "subscribed", &url)?;
+        match response.status().as_u16() {
+            200 => {
+                let reader = response
+                    .into_body()
+                    .into_with_config()
+                    .limit(self.max_body)
+                    .reader();
+                read_subscribed_page(BufReader::with_capacity(64 * 1024, reader))
+                    .map_err(|e| self.transport_error(session, ureq::Error::from(e)))
+            }
+            status => Err(status_error(status)),
+        }
+    }
+}
 
 /// What one walk read.
 #[derive(Debug, Clone)]
