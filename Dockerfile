@@ -17,7 +17,7 @@ ENV RUSTFLAGS='-C target-feature=+crt-static --cfg getrandom_backend="linux_getr
 # Dependencies first, in their own layer: rebuilt only when the manifest, the
 # lock file or vendor/ change. vendor/ holds the tiny_http that
 # [patch.crates-io] points at. cargo refuses a manifest whose declared targets
-# have no file, so each gets a stub here (tests/it/dockerfile.rs checks this
+# have no file, so each gets a stub here (tests/it/container.rs checks this
 # list against Cargo.toml).
 # harness/ (the test harness) is a workspace member: cargo reads its
 # manifest, and a stub stands for its code, which no release build compiles.

@@ -336,10 +336,7 @@ mod tests {
 
     #[test]
     fn paths_of_urls() {
-        assert_eq!(
-            path("https://otx.alienvault.com/api/v1/user/me"),
-            "/api/v1/user/me"
-        );
+        assert_eq!(path("https://example.com/a/b/c?d"), "/a/b/c?d");
         assert_eq!(path("http://127.0.0.1:9"), "/");
     }
 }

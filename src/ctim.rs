@@ -1,14 +1,18 @@
 //! The CTIM entities the relay emits, built from OTX's domain types.
 //!
 //! Each function here is pure: the same input gives the same document,
-//! except for the random (uuid4) ids and the `now` the caller passes.
+//! except for the random (uuid4) ids and the `now` the caller passes. The
+//! links to OTX's pages come in as arguments (`otx::links` makes them).
+
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::observable::{quote_all, quote_url, Kind, Observable};
-use crate::pulse::{AttackId, PassiveDns, Pulse, Record};
+use crate::intel::{AttackId, PassiveDns, Pulse, Record};
+use crate::observable::{quote_all, Kind, Observable};
 use crate::time::{format_time, utc};
+use crate::verdict::{Assessment, Disposition};
 
 pub const SCHEMA_VERSION: &str = "1.0.17";
 pub const SOURCE: &str = "AlienVault OTX";
@@ -83,11 +87,6 @@ pub fn tlp(otx: &str) -> Option<&'static str> {
 
 fn transient(kind: &str) -> String {
     format!("transient:{kind}-{}", Uuid::new_v4())
-}
-
-/// The pulse's page on OTX (a link: Python's quote, no dot rule).
-pub fn pulse_uri(base: &str, pulse_id: &str) -> String {
-    format!("{base}/pulse/{}", quote_url(pulse_id))
 }
 
 // The entities below are written straight to the answer by serde: their
@@ -191,11 +190,17 @@ pub struct Entities {
     pub relationship: Relationship,
 }
 
-/// Maps one pulse containing `observable` to CTIM.
-pub fn entities(base: &str, observable: &Observable, pulse: &Pulse, record: &Record) -> Entities {
+/// Maps one pulse containing `observable` to CTIM; `pulse_page` is the
+/// pulse's page on OTX.
+pub fn entities(
+    observable: &Observable,
+    pulse: &Pulse,
+    record: &Record,
+    pulse_page: String,
+) -> Entities {
     let description = pulse.description.as_deref().unwrap_or("");
     let created = utc(&record.created);
-    let source_uri = pulse_uri(base, &pulse.id);
+    let source_uri = pulse_page;
     let indicator_id = indicator_id(&pulse.id);
     let title = pulse.name.as_deref().map(|name| cap(name, TITLE_MAX));
     let sighting_id = transient("sighting");
@@ -264,13 +269,14 @@ pub struct Relation {
 /// was cached may come from a relay of the fleet with a larger limit);
 /// `None` when there is none. It spans the relations' times: the earliest
 /// `first` to the latest `last`, one standing for the other when no
-/// relation has it, `now` when none has either.
+/// relation has it, `now` when none has either. `indicator_page` is the
+/// observable's page on OTX.
 pub fn passive_dns_sighting(
-    base: &str,
     observable: &Observable,
     passive_dns: &PassiveDns,
     limit: usize,
     now: std::time::SystemTime,
+    indicator_page: String,
 ) -> Option<Sighting> {
     let kept = passive_dns
         .resolutions
@@ -316,7 +322,7 @@ pub fn passive_dns_sighting(
         relations: Some(relations),
         schema_version: SCHEMA_VERSION,
         source: SOURCE,
-        source_uri: refer_url(base, observable),
+        source_uri: indicator_page,
         title: Some("Seen in AlienVault OTX passive DNS".to_owned()),
         tlp: None,
         type_: "sighting",
@@ -338,15 +344,9 @@ pub struct Malware {
     pub type_: &'static str,
 }
 
-/// The malware entity of a family named `name` (as the pulse spells it).
-///
-/// Its link searches OTX's pulses for the name, quoted as SPEC §5 defines
-/// "quoted" for a URL: Python's `quote(name, safe='@:')` (`quote_url`, as
-/// the refer links). Python's bare `quote(name)` (`safe='/'`) would differ
-/// only on `/` (kept) and `@`, `:` (encoded); all three mean the same in a
-/// query, and `&`, `=`, `#`, `+`, `%` and spaces are encoded either way,
-/// so no name can end the `q` parameter early.
-pub fn malware(base: &str, name: &str) -> Malware {
+/// The malware entity of a family named `name` (as the pulse spells it);
+/// `search` is OTX's search of its pulses for the name.
+pub fn malware(name: &str, search: String) -> Malware {
     let text = format!("{name}, named by AlienVault OTX pulses");
     Malware {
         description: cap(&text, DESCRIPTION_MAX),
@@ -355,7 +355,7 @@ pub fn malware(base: &str, name: &str) -> Malware {
         schema_version: SCHEMA_VERSION,
         short_description: cap(&text, SHORT_DESCRIPTION_MAX),
         source: SOURCE,
-        source_uri: format!("{base}/browse/global/pulses?q={}", quote_url(name)),
+        source_uri: search,
         title: cap(name, TITLE_MAX),
         type_: "malware",
     }
@@ -425,8 +425,8 @@ pub struct ReferLink {
     pub url: String,
 }
 
-/// The refer link of one observable (SPEC 5).
-pub fn refer_link(base: &str, observable: &Observable) -> ReferLink {
+/// The refer link of one observable (SPEC 5) to `url`, its page on OTX.
+pub fn refer_link(observable: &Observable, url: String) -> ReferLink {
     let name = observable.kind.display_name();
     ReferLink {
         categories: ["Search", "AlienVault OTX"],
@@ -437,71 +437,104 @@ pub fn refer_link(base: &str, observable: &Observable) -> ReferLink {
             quote_all(&observable.value)
         ),
         title: format!("Search for this {name}"),
-        url: refer_url(base, observable),
+        url,
     }
 }
 
-/// `{AVOTX_URL}/indicator/{category}/{value}`, the value quoted exactly as
-/// Python's `quote(value, safe='@:')` (SPEC §5, compatible): the dot rule of
-/// the OTX API paths does not apply to links.
-pub fn refer_url(base: &str, observable: &Observable) -> String {
-    format!(
-        "{base}/indicator/{}/{}",
-        observable.kind.refer_category(),
-        quote_url(&observable.value)
-    )
+/// A CTIM Judgement (SPEC §7).
+#[derive(Debug, Clone, Serialize)]
+pub struct Judgement {
+    pub confidence: &'static str,
+    pub disposition: u8,
+    pub disposition_name: &'static str,
+    pub id: String,
+    pub observable: Observable,
+    pub priority: u8,
+    pub reason: String,
+    pub schema_version: &'static str,
+    pub severity: &'static str,
+    pub source: &'static str,
+    pub source_uri: String,
+    pub tlp: &'static str,
+    #[serde(rename = "type")]
+    pub type_: &'static str,
+    pub valid_time: TimeSpan,
 }
 
-/// `{"count": n, "docs": [...]}` of one kind of entity, each doc written
-/// as JSON the moment it is added, so that a big answer holds its docs as
-/// their text (about the answer's size) rather than as structs (several
-/// times it); the count is the docs' number, always. The text goes into
-/// chunks of about `CHUNK` bytes, never into one growing buffer: doubling
-/// one would hold up to twice the text, and three times while it copies.
-pub struct Bundle<T> {
-    /// `[doc,doc,…` (the closing `]` is written when serialized).
-    chunks: Vec<Vec<u8>>,
-    count: usize,
-    kind: std::marker::PhantomData<fn(T)>,
+/// A CTIM Verdict, pointing at its judgement.
+#[derive(Debug, Clone, Serialize)]
+pub struct CtimVerdict {
+    pub disposition: u8,
+    pub disposition_name: &'static str,
+    pub judgement_id: String,
+    pub observable: Observable,
+    #[serde(rename = "type")]
+    pub type_: &'static str,
+    pub valid_time: TimeSpan,
 }
 
-/// The size of a bundle's chunks.
-const CHUNK: usize = 64 * 1024;
+/// A Judgement and its Verdict.
+pub struct Verdict {
+    pub judgement: Judgement,
+    pub verdict: CtimVerdict,
+}
 
-impl<T: Serialize> Bundle<T> {
-    pub fn push(&mut self, doc: &T) {
-        let room = |chunk: &Vec<u8>| chunk.len() < CHUNK - CHUNK / 8;
-        if !self.chunks.last().is_some_and(room) {
-            // The first chunk grows as small answers need; later ones are
-            // made whole.
-            let capacity = if self.chunks.is_empty() { 0 } else { CHUNK };
-            self.chunks.push(Vec::with_capacity(capacity));
-        }
-        if let Some(chunk) = self.chunks.last_mut() {
-            chunk.push(if self.count == 0 { b'[' } else { b',' });
-            // A struct of strings, numbers and string-keyed structs:
-            // writing it to memory cannot fail.
-            let _ = serde_json::to_writer(chunk, doc);
-        }
-        self.count += 1;
+/// The CTIM Judgement and Verdict of one observable `verdict::assess`ed;
+/// `indicator_page` is its page on OTX.
+pub fn verdict(
+    observable: &Observable,
+    assessment: &Assessment,
+    now: SystemTime,
+    valid_days: u64,
+    indicator_page: String,
+) -> Verdict {
+    let d = assessment.disposition;
+    let valid_time = TimeSpan {
+        end_time: Some(format_time(now + Duration::from_secs(valid_days * 86_400))),
+        start_time: format_time(now),
+    };
+    let id = format!("transient:judgement-{}", Uuid::new_v4());
+    let verdict = CtimVerdict {
+        disposition: d as u8,
+        disposition_name: d.name(),
+        judgement_id: id.clone(),
+        observable: observable.clone(),
+        type_: "verdict",
+        valid_time: valid_time.clone(),
+    };
+    let judgement = Judgement {
+        confidence: confidence(d),
+        disposition: d as u8,
+        disposition_name: d.name(),
+        id,
+        observable: observable.clone(),
+        priority: 85,
+        reason: assessment.reason.clone(),
+        schema_version: SCHEMA_VERSION,
+        severity: severity(d),
+        source: SOURCE,
+        source_uri: indicator_page,
+        tlp: "white",
+        type_: "judgement",
+        valid_time,
+    };
+    Verdict { judgement, verdict }
+}
+
+/// CTIM's `confidence` of a judgement of `disposition`.
+fn confidence(disposition: Disposition) -> &'static str {
+    match disposition {
+        Disposition::Suspicious => "Medium",
+        _ => "High",
     }
 }
 
-impl<T> Default for Bundle<T> {
-    fn default() -> Bundle<T> {
-        Bundle {
-            chunks: Vec::new(),
-            count: 0,
-            kind: std::marker::PhantomData,
-        }
-    }
-}
-
-impl<T> Bundle<T> {
-    /// The count, and the docs as `[doc,doc,…` in chunks (no closing `]`;
-    /// no chunk when there is no doc).
-    pub fn into_json(self) -> (usize, Vec<Vec<u8>>) {
-        (self.count, self.chunks)
+/// CTIM's `severity` of a judgement of `disposition`.
+fn severity(disposition: Disposition) -> &'static str {
+    match disposition {
+        Disposition::Clean => "None",
+        Disposition::Malicious => "High",
+        Disposition::Suspicious => "Medium",
     }
 }
 
@@ -511,23 +544,6 @@ mod tests {
     use crate::observable::Kind;
     use erased_serialize::Doc;
     use serde_json::{json, Value};
-
-    #[test]
-    fn a_bundle_is_its_docs_in_chunks_of_about_64_kib() {
-        let mut bundle = Bundle::<Value>::default();
-        assert_eq!(bundle.into_json(), (0, Vec::<Vec<u8>>::new()));
-        bundle = Bundle::default();
-        let doc = json!({"text": "x".repeat(1000)});
-        (0..200).for_each(|_| bundle.push(&doc));
-        let (count, chunks) = bundle.into_json();
-        assert_eq!(count, 200);
-        assert!(chunks.len() > 1 && chunks.iter().all(|c| c.len() <= CHUNK + 1100));
-        let text = String::from_utf8(chunks.concat()).unwrap() + "]";
-        assert_eq!(
-            serde_json::from_str::<Vec<Value>>(&text).unwrap(),
-            vec![doc; 200]
-        );
-    }
 
     #[test]
     fn caps_on_char_boundaries() {
@@ -548,20 +564,11 @@ mod tests {
     }
 
     #[test]
-    fn refer_links_quote_like_python() {
+    fn refer_link_ids_quote_like_python() {
         let o = |t: &str, v: &str| Observable::new(Kind::from_type(t).expect("a kind"), v);
-        let url = |t: &str, v: &str| refer_url("https://otx", &o(t, v));
-        // `quote('..', safe='@:')` is `..`: no dot rule in links.
-        assert_eq!(url("domain", ".."), "https://otx/indicator/domain/..");
-        assert_eq!(url("domain", "."), "https://otx/indicator/domain/.");
-        assert_eq!(
-            url("url", "http://a.b/c?d#e f"),
-            "https://otx/indicator/url/http:%2F%2Fa.b%2Fc%3Fd%23e%20f"
-        );
-        assert_eq!(url("email", "a@b.c"), "https://otx/indicator/email/a@b.c");
-        let link = refer_link("https://otx", &o("domain", ".."));
+        let link = refer_link(&o("domain", ".."), "https://otx/page".to_owned());
         assert_eq!(link.id, "ref-avotx-search-domain-..");
-        assert_eq!(link.url, "https://otx/indicator/domain/..");
+        assert_eq!(link.url, "https://otx/page");
     }
 
     #[test]
@@ -581,7 +588,7 @@ mod tests {
             created: "2020-01-01T00:00:00".into(),
             expiration: None,
         };
-        let e = entities("http://otx", &o, &p, &r);
+        let e = entities(&o, &p, &r, "http://otx/page".to_owned());
         let as_value = |doc: &dyn erased_serialize::Doc| doc.value();
         let (indicator, sighting, relationship) = (
             as_value(&e.indicator),
@@ -629,7 +636,7 @@ mod tests {
 
     #[test]
     fn passive_dns_sighting_fields_and_times() {
-        use crate::pulse::Resolution;
+        use crate::intel::Resolution;
         let r = |h: &str, a: &str, first: Option<&str>, last: Option<&str>| Resolution {
             hostname: h.into(),
             address: a.into(),
@@ -661,7 +668,8 @@ mod tests {
                 ),
             ],
         };
-        let s = passive_dns_sighting("http://otx", &o, &dns, 50, now).expect("a sighting");
+        let page = || "http://otx/page/WWW.Example.com".to_owned();
+        let s = passive_dns_sighting(&o, &dns, 50, now, page()).expect("a sighting");
         // The bytes, keys in alphabetical order.
         assert!(s.text().starts_with(
             "{\"confidence\":\"High\",\"count\":3,\"description\":\"AlienVault OTX passive DNS saw 3 resolution(s) for this hostname.\",\"id\":\"transient:sighting-"
@@ -676,15 +684,12 @@ mod tests {
                    "source": {"type": "domain", "value": "www.example.com"},
                    "related": {"type": "ipv6", "value": "2001:db8::1"}})
         );
-        assert_eq!(
-            s.source_uri,
-            "http://otx/indicator/hostname/WWW.Example.com"
-        );
+        assert_eq!(s.source_uri, "http://otx/page/WWW.Example.com");
         assert!(s.text().ends_with(
-            "\"schema_version\":\"1.0.17\",\"source\":\"AlienVault OTX\",\"source_uri\":\"http://otx/indicator/hostname/WWW.Example.com\",\"title\":\"Seen in AlienVault OTX passive DNS\",\"type\":\"sighting\"}"
+            "\"schema_version\":\"1.0.17\",\"source\":\"AlienVault OTX\",\"source_uri\":\"http://otx/page/WWW.Example.com\",\"title\":\"Seen in AlienVault OTX passive DNS\",\"type\":\"sighting\"}"
         ));
         // The limit cuts what a relay with a larger one cached.
-        let one = passive_dns_sighting("http://otx", &o, &dns, 1, now).expect("a sighting");
+        let one = passive_dns_sighting(&o, &dns, 1, now, page()).expect("a sighting");
         assert_eq!(one.count, 1);
         assert_eq!(
             one.value()["observed_time"],
@@ -695,7 +700,7 @@ mod tests {
             resolutions: vec![r("a.example", "192.0.2.9", first, last)],
         };
         let time = |dns: &PassiveDns| {
-            passive_dns_sighting("http://otx", &o, dns, 50, now)
+            passive_dns_sighting(&o, dns, 50, now, page())
                 .expect("a sighting")
                 .value()["observed_time"]
                 .clone()
@@ -710,7 +715,7 @@ mod tests {
             same("2021-01-01T00:00:00Z")
         );
         assert_eq!(time(&only(None, None)), same("2023-11-14T22:13:20.123Z"));
-        assert!(passive_dns_sighting("http://otx", &o, &PassiveDns::default(), 50, now).is_none());
+        assert!(passive_dns_sighting(&o, &PassiveDns::default(), 50, now, page()).is_none());
     }
 
     #[test]
@@ -750,11 +755,9 @@ mod tests {
 
     #[test]
     fn malware_and_attack_pattern_fields() {
-        let m = malware("http://otx", "Cobalt Strike/Beacon @x:y&z=1#2+3");
-        assert_eq!(
-            m.source_uri,
-            "http://otx/browse/global/pulses?q=Cobalt%20Strike%2FBeacon%20@x:y%26z%3D1%232%2B3"
-        );
+        let search = || "http://otx/search".to_owned();
+        let m = malware("Cobalt Strike/Beacon @x:y&z=1#2+3", search());
+        assert_eq!(m.source_uri, "http://otx/search");
         assert_eq!(m.title, "Cobalt Strike/Beacon @x:y&z=1#2+3");
         assert_eq!(
             m.description,
@@ -762,13 +765,13 @@ mod tests {
         );
         // The bytes, keys in alphabetical order.
         assert_eq!(
-            malware("http://otx", "Emotet").text(),
+            malware("Emotet", search()).text(),
             "{\"description\":\"Emotet, named by AlienVault OTX pulses\",\
              \"id\":\"transient:malware-5a66b886-35ad-5cf6-ac61-bb0257516584\",\
              \"labels\":[\"malware\"],\"schema_version\":\"1.0.17\",\
              \"short_description\":\"Emotet, named by AlienVault OTX pulses\",\
              \"source\":\"AlienVault OTX\",\
-             \"source_uri\":\"http://otx/browse/global/pulses?q=Emotet\",\
+             \"source_uri\":\"http://otx/search\",\
              \"title\":\"Emotet\",\"type\":\"malware\"}"
         );
         let sub = attack_pattern(&AttackId {
@@ -814,7 +817,7 @@ mod tests {
     #[test]
     fn named_entities_keep_the_caps() {
         let long = "é".repeat(6000);
-        let m = malware("http://otx", &long);
+        let m = malware(&long, "http://otx/search".to_owned());
         assert_eq!(m.title.chars().count(), TITLE_MAX);
         assert_eq!(m.short_description.chars().count(), SHORT_DESCRIPTION_MAX);
         assert_eq!(m.description.chars().count(), DESCRIPTION_MAX);
@@ -844,5 +847,38 @@ mod tests {
                 serde_json::to_string(self).expect("serializable")
             }
         }
+    }
+
+    #[test]
+    fn shapes() {
+        let o = Observable::new(Kind::Ip, "1.2.3.4");
+        let a = Assessment {
+            disposition: Disposition::Malicious,
+            reason: "r".into(),
+        };
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(86_400);
+        let v = verdict(&o, &a, now, 7, "https://otx/page".to_owned());
+        let judgement = serde_json::to_value(&v.judgement).expect("JSON");
+        let verdict = serde_json::to_value(&v.verdict).expect("JSON");
+        assert_eq!(
+            judgement["valid_time"],
+            json!({"start_time": "1970-01-02T00:00:00.000Z", "end_time": "1970-01-09T00:00:00.000Z"})
+        );
+        assert_eq!(judgement["source_uri"], "https://otx/page");
+        assert_eq!(
+            judgement["observable"],
+            json!({"type": "ip", "value": "1.2.3.4"})
+        );
+        assert_eq!(verdict["judgement_id"], judgement["id"]);
+        assert_eq!(verdict["valid_time"], judgement["valid_time"]);
+        assert_eq!(
+            (
+                judgement["severity"].as_str(),
+                judgement["confidence"].as_str()
+            ),
+            (Some("High"), Some("High"))
+        );
+        assert_eq!(judgement.as_object().map(|o| o.len()), Some(14));
+        assert_eq!(verdict.as_object().map(|o| o.len()), Some(6));
     }
 }

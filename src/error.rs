@@ -1,14 +1,12 @@
 //! The one error type of the relay's answers.
 //!
 //! Every failure a client can see is a variant here; `code` and `message`
-//! are the SPEC's strings (clients match on them byte for byte), and the
+//! are the SPEC's strings (clients match on them byte for byte); the
 //! envelope `{"errors": [{code, message, type}]}` is built once, in
-//! [`envelope`]. Messages never carry a header value, the JWT, the OTX key
-//! or `SECRET_KEY`.
+//! `answer::envelope`. Messages never carry a header value, the JWT, the
+//! OTX key or `SECRET_KEY`.
 
 use std::fmt;
-
-use serde::Serialize;
 
 /// A failure the relay reports to its client.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -180,62 +178,9 @@ impl fmt::Display for RelayError {
 
 impl std::error::Error for RelayError {}
 
-/// One error as the answer carries it: `{"code", "message", "type": "fatal"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ErrorDoc {
-    pub code: &'static str,
-    pub message: String,
-    #[serde(rename = "type")]
-    pub type_: &'static str,
-}
-
-/// The answer envelope: `{"data": …, "errors": […]}`, each part only when
-/// present, written straight to the answer by serde.
-#[derive(Debug, Clone, Serialize)]
-pub struct Envelope<T> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub data: Option<T>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<ErrorDoc>,
-}
-
-/// The envelope of `data` and `errors`, the errors de-duplicated on (code,
-/// message), first one first. The one place errors become JSON.
-pub fn envelope<T>(data: Option<T>, errors: &[RelayError]) -> Envelope<T> {
-    let mut docs: Vec<ErrorDoc> = Vec::new();
-    for e in errors {
-        let doc = ErrorDoc {
-            code: e.code(),
-            message: e.message(),
-            type_: "fatal",
-        };
-        if !docs.contains(&doc) {
-            docs.push(doc);
-        }
-    }
-    Envelope { data, errors: docs }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn envelope_dedups_errors_and_keeps_data() {
-        let v = serde_json::to_value(envelope(
-            Some(json!({})),
-            &[
-                RelayError::Timeout,
-                RelayError::Timeout,
-                RelayError::TooManyRequests,
-            ],
-        ))
-        .expect("JSON");
-        assert_eq!(v["errors"].as_array().map(Vec::len), Some(2));
-        assert_eq!(v["data"], json!({}));
-        assert_eq!(v["errors"][0]["type"], "fatal");
-    }
 
     #[test]
     fn oops_message_ends_with_a_period() {

@@ -1,4 +1,4 @@
-//! One function per endpoint: body → auth → OTX → CTIM → [`Reply`].
+//! One function per endpoint: body → auth → OTX → [`answer`] → [`Reply`].
 //!
 //! The body is validated before the JWT (compatible). OTX work for one
 //! request fans out on the OTX pool (observables in parallel, and each
@@ -8,19 +8,33 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::answer;
 use crate::app::App;
-use crate::ctim::{self, Bundle};
-use crate::error::{envelope, RelayError};
-use crate::fan_out::{fan_out, Mode};
-use crate::http::{Body, Reply, Request};
+use crate::auth::{self, Claims};
+use crate::error::RelayError;
+use crate::http::{Reply, Request};
 use crate::observable::{parse_body, Observable};
-use crate::otx::{self, Session};
-use crate::verdict;
+use crate::otx::{self, Mode, Session};
 use crate::{respond, tiles};
+
+/// The claims of the request's Bearer JWT, checked against `SECRET_KEY`
+/// (or XDR's keys) now.
+fn claims(app: &App, request: &Request) -> Result<Claims, RelayError> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let verifier = auth::Verifier {
+        secret: app.config.secret_key.as_deref(),
+        audiences: &app.config.audiences,
+        keys: Some(&app.jwks),
+    };
+    auth::verify_with(request.header("Authorization"), &verifier, now)
+}
 
 /// `POST /version`.
 pub fn version() -> Reply {
@@ -28,7 +42,7 @@ pub fn version() -> Reply {
     struct Version {
         version: &'static str,
     }
-    Reply::ok(&Version {
+    answer::ok(&Version {
         version: env!("CARGO_PKG_VERSION"),
     })
 }
@@ -44,51 +58,41 @@ pub fn metrics(app: &App) -> Reply {
 /// `GET /watchdog`: echoes `Health-Check`.
 pub fn watchdog(request: &Request) -> Reply {
     match request.header("Health-Check") {
-        Some(value) => Reply::data(value),
-        None => Reply::error(RelayError::HealthCheckFailed),
+        Some(value) => answer::data(value),
+        None => answer::error(RelayError::HealthCheckFailed),
     }
 }
 
 /// `POST /refer/observables`: no auth, no OTX.
 pub fn refer(app: &App, request: &Request) -> Reply {
     match parse_body(&request.body) {
-        Ok(observables) => Reply::data(
-            observables
-                .iter()
-                .map(|o| ctim::refer_link(&app.config.otx_url, o))
-                .collect::<Vec<_>>(),
-        ),
-        Err(e) => Reply::error(e),
+        Ok(observables) => answer::refer(&app.config.otx_url, &observables),
+        Err(e) => answer::error(e),
     }
 }
 
 /// `POST /health`: the JWT, then the key at OTX.
 pub fn health(app: &Arc<App>, request: &Request) -> Reply {
-    let claims = match app.authorize(request) {
+    let claims = match claims(app, request) {
         Ok(claims) => claims,
-        Err(e) => return Reply::error(e),
+        Err(e) => return answer::error(e),
     };
     // Bounded by AVOTX_TIMEOUT per attempt and the retries, not by the
     // observe deadline.
     let budget = app.config.otx_timeout * (otx::MAX_RETRIES + 1) + Duration::from_secs(2);
-    let session = Session::new(&claims.key, Instant::now() + budget);
-    // On the OTX pool, so AVOTX_CONCURRENCY bounds these calls too.
-    let session = Arc::new(session);
-    let (worker, key_session) = (app.clone(), session.clone());
+    let session = Arc::new(Session::new(&claims.key, Instant::now() + budget));
     let result = app
         .otx
-        .pool()
-        .run(session.tenant(), move || worker.otx.check_key(&key_session))
-        .unwrap_or(Err(RelayError::Internal));
+        .on_pool(&session, |otx, session| otx.check_key(session));
     let mut reply = match result {
         Ok(()) => {
             #[derive(Serialize)]
             struct Status {
                 status: &'static str,
             }
-            Reply::data(Status { status: "ok" })
+            answer::data(Status { status: "ok" })
         }
-        Err(e) => Reply::error(e),
+        Err(e) => answer::error(e),
     };
     reply.retries = session.retries();
     reply
@@ -114,9 +118,9 @@ fn work_deadline(app: &App, answer_by: Instant) -> Instant {
 
 /// `POST /tiles` (any body): the tiles the relay offers.
 pub fn tiles(app: &App, request: &Request) -> Reply {
-    match app.authorize(request) {
-        Ok(_) => Reply::data(&tiles::TILES[..]),
-        Err(e) => Reply::error(e),
+    match claims(app, request) {
+        Ok(_) => answer::data(&tiles::TILES[..]),
+        Err(e) => answer::error(e),
     }
 }
 
@@ -124,11 +128,11 @@ pub fn tiles(app: &App, request: &Request) -> Reply {
 pub fn tile(app: &App, request: &Request) -> Reply {
     let tile = match tile_request(&request.body, false).and_then(|(id, _)| tiles::find(&id)) {
         Ok(tile) => tile,
-        Err(e) => return Reply::error(e),
+        Err(e) => return answer::error(e),
     };
-    match app.authorize(request) {
-        Ok(_) => Reply::data(tile),
-        Err(e) => Reply::error(e),
+    match claims(app, request) {
+        Ok(_) => answer::data(tile),
+        Err(e) => answer::error(e),
     }
 }
 
@@ -145,15 +149,17 @@ pub fn tile_data(app: &App, request: &Request) -> Reply {
     });
     let (tile, period) = match checked {
         Ok(checked) => checked,
-        Err(e) => return Reply::error(e),
+        Err(e) => return answer::error(e),
     };
-    let claims = match app.authorize(request) {
+    let claims = match claims(app, request) {
         Ok(claims) => claims,
-        Err(e) => return Reply::error(e),
+        Err(e) => return answer::error(e),
     };
     let answer_by = Instant::now() + app.config.deadline;
     let session = Session::new(&claims.key, work_deadline(app, answer_by));
-    let walk = app.walks.walk(&app.otx, &session, period);
+    let walk = app
+        .otx
+        .walk(&session, period, |now| tiles::Span::new(period, now).start);
     let data = tiles::data(
         tile,
         period,
@@ -162,7 +168,7 @@ pub fn tile_data(app: &App, request: &Request) -> Reply {
         app.config.tile_cache_ttl,
     );
     let errors: Vec<RelayError> = walk.error.iter().cloned().collect();
-    let mut reply = Reply::ok(&envelope(Some(data), &errors));
+    let mut reply = answer::partial(data, &errors);
     reply.retries = session.retries();
     reply
 }
@@ -194,14 +200,14 @@ fn tile_request(body: &[u8], with_period: bool) -> Result<(String, Option<String
 pub fn respond_observables(app: &App, request: &Request) -> Reply {
     let observables = match parse_body(&request.body) {
         Ok(o) => o,
-        Err(e) => return Reply::error(e),
+        Err(e) => return answer::error(e),
     };
-    match app.authorize(request) {
-        Ok(claims) => Reply::data(respond::actions(
+    match claims(app, request) {
+        Ok(claims) => answer::data(respond::actions(
             &observables,
             claims.respond_pulse_id.as_deref(),
         )),
-        Err(e) => Reply::error(e),
+        Err(e) => answer::error(e),
     }
 }
 
@@ -212,14 +218,14 @@ pub fn respond_trigger(app: &Arc<App>, request: &Request) -> Reply {
     struct Outcome {
         status: &'static str,
     }
-    let failure = |e: RelayError| Reply::ok(&envelope(Some(Outcome { status: "failure" }), &[e]));
+    let failure = |e: RelayError| answer::partial(Outcome { status: "failure" }, &[e]);
     let trigger = match respond::Trigger::parse(&request.body) {
         Ok(trigger) => trigger,
         Err(e) => return failure(e),
     };
-    let claims = match app.authorize(request) {
+    let claims = match claims(app, request) {
         Ok(claims) => claims,
-        Err(e) => return Reply::error(e),
+        Err(e) => return answer::error(e),
     };
     let write = match trigger.plan(claims.respond_pulse_id.as_deref()) {
         Ok(write) => write,
@@ -228,23 +234,15 @@ pub fn respond_trigger(app: &Arc<App>, request: &Request) -> Reply {
     let answer_by = Instant::now() + app.config.deadline;
     let session = Session::new(&claims.key, work_deadline(app, answer_by));
     let session = Arc::new(session);
-    let (worker, write_session) = (app.clone(), session.clone());
-    let result = app
-        .otx
-        .pool()
-        .run(session.tenant(), move || match &write {
-            respond::Write::SubmitUrl { url } => worker.otx.submit_url(&write_session, url),
-            respond::Write::AddToPulse {
-                pulse_id,
-                indicator,
-                otx_type,
-            } => worker
-                .otx
-                .add_to_pulse(&write_session, pulse_id, indicator, otx_type),
-        })
-        .unwrap_or(Err(RelayError::Internal));
+    let result = app.otx.on_pool(&session, move |otx, session| match &write {
+        respond::Write::SubmitUrl { url } => otx.submit_url(session, url),
+        respond::Write::AddToPulse {
+            pulse_id,
+            observable,
+        } => otx.add_to_pulse(session, pulse_id, observable),
+    });
     let mut reply = match result {
-        Ok(()) => Reply::data(Outcome { status: "success" }),
+        Ok(()) => answer::data(Outcome { status: "success" }),
         Err(e) => failure(e),
     };
     reply.retries = session.retries();
@@ -254,11 +252,11 @@ pub fn respond_trigger(app: &Arc<App>, request: &Request) -> Reply {
 fn lookup(app: &Arc<App>, request: &Request, mode: Mode) -> Reply {
     let observables = match parse_body(&request.body) {
         Ok(o) => o,
-        Err(e) => return Reply::error(e),
+        Err(e) => return answer::error(e),
     };
-    let claims = match app.authorize(request) {
+    let claims = match claims(app, request) {
         Ok(c) => c,
-        Err(e) => return Reply::error(e),
+        Err(e) => return answer::error(e),
     };
     let limit = claims.entities_limit.unwrap_or(app.config.entities_limit);
     // OTX work stops a little before the answer is due, so that what it
@@ -271,178 +269,13 @@ fn lookup(app: &Arc<App>, request: &Request, mode: Mode) -> Reply {
     let mut seen = HashSet::new();
     let distinct: Vec<Observable> = observables
         .into_iter()
-        .filter(|o| o.kind.otx_section().is_some())
+        .filter(|o| otx::askable(o.kind))
         .filter(|o| seen.insert(o.clone()))
         .collect();
 
-    let results = fan_out(app, &session, &distinct, mode, limit, answer_by);
+    let results = app.otx.fan_out(&session, &distinct, mode, limit, answer_by);
 
-    let mut errors = Vec::new();
-    let mut data = LookupData::default();
-    let mut named = Named::default();
-    let mut any_ok = distinct.is_empty();
-    let now = SystemTime::now();
-    for (observable, lookup) in distinct.iter().zip(results) {
-        // SPEC §15: after the observable's pulse sightings, whether or not
-        // its `/general` answered.
-        let passive_dns = lookup.passive_dns.and_then(|p| {
-            let limit = app.config.passive_dns_limit;
-            ctim::passive_dns_sighting(&app.config.otx_url, observable, &p, limit, now)
-        });
-        let found = match lookup.found {
-            Some(Ok(found)) => found,
-            Some(Err(e)) => {
-                errors.push(e);
-                any_ok |= data.passive_dns(passive_dns);
-                continue;
-            }
-            None => {
-                errors.push(RelayError::Timeout);
-                any_ok |= data.passive_dns(passive_dns);
-                continue;
-            }
-        };
-        any_ok = true;
-        if found.timed_out {
-            errors.push(RelayError::Timeout);
-        }
-        for (pulse, record) in &found.pairs {
-            let e = ctim::entities(&app.config.otx_url, observable, pulse, record);
-            for name in &pulse.malware {
-                let malware = ctim::malware(&app.config.otx_url, name);
-                if named.link(&e.indicator.id, &malware.id) {
-                    data.malwares.push(&malware);
-                }
-            }
-            for attack in &pulse.attacks {
-                let pattern = ctim::attack_pattern(attack);
-                if named.link(&e.indicator.id, &pattern.id) {
-                    data.attack_patterns.push(&pattern);
-                }
-            }
-            data.sightings.push(&e.sighting);
-            data.indicators.push(&e.indicator);
-            data.relationships.push(&e.relationship);
-        }
-        data.passive_dns(passive_dns);
-        if let Some(general) = found.general.as_ref() {
-            if let Some(assessment) = verdict::assess(general, app.config.malicious_pulses) {
-                let v = verdict::verdict(
-                    &app.config.otx_url,
-                    observable,
-                    &assessment,
-                    now,
-                    app.config.verdict_valid_days,
-                );
-                data.judgements.push(&v.judgement);
-                data.verdicts.push(&v.verdict);
-            }
-        }
-    }
-    // After every `member-of`, so that those keep the rank of their sighting.
-    for relationship in &named.indicates {
-        data.relationships.push(relationship);
-    }
-    let mut reply = Reply::body(data.answer(any_ok, &errors));
+    let mut reply = answer::observe(&app.config, &distinct, results, SystemTime::now());
     reply.retries = session.retries();
     reply
-}
-
-/// The malware and attack patterns named by the sighted pulses of one
-/// answer (SPEC §13): each entity once, however many pulses (or case
-/// variants) name it, the first spelling seen giving its title; and one
-/// `indicates` per (indicator id, entity id). A pulse sighted twice (two
-/// observables in it) gives two indicator docs with one id: its entities
-/// are indicated once, since a second relationship would repeat the first
-/// but for its random id. Counted against nothing: the entity limit is on
-/// sightings.
-#[derive(Default)]
-struct Named {
-    /// The entity ids emitted so far.
-    entities: HashSet<String>,
-    /// The (indicator id, entity id) pairs related so far.
-    links: HashSet<(String, String)>,
-    /// The `indicates` relationships, in the order of their sightings.
-    indicates: Vec<ctim::Relationship>,
-}
-
-impl Named {
-    /// Relates the indicator to the entity `id` (once), and tells whether
-    /// the entity is new to the answer (its doc is then to be emitted).
-    fn link(&mut self, indicator_id: &str, id: &str) -> bool {
-        if self.links.insert((indicator_id.to_owned(), id.to_owned())) {
-            self.indicates.push(ctim::indicates(indicator_id, id));
-        }
-        self.entities.insert(id.to_owned())
-    }
-}
-
-/// What `/observe` and `/deliberate` answer: each kind of entity only when
-/// it has docs (`{"data": {}}` when none); keys in alphabetical order.
-/// `/deliberate` looks up no pulse record, so it has no sighted pulse and
-/// no malware or attack pattern. The docs are JSON already (see `Bundle`):
-/// the answer is their concatenation, sized exactly, written once.
-#[derive(Default)]
-struct LookupData {
-    attack_patterns: Bundle<ctim::AttackPattern>,
-    indicators: Bundle<ctim::Indicator>,
-    judgements: Bundle<verdict::Judgement>,
-    malwares: Bundle<ctim::Malware>,
-    relationships: Bundle<ctim::Relationship>,
-    sightings: Bundle<ctim::Sighting>,
-    verdicts: Bundle<verdict::CtimVerdict>,
-}
-
-impl LookupData {
-    /// Adds an observable's passive DNS sighting, if any (counted against
-    /// nothing, with no indicator or relationship); whether there was one.
-    fn passive_dns(&mut self, sighting: Option<ctim::Sighting>) -> bool {
-        sighting.inspect(|s| self.sightings.push(s)).is_some()
-    }
-
-    /// The answer's bytes: `{"data":{…},"errors":[…]}`, `data` only when
-    /// `with_data`, `errors` only when there are some (as `envelope`).
-    fn answer(self, with_data: bool, errors: &[RelayError]) -> Body {
-        let kinds = [
-            ("attack_patterns", self.attack_patterns.into_json()),
-            ("indicators", self.indicators.into_json()),
-            ("judgements", self.judgements.into_json()),
-            ("malwares", self.malwares.into_json()),
-            ("relationships", self.relationships.into_json()),
-            ("sightings", self.sightings.into_json()),
-            ("verdicts", self.verdicts.into_json()),
-        ];
-        // `{"errors":[…]}` or `{}`, from the one place errors become JSON.
-        let errors = serde_json::to_vec(&envelope::<()>(None, errors)).unwrap_or_default();
-        let errors = errors
-            .get(1..errors.len().saturating_sub(1))
-            .unwrap_or_default();
-        let mut parts = Vec::new();
-        let mut text = String::from("{");
-        if with_data {
-            text.push_str("\"data\":{");
-            let mut first = true;
-            for (name, (count, docs)) in kinds {
-                if count == 0 {
-                    continue;
-                }
-                if !first {
-                    text.push(',');
-                }
-                first = false;
-                text.push_str(&format!("\"{name}\":{{\"count\":{count},\"docs\":"));
-                parts.push(std::mem::take(&mut text).into_bytes());
-                parts.extend(docs);
-                text.push_str("]}");
-            }
-            text.push('}');
-            if !errors.is_empty() {
-                text.push(',');
-            }
-        }
-        text.push_str(&String::from_utf8_lossy(errors));
-        text.push('}');
-        parts.push(text.into_bytes());
-        Body::parts(parts)
-    }
 }

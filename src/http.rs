@@ -1,11 +1,8 @@
 //! Requests and replies as plain values. Nothing here knows tiny_http
-//! (`server.rs` converts) or any endpoint (`routes.rs` dispatches).
+//! (`server.rs` converts) or any endpoint (`routes.rs` dispatches); JSON
+//! answers are made by `answer.rs`.
 
 use std::io::Read;
-
-use serde::Serialize;
-
-use crate::error::{envelope, RelayError};
 
 /// A request, read whole (the body is at most 1 MiB).
 #[derive(Default)]
@@ -114,38 +111,6 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// `body` as JSON, HTTP 200.
-    pub fn ok(body: &impl Serialize) -> Reply {
-        Reply::json(200, body)
-    }
-
-    /// `{"data": data}`.
-    pub fn data(data: impl Serialize) -> Reply {
-        Reply::ok(&envelope(Some(data), &[]))
-    }
-
-    /// A lone error, with its HTTP status.
-    pub fn error(error: RelayError) -> Reply {
-        Reply::json(error.http_status(), &envelope::<()>(None, &[error]))
-    }
-
-    /// `body` as JSON with `status`.
-    pub fn json(status: u16, body: &impl Serialize) -> Reply {
-        // The relay's documents hold only strings, numbers and string-keyed
-        // structs: serializing them cannot fail. Should it, the client gets
-        // an internal error rather than a half-written answer.
-        let body = serde_json::to_vec(body).unwrap_or_else(|_| {
-            br#"{"errors":[{"code":"internal error","message":"Internal error.","type":"fatal"}]}"#
-                .to_vec()
-        });
-        Reply {
-            status,
-            body: body.into(),
-            content_type: "application/json",
-            retries: 0,
-        }
-    }
-
     /// A JSON answer (HTTP 200) already serialized.
     pub fn body(body: Body) -> Reply {
         Reply {

@@ -10,28 +10,50 @@
 //!   check`, the way to OTX step by step.
 //! - [`server`]: tiny_http, worker threads, panic guard, graceful stop.
 //! - [`routes`]: one `match` on (method, path).
-//! - [`handlers`]: one function per endpoint: body → auth → OTX → CTIM;
+//! - [`handlers`]: one function per endpoint: body → auth → OTX → answer;
 //!   [`tiles`] and [`respond`]: the dashboard and respond endpoints.
-//! - [`fan_out`]: one request's OTX work on the OTX pool, until its deadline.
+//! - [`answer`]: what is answered, written in one place: the envelope and
+//!   every error document, and the CTIM answer assembled from what OTX said.
 //! - [`app`]: what every handler shares (config, OTX client, JWKS keys).
-//! - [`ctim`] and [`verdict`]: the CTIM entities emitted.
-//! - [`otx`]: the OTX client: URLs, headers, retries, status mapping, pages;
-//!   [`pool`]: its bounded threads; [`egress`]: the HTTP agent and proxy.
+//! - [`ctim`]: the CTIM entities emitted (their links to OTX come in as
+//!   arguments); [`verdict`]: the rule that judges an observable from
+//!   OTX's own signals.
+//! - [`otx`]: the one home of OTX: URLs, headers, retries, status mapping,
+//!   pages, how each kind is named and matched, the links to OTX's pages;
+//!   its bounded pool, the fan-out of one request's OTX work until its
+//!   deadline, the tiles' walks, the caches' Redis tier (`REDIS_URL`);
+//!   [`egress`]: the HTTP agent and proxy.
 //! - [`jwks`]: XDR's signing keys, fetched and kept; [`module_type`]: the
 //!   `module-type` document.
 //! - [`auth`]: HS256 and RS256 JWTs, checked by hand (pure; `now` is an
 //!   argument; RS256 keys come through its `KeySource`).
 //! - [`http`]: requests and replies as values; [`log`]: one-line, escaped logs.
-//! - [`pulse`]: what is kept of OTX's answers (`General`, `Pulse`, `Record`,
-//!   `PassiveDns`).
-//! - [`observable`]: supported types, body parsing, percent-encoding.
-//! - [`cache`]: per-tenant TTL/LRU cache with single-flight;
-//!   [`shared_cache`]: its Redis tier (`REDIS_URL`); [`metrics`]: `/metrics`.
+//! - [`intel`]: what OTX said, in the relay's own types (`General`,
+//!   `Pulse`, `Record`, `PassiveDns`, `PulseSummary`); no OTX name.
+//! - [`observable`]: supported types, body parsing, percent-encoding (no
+//!   OTX name).
+//! - [`cache`]: per-tenant TTL/LRU cache with single-flight; [`metrics`]:
+//!   `/metrics`.
 //! - [`config`], [`error`], [`time`]: the environment, the one error type,
 //!   calendar and formatting; they import nothing of the relay above them.
 //!
+//! The layers, top first: a module imports only from the lines below its
+//! own (tests/it/tidy.rs reads this block and holds the code to it).
+//!
+//! ```text
+//! main
+//! cli
+//! server
+//! routes
+//! handlers
+//! answer app check tiles
+//! otx jwks ctim respond
+//! verdict auth egress observable log cache
+//! config error time metrics module_type intel http
+//! ```
+//!
 //! Invariants:
-//! - Only `otx` and `pulse` know OTX's URLs and JSON shapes; only `server`
+//! - Only `otx` knows OTX's URLs and JSON shapes; only `server`
 //!   touches tiny_http; only `config` reads the environment (the `token`,
 //!   `healthcheck` and `check` subcommands through it too); nothing below
 //!   `main` ends the process.
@@ -40,6 +62,7 @@
 //!   escaped before it reaches a log line.
 //! - A handler returns a value; only the server writes to the socket.
 
+pub mod answer;
 pub mod app;
 pub mod auth;
 pub mod cache;
@@ -49,21 +72,18 @@ pub mod config;
 pub mod ctim;
 pub mod egress;
 pub mod error;
-pub mod fan_out;
 pub mod handlers;
 pub mod http;
+pub mod intel;
 pub mod jwks;
 pub mod log;
 pub mod metrics;
 pub mod module_type;
 pub mod observable;
 pub mod otx;
-pub mod pool;
-pub mod pulse;
 pub mod respond;
 pub mod routes;
 pub mod server;
-pub mod shared_cache;
 pub mod tiles;
 pub mod time;
 pub mod verdict;

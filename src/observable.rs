@@ -101,44 +101,10 @@ impl Kind {
         }
     }
 
-    /// The category in OTX's web links (`/indicator/{category}/…`).
-    pub fn refer_category(self) -> &'static str {
-        match self {
-            Kind::Domain => "domain",
-            Kind::Email => "email",
-            Kind::Md5 | Kind::Sha1 | Kind::Sha256 => "file",
-            Kind::Ip | Kind::Ipv6 => "ip",
-            Kind::Url => "url",
-            Kind::Hostname => "hostname",
-        }
-    }
-
-    /// The OTX API section (`/api/v1/indicators/{section}/…`); `None` for
-    /// the types OTX cannot be asked about.
-    pub fn otx_section(self) -> Option<&'static str> {
-        match self {
-            Kind::Domain => Some("domain"),
-            Kind::Email => None,
-            Kind::Md5 | Kind::Sha1 | Kind::Sha256 => Some("file"),
-            Kind::Ip => Some("IPv4"),
-            Kind::Ipv6 => Some("IPv6"),
-            Kind::Url => Some("url"),
-            Kind::Hostname => Some("hostname"),
-        }
-    }
-
     /// Whether OTX keeps passive DNS for the kind (SPEC §15): names and
     /// addresses.
     pub fn has_passive_dns(self) -> bool {
         matches!(self, Kind::Domain | Kind::Hostname | Kind::Ip | Kind::Ipv6)
-    }
-
-    /// Hashes, domains and hostnames are case-insensitive at OTX.
-    pub fn is_case_insensitive(self) -> bool {
-        matches!(
-            self,
-            Kind::Domain | Kind::Hostname | Kind::Md5 | Kind::Sha1 | Kind::Sha256
-        )
     }
 }
 
@@ -164,25 +130,6 @@ impl Observable {
         Observable {
             kind,
             value: value.into(),
-        }
-    }
-
-    /// The value as OTX is asked about it and as records are matched:
-    /// ASCII lower case for case-insensitive kinds, as received otherwise.
-    pub fn otx_value(&self) -> String {
-        if self.kind.is_case_insensitive() {
-            self.value.to_ascii_lowercase()
-        } else {
-            self.value.clone()
-        }
-    }
-
-    /// Whether a pulse record's `indicator` is this observable.
-    pub fn matches(&self, indicator: &str) -> bool {
-        if self.kind.is_case_insensitive() {
-            indicator.eq_ignore_ascii_case(&self.value)
-        } else {
-            indicator == self.value
         }
     }
 }
@@ -261,20 +208,5 @@ mod tests {
             assert_eq!(err.code(), "invalid payload received");
             assert!(err.message().starts_with("Invalid JSON payload received. "));
         }
-    }
-
-    #[test]
-    fn case_rules() {
-        let o = |t: &str, v: &str| Observable::new(Kind::from_type(t).expect("a kind"), v);
-        assert_eq!(o("md5", "ABCdef").otx_value(), "abcdef");
-        assert_eq!(o("domain", "Example.COM").otx_value(), "example.com");
-        assert_eq!(
-            o("hostname", "WWW.Example.COM").otx_value(),
-            "www.example.com"
-        );
-        assert!(o("hostname", "www.example.com").matches("WWW.example.COM"));
-        assert_eq!(o("url", "http://A/B").otx_value(), "http://A/B");
-        assert!(o("sha1", "AB").matches("ab"));
-        assert!(!o("url", "http://A").matches("http://a"));
     }
 }

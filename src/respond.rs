@@ -65,21 +65,6 @@ pub fn actions(observables: &[Observable], pulse_id: Option<&str>) -> Vec<Action
     actions
 }
 
-/// OTX's indicator type for a kind (SPEC §12).
-pub fn otx_type(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Ip => "IPv4",
-        Kind::Ipv6 => "IPv6",
-        Kind::Domain => "domain",
-        Kind::Url => "URL",
-        Kind::Md5 => "FileHash-MD5",
-        Kind::Sha1 => "FileHash-SHA1",
-        Kind::Sha256 => "FileHash-SHA256",
-        Kind::Email => "email",
-        Kind::Hostname => "hostname",
-    }
-}
-
 /// What a trigger asks OTX to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write {
@@ -88,8 +73,7 @@ pub enum Write {
     },
     AddToPulse {
         pulse_id: String,
-        indicator: String,
-        otx_type: &'static str,
+        observable: Observable,
     },
 }
 
@@ -144,8 +128,7 @@ impl Trigger {
             }),
             (ADD_TO_PULSE, Some(pulse_id)) => Ok(Write::AddToPulse {
                 pulse_id: pulse_id.to_owned(),
-                indicator: self.value.clone(),
-                otx_type: otx_type(kind),
+                observable: Observable::new(kind, self.value.clone()),
             }),
             _ => Err(not_offered()),
         }
@@ -174,11 +157,10 @@ mod tests {
             plan(body(ADD_TO_PULSE, "sha256", "ab").as_bytes(), pulse),
             Ok(Write::AddToPulse {
                 pulse_id: "0123456789abcdef01234567".to_owned(),
-                indicator: "ab".to_owned(),
-                otx_type: "FileHash-SHA256"
+                observable: Observable::new(Kind::Sha256, "ab"),
             })
         );
-        // SPEC §15: a hostname joins a pulse as OTX's `hostname`.
+        // SPEC §15: a hostname joins a pulse (as OTX's `hostname`).
         assert_eq!(
             plan(
                 body(ADD_TO_PULSE, "hostname", "WWW.Example.com").as_bytes(),
@@ -186,8 +168,7 @@ mod tests {
             ),
             Ok(Write::AddToPulse {
                 pulse_id: "0123456789abcdef01234567".to_owned(),
-                indicator: "WWW.Example.com".to_owned(),
-                otx_type: "hostname"
+                observable: Observable::new(Kind::Hostname, "WWW.Example.com"),
             })
         );
         for (b, p) in [

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::answer;
 use crate::app::App;
 use crate::error::RelayError;
 use crate::handlers;
@@ -64,10 +65,10 @@ pub fn route(app: &Arc<App>, request: &Request) -> Reply {
         "/watchdog" => "GET",
         "/tiles" | "/tiles/tile" | "/tiles/tile-data" => "POST",
         "/respond/observables" | "/respond/trigger" => "POST",
-        _ => return Reply::error(RelayError::NotFound),
+        _ => return answer::error(RelayError::NotFound),
     };
     if method != allowed {
-        return Reply::error(RelayError::MethodNotAllowed);
+        return answer::error(RelayError::MethodNotAllowed);
     }
     match request.path.as_str() {
         "/health" => handlers::health(app, request),

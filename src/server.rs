@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use tiny_http::{Header, Inline, Limits, Refusal, Response, Server, StatusCode};
 
+use crate::answer;
 use crate::app::App;
 use crate::error::RelayError;
 use crate::http::{Reply, Request};
@@ -233,12 +234,12 @@ fn handle(app: &Arc<App>, handler: Handler, mut request: tiny_http::Request) {
     let reply = catch_unwind(AssertUnwindSafe(|| {
         match read(&mut request, &method, &path) {
             Ok(req) => handler(app, &req),
-            Err(e) => Reply::error(e),
+            Err(e) => answer::error(e),
         }
     }))
     .unwrap_or_else(|_| {
         log::error(format_args!("a panic while handling {method} {path}"));
-        Reply::error(RelayError::Internal)
+        answer::error(RelayError::Internal)
     });
     let body = reply.body;
     let bytes = body.len();

@@ -6,23 +6,20 @@
 //! request's deadline; it serves all four tiles of one (tenant, period) for
 //! `TILE_CACHE_TTL`, and identical concurrent walks share one. A walk cut
 //! short by an OTX failure or the deadline answers what it read plus the
-//! error, and is not cached.
+//! error, and is not cached. The walks are made and kept by
+//! [`Otx::walk`](crate::otx::Otx::walk).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-use crate::cache::Memo;
-use crate::ctim::pulse_uri;
 use crate::error::RelayError;
-use crate::otx::{Otx, Session};
-use crate::pulse::PulseSummary;
-use crate::time::{format_seconds, format_time, parse_otx_time};
+use crate::intel::PulseSummary;
+use crate::otx::{links, Walk};
+use crate::time::{format_time, parse_otx_time};
 
 /// The periods every tile offers.
 pub const PERIODS: [&str; 3] = ["last_24_hours", "last_7_days", "last_30_days"];
@@ -162,82 +159,6 @@ impl Span {
     }
 }
 
-/// What one walk read.
-#[derive(Debug, Clone)]
-pub struct Walk {
-    /// Pulses modified in the period, as OTX listed them.
-    pub pulses: Vec<PulseSummary>,
-    /// Why the walk stopped early, if it did.
-    pub error: Option<RelayError>,
-    /// When it was made (seconds); tiles are computed as of then.
-    pub at: u64,
-}
-
-/// The walks, per tenant and period.
-pub struct Walks {
-    memo: Memo<Arc<Walk>>,
-    max_pulses: usize,
-}
-
-impl Walks {
-    pub fn new(ttl: Duration, max_pulses: usize) -> Walks {
-        Walks {
-            memo: Memo::new(ttl, 10_000),
-            max_pulses,
-        }
-    }
-
-    /// The walk of `period` for the session's tenant: cached, shared, or
-    /// made now.
-    pub fn walk(&self, otx: &Otx, session: &Session, period: &str) -> Arc<Walk> {
-        let mut key = Sha256::new();
-        key.update(session.tenant());
-        key.update(period.as_bytes());
-        let fetched = self.memo.get_or_fetch(key.finalize().into(), || {
-            let walk = Arc::new(self.fresh(otx, session, period));
-            // A walk cut short is answered, to everyone waiting on it, but
-            // not kept.
-            match walk.error {
-                None => Ok(walk),
-                Some(_) => Err(walk),
-            }
-        });
-        fetched.unwrap_or_else(|partial| partial)
-    }
-
-    fn fresh(&self, otx: &Otx, session: &Session, period: &str) -> Walk {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let since = format_seconds(Span::new(period, now).start);
-        let mut walk = Walk {
-            pulses: Vec::new(),
-            error: None,
-            at: now,
-        };
-        for page in 1.. {
-            match otx.subscribed(session, &since, page) {
-                Ok(read) => {
-                    walk.pulses.extend(read.pulses);
-                    if walk.pulses.len() >= self.max_pulses {
-                        walk.pulses.truncate(self.max_pulses);
-                        break;
-                    }
-                    if !read.more {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    walk.error = Some(e);
-                    break;
-                }
-            }
-        }
-        walk
-    }
-}
-
 /// The `data` of a tile-data answer: the tile's own fields beside the
 /// times every tile carries (SPEC §11). Fields in alphabetical order.
 #[derive(Debug, Clone, Serialize)]
@@ -354,7 +275,7 @@ pub fn data(tile: &Tile, period: &str, walk: &Walk, otx_url: &str, valid: Durati
                     &stamp[..10],
                     &stamp[11..16],
                     markdown(&p.name),
-                    pulse_uri(otx_url, &p.id),
+                    links::pulse_page(otx_url, &p.id),
                     markdown(&p.author),
                     p.indicators
                 ));

@@ -1,14 +1,14 @@
 //! Arbitrary bytes as an OTX `/general` answer: parsed as JSON, read by
-//! `otx::general_from_json`, and every pulse mapped to CTIM with a record
+//! `otx::general_for_fuzz`, and every pulse mapped to CTIM with a record
 //! taken from the same document, its malware and techniques too (SPEC §13).
 //! Nothing panics, the CTIM text caps hold, and `tlp` is one of CTIM's.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use otx_relay::intel::Record;
 use otx_relay::observable::{Kind, Observable};
-use otx_relay::pulse::{general_from_json, Record};
-use otx_relay::{ctim, verdict};
+use otx_relay::{ctim, otx, verdict};
 use serde_json::Value;
 
 const BASE: &str = "http://127.0.0.1:1";
@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(value) = serde_json::from_slice::<Value>(data) else {
         return;
     };
-    let general = general_from_json(&value);
+    let general = otx::general_for_fuzz(&value);
     // The made-up pulse record: the document's own top-level `created` and
     // `expiration` when it has them, so the fuzzer reaches the time handling.
     let text = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned);
@@ -35,7 +35,12 @@ fuzz_target!(|data: &[u8]| {
     let observable = Observable::new(Kind::Ip, "1.2.3.4");
     for pulse in &general.pulses {
         assert!(!pulse.id.is_empty(), "a pulse without an id was kept");
-        let e = ctim::entities(BASE, &observable, pulse, &record);
+        let e = ctim::entities(
+            &observable,
+            pulse,
+            &record,
+            otx::links::pulse_page(BASE, &pulse.id),
+        );
         // What the server does with them last.
         let indicator = serde_json::to_value(&e.indicator).expect("serialises");
         let sighting = serde_json::to_value(&e.sighting).expect("serialises");
@@ -57,7 +62,10 @@ fuzz_target!(|data: &[u8]| {
                 assert!(["red", "amber", "green", "white"].contains(&tlp.as_str().unwrap_or("")));
             }
         }
-        let malwares = pulse.malware.iter().map(|name| ctim::malware(BASE, name));
+        let malwares = pulse
+            .malware
+            .iter()
+            .map(|name| ctim::malware(name, otx::links::pulse_search(BASE, name)));
         let patterns = pulse.attacks.iter().map(ctim::attack_pattern);
         let named: Vec<Value> = malwares
             .map(|m| serde_json::to_value(&m).expect("serialises"))
@@ -71,7 +79,8 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Some(assessment) = verdict::assess(&general, 2) {
-        let v = verdict::verdict(BASE, &observable, &assessment, std::time::UNIX_EPOCH, 7);
+        let page = otx::links::indicator_page(BASE, &observable);
+        let v = ctim::verdict(&observable, &assessment, std::time::UNIX_EPOCH, 7, page);
         assert_eq!(v.verdict.judgement_id, v.judgement.id);
         let _ = serde_json::to_vec(&v.judgement).expect("serialises");
     }

@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use libfuzzer_sys::fuzz_target;
 use otx_relay::ctim;
 use otx_relay::observable::{Kind, Observable};
-use otx_relay::otx::read_passive_dns_for_fuzz;
+use otx_relay::otx::{links, read_passive_dns_for_fuzz};
 use serde_json::Value;
 
 const BASE: &str = "http://127.0.0.1:1";
@@ -39,7 +39,8 @@ fuzz_target!(|data: &[u8]| {
         assert!(lasts.windows(2).all(|w| w[0] >= w[1]), "not newest first");
         let observable = Observable::new(Kind::Hostname, "www.example.com");
         let now = std::time::UNIX_EPOCH;
-        match ctim::passive_dns_sighting(BASE, &observable, &dns, limit, now) {
+        let page = links::indicator_page(BASE, &observable);
+        match ctim::passive_dns_sighting(&observable, &dns, limit, now, page) {
             None => assert!(dns.resolutions.is_empty()),
             Some(sighting) => {
                 let doc = serde_json::to_value(&sighting).expect("serialises");

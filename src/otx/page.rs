@@ -10,15 +10,87 @@
 //! Memory per scan is one buffer and one element, whatever the page size;
 //! once the record is found the rest of the page is drained unparsed, so
 //! the connection can be reused.
-
 use std::fmt;
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, BufReader};
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::Record;
-use crate::observable::Observable;
+use super::cached::shared;
+use super::{kinds, status_error, warn_dropped_pulse_status, Otx, Session};
+use crate::error::RelayError;
+use crate::intel::Record;
+use crate::observable::{quote_path, Observable};
+
+/// Records per pulse-indicator page. Pages are streamed, so memory does not
+/// grow with it; a large page saves round trips on big pulses (OTX's own
+/// maximum is 10 000, its default 10).
+pub const PAGE_SIZE: u32 = 5000;
+/// The most pages read for one pulse.
+pub const MAX_PAGES: u32 = 100;
+
+impl Otx {
+    /// The pulse's own record of `observable`, paging through the pulse's
+    /// indicators newest first; `None` when the pulse does not list it.
+    pub fn find_record(
+        &self,
+        session: &Session,
+        pulse_id: &str,
+        observable: &Observable,
+    ) -> Result<Option<Record>, RelayError> {
+        let path = format!(
+            "{}/api/v1/pulses/{}/indicators",
+            self.base,
+            quote_path(pulse_id)
+        );
+        // The kind is part of the key: records match exactly for some kinds
+        // and ignoring ASCII case for others, so the same value under two
+        // kinds may find different records.
+        let key = format!(
+            "{path}#{}#{}",
+            observable.kind.type_name(),
+            kinds::value(observable)
+        );
+        shared(self, &self.records, session, &key, || {
+            for page in 1..=MAX_PAGES {
+                let url = format!("{path}?sort=-created&limit={PAGE_SIZE}&page={page}");
+                let response = self.send(session, "pulse_indicators", &url)?;
+                let status = response.status().as_u16();
+                match status {
+                    200 => {}
+                    400 | 404 => {
+                        // The pulse is dropped without telling the client,
+                        // but the operator is told (SPEC §4).
+                        warn_dropped_pulse_status(pulse_id, status);
+                        return Ok(None);
+                    }
+                    _ => return Err(status_error(status)),
+                }
+                let reader = response
+                    .into_body()
+                    .into_with_config()
+                    .limit(self.max_body)
+                    .reader();
+                let outcome = scan_page(BufReader::with_capacity(64 * 1024, reader), observable)
+                    .map_err(|e| self.transport_error(session, ureq::Error::from(e)))?;
+                match outcome {
+                    Scan::Found(record) => return Ok(record),
+                    Scan::NotHere { more: true } => continue,
+                    Scan::NotHere { more: false } => return Ok(None),
+                }
+            }
+            Ok(None)
+        })
+    }
+}
+
+/// Runs the page scan over `page` for the fuzz target `otx_page` (`fuzz/`);
+/// the scan itself stays private. True when `page` was read as a page (the
+/// record found or not), false when it was refused.
+#[doc(hidden)]
+pub fn scan_page_for_fuzz(page: &[u8], observable: &Observable) -> bool {
+    scan_page(page, observable).is_ok()
+}
 
 /// The outcome of one page.
 #[derive(Debug, PartialEq)]
@@ -33,8 +105,8 @@ pub(super) enum Scan {
 /// back as they are; a page that is not JSON of the page's shape is an
 /// `InvalidData` error wrapping a `serde_json::Error`.
 pub(super) fn scan_page(mut page: impl BufRead, observable: &Observable) -> io::Result<Scan> {
-    let needle = observable.otx_value().into_bytes();
-    let case_insensitive = observable.kind.is_case_insensitive();
+    let needle = super::kinds::value(observable).into_bytes();
+    let case_insensitive = super::kinds::case_insensitive(observable.kind);
     let mut element = Vec::new();
     let mut more = false;
     let mut results_seen = false;
@@ -386,7 +458,7 @@ impl<'de> Visitor<'de> for Matches<'_> {
         f.write_str("an indicator")
     }
     fn visit_str<E>(self, v: &str) -> Result<bool, E> {
-        Ok(self.0.matches(v))
+        Ok(super::kinds::matches(self.0, v))
     }
     fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
         Ok(false)

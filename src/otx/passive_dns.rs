@@ -22,18 +22,81 @@
 //!   order, stay exact; the sighting's `start_time` may then be later than
 //!   OTX's earliest. That is the price of never growing with the answer;
 //!   a real answer has far fewer distinct pairs.
-
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::io::{self, Read};
+use std::io::{self, BufReader, Read};
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
+use super::cached::shared;
 use super::page::Lenient;
-use crate::pulse::{PassiveDns, Resolution};
+use super::{kinds, status_error, Otx, Session, Trouble};
+use crate::error::RelayError;
+use crate::intel::{PassiveDns, Resolution};
+use crate::observable::{quote_path, Kind, Observable};
+
+impl Otx {
+    /// `GET /api/v1/indicators/{section}/{value}/passive_dns`, cached like
+    /// `/general` (SPEC §15): the resolutions kept, read as the answer
+    /// streams in. No data (400/404) or an answer of another shape is no
+    /// resolution; other statuses, transport failures, an answer that is
+    /// not JSON and the deadline are errors, for the caller to log.
+    pub fn passive_dns(
+        &self,
+        session: &Session,
+        observable: &Observable,
+    ) -> Result<Arc<PassiveDns>, RelayError> {
+        let Some(section) = kinds::section(observable.kind) else {
+            return Ok(Arc::default());
+        };
+        let url = format!(
+            "{}/api/v1/indicators/{section}/{}/passive_dns",
+            self.base,
+            quote_path(&kinds::value(observable))
+        );
+        shared(self, &self.passive_dns, session, &url, || {
+            let response = self.send(session, "passive_dns", &url)?;
+            match response.status().as_u16() {
+                200 => {
+                    let reader = response
+                        .into_body()
+                        .into_with_config()
+                        .limit(self.max_body)
+                        .reader();
+                    let reader = BufReader::with_capacity(64 * 1024, reader);
+                    read_passive_dns(reader, self.passive_dns_limit)
+                        .map(Arc::new)
+                        .map_err(|e| self.transport_error(session, ureq::Error::from(e)))
+                }
+                400 | 404 => Ok(Arc::default()),
+                status => Err(status_error(status)),
+            }
+        })
+    }
+}
+
+/// Reads `answer` as a passive DNS answer for the fuzz target
+/// `otx_passive_dns` (`fuzz/`); the reader itself stays private. `None`
+/// when it was refused (not JSON).
+#[doc(hidden)]
+pub fn read_passive_dns_for_fuzz(answer: &[u8], limit: usize) -> Option<PassiveDns> {
+    read_passive_dns(answer, limit).ok()
+}
+
+/// Logs a passive DNS lookup that failed (SPEC §15), at most a line a
+/// minute: the observable's type and what went wrong, never its value; the
+/// client is not told.
+pub fn warn_passive_dns_failed(kind: Kind, error: &RelayError) {
+    Trouble::PassiveDnsDropped.warn(format_args!(
+        "a {} observable: {}",
+        kind.type_name(),
+        error.message()
+    ));
+}
 
 /// The distinct (hostname, address) pairs whose earliest `first` is
 /// remembered: about 1.5 MiB at most.

@@ -1,6 +1,11 @@
 //! SPEC §2: the Bearer JWT on `/health`, `/observe/observables` and
 //! `/deliberate/observables` — every message of the table, the order of the
 //! checks, and what reaches OTX once a token passes.
+//!
+//! Beside it: [`xdr`], XDR's RS256 configuration tokens and the module
+//! type (SPEC §9, §10).
+
+mod xdr;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

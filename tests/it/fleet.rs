@@ -1,6 +1,11 @@
 //! A fleet of relays on one real `redis-server` (SPEC §14): one OTX call
 //! per URL for the whole fleet, tenants apart, errors never shared, and
 //! Redis down, back, or silent never failing a client.
+//!
+//! Beside it: [`kubernetes`], the manifests; [`metrics`], `GET /metrics`.
+
+mod kubernetes;
+mod metrics;
 
 use std::io::Read;
 use std::net::TcpListener;

@@ -2,29 +2,19 @@
 //! against a fake OTX. `support` is the harness; each other module is an area.
 
 mod auth;
-mod cache;
-mod config_limits;
-mod deeper;
-mod dockerfile;
-mod empty_root;
+mod cli;
+mod container;
 mod endpoints;
 mod fairness;
-mod faults;
 mod fleet;
 mod hostile;
-mod kubernetes;
-mod metrics;
 mod observe;
-mod operations;
-mod panic_guard;
-mod passive_dns;
+mod otx_cache;
+mod otx_faults;
 mod respond;
-mod robustness;
-mod slow_clients;
 mod smoke;
 mod support;
+mod tidy;
 mod tiles;
-mod tls;
 mod verdicts;
 mod wire;
-mod xdr;

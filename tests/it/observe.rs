@@ -1,6 +1,13 @@
 //! `POST /observe/observables` end to end (SPEC §4, §6, and the verdict
 //! docs of §7 that ride along): the OTX requests as sent, the pulse filter,
 //! the record lookups, the ordering and limits, and the CTIM documents whole.
+//!
+//! Beside it: [`named`], the malware and ATT&CK entities of the sighted
+//! pulses (SPEC §13); [`passive_dns`], the passive DNS sighting and
+//! hostnames (SPEC §15).
+
+mod named;
+mod passive_dns;
 
 use std::time::Duration;
 

@@ -7,6 +7,12 @@
 //!
 //! Every framing case hides a second request (`SMUGGLED`) in what follows
 //! the head: it must never be answered.
+//!
+//! Beside it: [`slow_clients`] (no worker held by a slow client) and
+//! [`panic_guard`] (a panicking handler answers a JSON 500).
+
+mod panic_guard;
+mod slow_clients;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};

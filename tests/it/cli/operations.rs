@@ -551,12 +551,12 @@ fn a_skip_is_listed_where_make_test_shows_it() {
     );
     // The list is the file `make test` prints at its end (and empties first).
     assert!(SKIPPED.ends_with("/tmp/skipped-tests.txt"), "{SKIPPED}");
-    let makefile = include_str!("../../Makefile");
+    let makefile = include_str!("../../../Makefile");
     let recipe = "SKIPPED := $(or $(CARGO_TARGET_DIR),target)/tmp/skipped-tests.txt";
     assert!(makefile.contains(recipe), "the Makefile names the list");
     assert!(makefile.contains("@rm -f $(SKIPPED)") && makefile.contains("cat $(SKIPPED)"));
     // And CI fails on any skip.
-    let ci = include_str!("../../.ci/run");
+    let ci = include_str!("../../../.ci/run");
     assert!(ci.contains("export OTX_RELAY_NO_SKIPS=1"), "{ci}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,6 +3,13 @@
 //! three observables of an `/observe` call, whose other two must come back
 //! intact. Then retries, the deadline, a refused connection, lenient reading
 //! of odd OTX JSON, and error messages that never echo a secret.
+//!
+//! Beside it: [`tls`], TLS to OTX; [`robustness`], a 404 pulse lookup
+//! logged and escaped, the record cache telling kinds apart, and SIGTERM
+//! letting the request in flight finish.
+
+mod robustness;
+mod tls;
 
 use std::thread;
 use std::time::Duration;

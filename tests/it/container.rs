@@ -1,6 +1,11 @@
 //! The Dockerfile stays in step with the manifest: its dependency layer
 //! stubs every target Cargo.toml declares (or `docker build` fails with
 //! "can't find … at …"), and its version label is the crate's.
+//!
+//! Beside it: [`empty_root`], the static binary alone in an empty root,
+//! as the `FROM scratch` image runs it.
+
+mod empty_root;
 
 const DOCKERFILE: &str = include_str!("../../Dockerfile");
 const MANIFEST: &str = include_str!("../../Cargo.toml");
