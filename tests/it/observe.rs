@@ -144,6 +144,8 @@ pub(crate) struct Expected {
     pub(crate) malwares: Vec<Value>,
     pub(crate) attack_patterns: Vec<Value>,
     pub(crate) indicates: Vec<Value>,
+    /// The answer's `errors`, beside its `data`.
+    pub(crate) errors: Vec<Value>,
 }
 
 /// A disposition and what its reason must say (SPEC §7).
@@ -293,6 +295,15 @@ impl Expected {
         self
     }
 
+    /// The whole answer: `data`, and `errors` when there are any.
+    pub(crate) fn answer(&self) -> Value {
+        let mut answer = json!({"data": self.data()});
+        if !self.errors.is_empty() {
+            answer["errors"] = json!(self.errors);
+        }
+        answer
+    }
+
     /// `{"sightings": {"count", "docs"}, …}` with only the kinds that have docs.
     pub(crate) fn data(&self) -> Value {
         let mut data = json!({});
@@ -340,19 +351,44 @@ pub(crate) fn observe(relay: &Relay, observables: &Value) -> Value {
     body
 }
 
-/// Observes and checks the whole answer, then the links between its docs.
+/// One `/observe/observables` case: what the fake OTX serves, the relay's
+/// variables, the observables asked, and the answer expected (built against
+/// the fake's URL). The whole answer is compared, then the links between its
+/// docs. Returns the run, for the tests that then look at the requests the
+/// fake got, at the answer's ids, or at the relay's log.
 #[track_caller]
-pub(crate) fn check(relay: &Relay, observables: &Value, expected: &Value) -> Value {
+pub(crate) fn check(
+    serve: impl FnOnce(&FakeOtx),
+    env: &[(&str, &str)],
+    observables: Value,
+    expected: impl FnOnce(&FakeOtx, &mut Expected),
+) -> Checked {
+    let otx = FakeOtx::start();
+    serve(&otx);
+    let relay = Relay::start(&otx, env);
+    let mut answer = Expected::default();
+    expected(&otx, &mut answer);
+    let body = check_answer(&relay, &observables, &answer.answer());
+    Checked { relay, otx, body }
+}
+
+/// What one `check` ran and got.
+pub(crate) struct Checked {
+    /// Declared first, so that it stops before the fake OTX it talks to.
+    pub(crate) relay: Relay,
+    pub(crate) otx: FakeOtx,
+    /// The answer, already checked whole.
+    pub(crate) body: Value,
+}
+
+/// `check`'s comparison alone, on a relay already running: observes, checks
+/// the whole answer, then the links between its docs.
+#[track_caller]
+pub(crate) fn check_answer(relay: &Relay, observables: &Value, expected: &Value) -> Value {
     let body = observe(relay, observables);
     check_json(&body, expected);
     check_links(&body);
     body
-}
-
-/// `check` of an answer whose `data` is `expected`'s, with no errors.
-#[track_caller]
-pub(crate) fn check_data(relay: &Relay, observables: &Value, expected: &Expected) -> Value {
-    check(relay, observables, &json!({"data": expected.data()}))
 }
 
 /// What placeholders cannot say: each `member-of` relationship joins the

@@ -4,8 +4,8 @@
 use serde_json::{json, Value};
 
 use crate::observe::{
-    check_data, check_links, docs, general, general_path, obs, pulse, record, serve_ip_pulses,
-    serve_records, Expected, Judged, IP, OBSERVE,
+    check, check_links, docs, general, general_path, obs, pulse, record, serve_ip_pulses,
+    serve_records, Judged, IP, OBSERVE,
 };
 use crate::support::*;
 
@@ -20,10 +20,15 @@ fn sighted_pulses(body: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The ids of the `count` pulses `serve_many` serves, pulse `i` the `i`-th.
+fn many_ids(count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("7{i:023}")).collect()
+}
+
 /// Serves `count` pulses for `IP`, pulse `i` recording it at minute `i`
 /// (the higher `i`, the newer), listed in an order that is neither.
 fn serve_many(otx: &FakeOtx, count: usize) -> Vec<String> {
-    let ids: Vec<String> = (0..count).map(|i| format!("7{i:023}")).collect();
+    let ids = many_ids(count);
     let mut listed: Vec<usize> = (0..count).collect();
     listed.sort_by_key(|i| (i * 7919) % count.max(1));
     otx.on(
@@ -51,41 +56,43 @@ fn newest(ids: &[String], n: usize) -> Vec<String> {
 
 #[test]
 fn records_come_newest_first_across_pulses() {
-    let otx = FakeOtx::start();
     let ids = [
         "600000000000000000000001",
         "600000000000000000000002",
         "600000000000000000000003",
     ];
-    serve_ip_pulses(&otx, &ids);
-    serve_records(&otx, ids[0], vec![record(IP, "2021-01-02T00:00:00")]);
-    serve_records(&otx, ids[1], vec![record(IP, "2021-01-02T00:00:00.5")]);
-    serve_records(&otx, ids[2], vec![record(IP, "2020-12-31T23:59:59")]);
-    let relay = Relay::start(&otx, &[]);
+    let serve = |otx: &FakeOtx| {
+        serve_ip_pulses(otx, &ids);
+        serve_records(otx, ids[0], vec![record(IP, "2021-01-02T00:00:00")]);
+        serve_records(otx, ids[1], vec![record(IP, "2021-01-02T00:00:00.5")]);
+        serve_records(otx, ids[2], vec![record(IP, "2020-12-31T23:59:59")]);
+    };
     let observable = obs("ip", IP);
 
-    let mut expected = Expected::default();
-    expected
-        .found(&otx, &observable, ids[1], "2021-01-02T00:00:00.5Z", None)
-        .found(&otx, &observable, ids[0], "2021-01-02T00:00:00Z", None)
-        .found(&otx, &observable, ids[2], "2020-12-31T23:59:59Z", None)
-        .judged(&otx, &observable, &format!("ip/{IP}"), Judged::Malicious(3));
-    check_data(&relay, &json!([observable]), &expected);
+    check(serve, &[], json!([observable]), |otx, expected| {
+        expected
+            .found(otx, &observable, ids[1], "2021-01-02T00:00:00.5Z", None)
+            .found(otx, &observable, ids[0], "2021-01-02T00:00:00Z", None)
+            .found(otx, &observable, ids[2], "2020-12-31T23:59:59Z", None)
+            .judged(otx, &observable, &format!("ip/{IP}"), Judged::Malicious(3));
+    });
 }
 
 #[test]
 fn entities_limit_from_the_environment_keeps_the_newest_records() {
-    let otx = FakeOtx::start();
-    let ids = serve_many(&otx, 3);
-    let relay = Relay::start(&otx, &[("CTR_ENTITIES_LIMIT", "2")]);
+    let ids = many_ids(3);
+    let serve = |otx: &FakeOtx| {
+        serve_many(otx, 3);
+    };
+    let env = [("CTR_ENTITIES_LIMIT", "2")];
     let observable = obs("ip", IP);
 
-    let mut expected = Expected::default();
-    expected
-        .found(&otx, &observable, &ids[2], "2020-01-01T00:02:00Z", None)
-        .found(&otx, &observable, &ids[1], "2020-01-01T00:01:00Z", None)
-        .judged(&otx, &observable, &format!("ip/{IP}"), Judged::Malicious(3));
-    check_data(&relay, &json!([observable]), &expected);
+    check(serve, &env, json!([observable]), |otx, expected| {
+        expected
+            .found(otx, &observable, &ids[2], "2020-01-01T00:02:00Z", None)
+            .found(otx, &observable, &ids[1], "2020-01-01T00:01:00Z", None)
+            .judged(otx, &observable, &format!("ip/{IP}"), Judged::Malicious(3));
+    });
 }
 
 #[track_caller]

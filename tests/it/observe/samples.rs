@@ -4,8 +4,8 @@
 use serde_json::json;
 
 use crate::observe::{
-    check_data, check_links, docs, general, general_path, obs, observe, pulse_path, Expected,
-    Judged, Shown, SAMPLE_IP,
+    check, check_links, docs, general, general_path, obs, observe, pulse_path, Expected, Judged,
+    Shown, SAMPLE_IP,
 };
 use crate::support::*;
 
@@ -103,87 +103,86 @@ fn every_general_sample_parses_without_error() {
 
 #[test]
 fn the_pulse_indicator_samples_parse_as_pages() {
-    let otx = FakeOtx::start();
     // Recorded pulse 57204e9b…, served in two pages; its records are on both.
     let paged = "57204e9b3c4c3e015d93cb12";
     let single = "57204e9b3c4c3e015d93cbff";
     let on_page_two = obs("sha1", "675A3247F4C0E1105A41C685F4C2FB606E5B1EAC");
     let on_single = obs("domain", "jackhex.md5c.net");
-    let sample_pulse = |id: &str, base_type: &str| {
-        json!({
-            "id": id,
-            "name": "Sample pulse",
-            "description": "",
-            "author": {"username": "AlienVault"},
-            "TLP": "white",
-            "tags": ["apt"],
-            "indicator_type_counts": {base_type: 13},
-        })
-    };
-    otx.on(
-        &general_path("file", "675a3247f4c0e1105a41c685f4c2fb606e5b1eac"),
-        Reply::json(general(
-            "FileHash-SHA1",
-            vec![sample_pulse(paged, "FileHash-SHA1")],
-        )),
-    );
-    otx.on(
-        &general_path("domain", "jackhex.md5c.net"),
-        Reply::json(general("domain", vec![sample_pulse(single, "domain")])),
-    );
-    otx.on_page(
-        &pulse_path(paged),
-        1,
-        Reply::file("pulse-indicators-page1.json"),
-    );
-    otx.on_page(
-        &pulse_path(paged),
-        2,
-        Reply::file("pulse-indicators-page2.json"),
-    );
-    otx.on(
-        &pulse_path(single),
-        Reply::file("pulse-indicators-recorded-single-page.json"),
-    );
-    let relay = Relay::start(&otx, &[]);
-
-    let mut expected = Expected::default();
-    for (observable, id) in [(&on_page_two, paged), (&on_single, single)] {
-        let shown = Shown {
-            id: id.to_string(),
-            title: "Sample pulse".to_string(),
-            short_description: String::new(),
-            description: String::new(),
-            producer: "AlienVault".to_string(),
-            tags: Some(json!(["apt"])),
-            tlp: Some("white".to_string()),
+    let serve = |otx: &FakeOtx| {
+        let sample_pulse = |id: &str, base_type: &str| {
+            json!({
+                "id": id,
+                "name": "Sample pulse",
+                "description": "",
+                "author": {"username": "AlienVault"},
+                "TLP": "white",
+                "tags": ["apt"],
+                "indicator_type_counts": {base_type: 13},
+            })
         };
-        expected.shown(&otx, observable, shown, "2016-04-27T05:31:07Z", None);
-    }
-    expected
-        .judged(
-            &otx,
-            &on_page_two,
-            "file/675A3247F4C0E1105A41C685F4C2FB606E5B1EAC",
-            Judged::Suspicious(1),
-        )
-        .judged(
-            &otx,
-            &on_single,
-            "domain/jackhex.md5c.net",
-            Judged::Suspicious(1),
+        otx.on(
+            &general_path("file", "675a3247f4c0e1105a41c685f4c2fb606e5b1eac"),
+            Reply::json(general(
+                "FileHash-SHA1",
+                vec![sample_pulse(paged, "FileHash-SHA1")],
+            )),
         );
-    let body = check_data(&relay, &json!([on_page_two, on_single]), &expected);
+        otx.on(
+            &general_path("domain", "jackhex.md5c.net"),
+            Reply::json(general("domain", vec![sample_pulse(single, "domain")])),
+        );
+        otx.on_page(
+            &pulse_path(paged),
+            1,
+            Reply::file("pulse-indicators-page1.json"),
+        );
+        otx.on_page(
+            &pulse_path(paged),
+            2,
+            Reply::file("pulse-indicators-page2.json"),
+        );
+        otx.on(
+            &pulse_path(single),
+            Reply::file("pulse-indicators-recorded-single-page.json"),
+        );
+    };
+
+    let observables = json!([on_page_two, on_single]);
+    let run = check(serve, &[], observables, |otx, expected| {
+        for (observable, id) in [(&on_page_two, paged), (&on_single, single)] {
+            let shown = Shown {
+                id: id.to_string(),
+                title: "Sample pulse".to_string(),
+                short_description: String::new(),
+                description: String::new(),
+                producer: "AlienVault".to_string(),
+                tags: Some(json!(["apt"])),
+                tlp: Some("white".to_string()),
+            };
+            expected.shown(otx, observable, shown, "2016-04-27T05:31:07Z", None);
+        }
+        expected
+            .judged(
+                otx,
+                &on_page_two,
+                "file/675A3247F4C0E1105A41C685F4C2FB606E5B1EAC",
+                Judged::Suspicious(1),
+            )
+            .judged(
+                otx,
+                &on_single,
+                "domain/jackhex.md5c.net",
+                Judged::Suspicious(1),
+            );
+    });
     // python3 -c "import uuid; print(uuid.uuid5(uuid.NAMESPACE_X500, '57204e9b3c4c3e015d93cb12'))"
     assert_eq!(
-        docs(&body, "indicators")[0]["id"],
+        docs(&run.body, "indicators")[0]["id"],
         "transient:indicator-e5de6383-e922-50ca-bfbc-ee2a9dad3d50"
     );
-    let pages: Vec<Option<String>> = otx
-        .requests_to(&pulse_path(paged))
-        .iter()
+    let pages: Vec<Option<String>> = (run.otx.requests_to(&pulse_path(paged)).iter())
         .map(|r| r.query_param("page"))
         .collect();
     assert_eq!(pages, [Some("1".into()), Some("2".into())]);
-    assert_eq!(otx.requests_to(&pulse_path(single)).len(), 1);
+    assert_eq!(run.otx.requests_to(&pulse_path(single)).len(), 1);
 }
