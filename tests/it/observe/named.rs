@@ -6,8 +6,8 @@
 use serde_json::{json, Value};
 
 use crate::observe::{
-    check_data, general, general_path, obs, pulse, pulse_path, record, serve_records, Expected,
-    Judged, Shown, IP,
+    check, general, general_path, obs, pulse, pulse_path, record, serve_records, Expected, Judged,
+    Shown, IP,
 };
 use crate::support::*;
 
@@ -116,54 +116,47 @@ fn indicates(from: &str, to: &str) -> Value {
 
 #[test]
 fn a_pulse_names_its_families_and_techniques_as_entities_it_indicates() {
-    let otx = FakeOtx::start();
-    serve(
-        &otx,
-        vec![naming(
-            "pulse-deep",
-            json!([
-                {"id": "Emotet", "display_name": "Emotet", "target": "/malware/Emotet"},
-                "Cobalt Strike",
-            ]),
-            json!([
-                {"id": "T1566", "name": "Phishing", "display_name": "T1566 - Phishing"},
-                "T1059",
-                {"id": "t1059.001", "name": "PowerShell", "display_name": "T1059.001 - PowerShell"},
-            ]),
-        )],
-    );
+    let pulses = vec![naming(
+        "pulse-deep",
+        json!([
+            {"id": "Emotet", "display_name": "Emotet", "target": "/malware/Emotet"},
+            "Cobalt Strike",
+        ]),
+        json!([
+            {"id": "T1566", "name": "Phishing", "display_name": "T1566 - Phishing"},
+            "T1059",
+            {"id": "t1059.001", "name": "PowerShell", "display_name": "T1059.001 - PowerShell"},
+        ]),
+    )];
     // Passive DNS (SPEC §15) is an OTX call of its own: off, for the count below.
-    let relay = Relay::start(&otx, &[("PASSIVE_DNS", "off")]);
+    let env = [("PASSIVE_DNS", "off")];
     let observable = obs("ip", IP);
 
-    let mut expected = Expected::default();
-    expected
-        .found(&otx, &observable, "pulse-deep", SHOWN_CREATED, None)
-        .judged(
-            &otx,
-            &observable,
-            &format!("ip/{IP}"),
-            Judged::Suspicious(1),
-        );
-    expected.malwares = vec![
-        malware(&otx, EMOTET, "Emotet", "Emotet"),
-        malware(&otx, COBALT_STRIKE, "Cobalt Strike", "Cobalt%20Strike"),
-    ];
-    expected.attack_patterns = vec![
-        attack_pattern(T1566, "T1566", "T1566 - Phishing", "T1566"),
-        attack_pattern(T1059, "T1059", "T1059", "T1059"),
-        attack_pattern(
-            T1059_001,
-            "T1059.001",
-            "T1059.001 - PowerShell",
-            "T1059/001",
-        ),
-    ];
-    expected.indicates = [EMOTET, COBALT_STRIKE, T1566, T1059, T1059_001]
-        .iter()
-        .map(|to| indicates(PULSE_DEEP, to))
-        .collect();
-    check_data(&relay, &json!([observable]), &expected);
+    let serve_them = |otx: &FakeOtx| serve(otx, pulses);
+    let otx = check(serve_them, &env, json!([observable]), |otx, expected| {
+        expected
+            .found(otx, &observable, "pulse-deep", SHOWN_CREATED, None)
+            .judged(otx, &observable, &format!("ip/{IP}"), Judged::Suspicious(1));
+        expected.malwares = vec![
+            malware(otx, EMOTET, "Emotet", "Emotet"),
+            malware(otx, COBALT_STRIKE, "Cobalt Strike", "Cobalt%20Strike"),
+        ];
+        expected.attack_patterns = vec![
+            attack_pattern(T1566, "T1566", "T1566 - Phishing", "T1566"),
+            attack_pattern(T1059, "T1059", "T1059", "T1059"),
+            attack_pattern(
+                T1059_001,
+                "T1059.001",
+                "T1059.001 - PowerShell",
+                "T1059/001",
+            ),
+        ];
+        expected.indicates = [EMOTET, COBALT_STRIKE, T1566, T1059, T1059_001]
+            .iter()
+            .map(|to| indicates(PULSE_DEEP, to))
+            .collect();
+    })
+    .otx;
 
     // No OTX call more than before: the lists ride on `/general`.
     let paths: Vec<String> = otx.requests().iter().map(|r| r.path.clone()).collect();
@@ -176,64 +169,51 @@ fn a_pulse_names_its_families_and_techniques_as_entities_it_indicates() {
 
 #[test]
 fn one_family_in_two_pulses_is_one_entity_indicated_twice() {
-    let otx = FakeOtx::start();
-    serve(
-        &otx,
-        vec![
-            naming(
-                "pulse-a",
-                json!([{"id": "Emotet", "display_name": "Emotet"}]),
-                json!(["T1059"]),
-            ),
-            naming("pulse-b", json!(["Emotet"]), json!([{"id": "T1059"}])),
-        ],
-    );
-    let relay = Relay::start(&otx, &[]);
+    let pulses = vec![
+        naming(
+            "pulse-a",
+            json!([{"id": "Emotet", "display_name": "Emotet"}]),
+            json!(["T1059"]),
+        ),
+        naming("pulse-b", json!(["Emotet"]), json!([{"id": "T1059"}])),
+    ];
     let observable = obs("ip", IP);
 
-    let mut expected = Expected::default();
-    expected
-        .found(&otx, &observable, "pulse-a", &shown_created(0), None)
-        .found(&otx, &observable, "pulse-b", &shown_created(1), None)
-        .judged(&otx, &observable, &format!("ip/{IP}"), Judged::Malicious(2));
-    expected.malwares = vec![malware(&otx, EMOTET, "Emotet", "Emotet")];
-    expected.attack_patterns = vec![attack_pattern(T1059, "T1059", "T1059", "T1059")];
-    expected.indicates = vec![
-        indicates(PULSE_A, EMOTET),
-        indicates(PULSE_A, T1059),
-        indicates(PULSE_B, EMOTET),
-        indicates(PULSE_B, T1059),
-    ];
-    check_data(&relay, &json!([observable]), &expected);
+    let serve_them = |otx: &FakeOtx| serve(otx, pulses);
+    check(serve_them, &[], json!([observable]), |otx, expected| {
+        expected
+            .found(otx, &observable, "pulse-a", &shown_created(0), None)
+            .found(otx, &observable, "pulse-b", &shown_created(1), None)
+            .judged(otx, &observable, &format!("ip/{IP}"), Judged::Malicious(2));
+        expected.malwares = vec![malware(otx, EMOTET, "Emotet", "Emotet")];
+        expected.attack_patterns = vec![attack_pattern(T1059, "T1059", "T1059", "T1059")];
+        expected.indicates = vec![
+            indicates(PULSE_A, EMOTET),
+            indicates(PULSE_A, T1059),
+            indicates(PULSE_B, EMOTET),
+            indicates(PULSE_B, T1059),
+        ];
+    });
 }
 
 #[test]
 fn case_variants_of_a_name_or_technique_are_one_entity_named_as_first_seen() {
-    let otx = FakeOtx::start();
-    serve(
-        &otx,
-        vec![naming(
-            "pulse-a",
-            json!(["Emotet", "EMOTET", {"display_name": "emotet"}, " Emotet "]),
-            json!(["t1059", {"id": "T1059", "display_name": "T1059 - Command"}]),
-        )],
-    );
-    let relay = Relay::start(&otx, &[]);
+    let pulses = vec![naming(
+        "pulse-a",
+        json!(["Emotet", "EMOTET", {"display_name": "emotet"}, " Emotet "]),
+        json!(["t1059", {"id": "T1059", "display_name": "T1059 - Command"}]),
+    )];
     let observable = obs("ip", IP);
 
-    let mut expected = Expected::default();
-    expected
-        .found(&otx, &observable, "pulse-a", SHOWN_CREATED, None)
-        .judged(
-            &otx,
-            &observable,
-            &format!("ip/{IP}"),
-            Judged::Suspicious(1),
-        );
-    expected.malwares = vec![malware(&otx, EMOTET, "Emotet", "Emotet")];
-    expected.attack_patterns = vec![attack_pattern(T1059, "T1059", "T1059", "T1059")];
-    expected.indicates = vec![indicates(PULSE_A, EMOTET), indicates(PULSE_A, T1059)];
-    check_data(&relay, &json!([observable]), &expected);
+    let serve_them = |otx: &FakeOtx| serve(otx, pulses);
+    check(serve_them, &[], json!([observable]), |otx, expected| {
+        expected
+            .found(otx, &observable, "pulse-a", SHOWN_CREATED, None)
+            .judged(otx, &observable, &format!("ip/{IP}"), Judged::Suspicious(1));
+        expected.malwares = vec![malware(otx, EMOTET, "Emotet", "Emotet")];
+        expected.attack_patterns = vec![attack_pattern(T1059, "T1059", "T1059", "T1059")];
+        expected.indicates = vec![indicates(PULSE_A, EMOTET), indicates(PULSE_A, T1059)];
+    });
 }
 
 /// Two observables sighted in the same pulse give two indicator docs with
@@ -241,81 +221,76 @@ fn case_variants_of_a_name_or_technique_are_one_entity_named_as_first_seen() {
 #[test]
 fn a_pulse_sighted_twice_indicates_each_entity_once() {
     const OTHER_IP: &str = "198.51.100.8";
-    let otx = FakeOtx::start();
-    let p = naming("pulse-twice", json!(["Qakbot"]), json!(["T1105"]));
-    for ip in [IP, OTHER_IP] {
-        otx.on(
-            &general_path("IPv4", ip),
-            Reply::json(general("IPv4", vec![p.clone()])),
+    let serve_them = |otx: &FakeOtx| {
+        let p = naming("pulse-twice", json!(["Qakbot"]), json!(["T1105"]));
+        for ip in [IP, OTHER_IP] {
+            otx.on(
+                &general_path("IPv4", ip),
+                Reply::json(general("IPv4", vec![p.clone()])),
+            );
+        }
+        serve_records(
+            otx,
+            "pulse-twice",
+            vec![record(IP, CREATED), record(OTHER_IP, CREATED)],
         );
-    }
-    serve_records(
-        &otx,
-        "pulse-twice",
-        vec![record(IP, CREATED), record(OTHER_IP, CREATED)],
-    );
-    let relay = Relay::start(&otx, &[]);
+    };
     let (first, second) = (obs("ip", IP), obs("ip", OTHER_IP));
 
-    let mut expected = Expected::default();
-    expected
-        .found(&otx, &first, "pulse-twice", SHOWN_CREATED, None)
-        .found(&otx, &second, "pulse-twice", SHOWN_CREATED, None)
-        .judged(&otx, &first, &format!("ip/{IP}"), Judged::Suspicious(1))
-        .judged(
-            &otx,
-            &second,
-            &format!("ip/{OTHER_IP}"),
-            Judged::Suspicious(1),
-        );
-    expected.malwares = vec![malware(&otx, QAKBOT, "Qakbot", "Qakbot")];
-    expected.attack_patterns = vec![attack_pattern(T1105, "T1105", "T1105", "T1105")];
-    expected.indicates = vec![
-        indicates(PULSE_TWICE, QAKBOT),
-        indicates(PULSE_TWICE, T1105),
-    ];
-    check_data(&relay, &json!([first, second]), &expected);
+    check(serve_them, &[], json!([first, second]), |otx, expected| {
+        expected
+            .found(otx, &first, "pulse-twice", SHOWN_CREATED, None)
+            .found(otx, &second, "pulse-twice", SHOWN_CREATED, None)
+            .judged(otx, &first, &format!("ip/{IP}"), Judged::Suspicious(1))
+            .judged(
+                otx,
+                &second,
+                &format!("ip/{OTHER_IP}"),
+                Judged::Suspicious(1),
+            );
+        expected.malwares = vec![malware(otx, QAKBOT, "Qakbot", "Qakbot")];
+        expected.attack_patterns = vec![attack_pattern(T1105, "T1105", "T1105", "T1105")];
+        expected.indicates = vec![
+            indicates(PULSE_TWICE, QAKBOT),
+            indicates(PULSE_TWICE, T1105),
+        ];
+    });
 }
 
 #[test]
 fn junk_entries_are_skipped_without_an_error() {
-    let otx = FakeOtx::start();
-    serve(
-        &otx,
-        vec![
-            naming(
-                "pulse-junk",
-                json!([
-                    5, null, "", "   ", true, [], {}, {"id": null}, {"display_name": ""},
-                    {"display_name": 7}, {"name": "Emotet"}, {"display_name": "", "id": "Qakbot"},
-                ]),
-                json!([
-                    1059, null, "", "X1", "T105", "T10599", "T1059.1", "T1059.0011", "TA0001",
-                    "T1059-001", "T１０５９", {}, {"name": "Phishing"},
-                    {"display_name": "T1566 - Phishing"}, {"id": 1566}, {"id": "T1105", "display_name": ""},
-                ]),
-            ),
-            // Lists of another shape name nothing.
-            naming("pulse-b", json!("Emotet"), json!({"id": "T1059"})),
-        ],
-    );
-    let relay = Relay::start(&otx, &[]);
+    let pulses = vec![
+        naming(
+            "pulse-junk",
+            json!([
+                5, null, "", "   ", true, [], {}, {"id": null}, {"display_name": ""},
+                {"display_name": 7}, {"name": "Emotet"}, {"display_name": "", "id": "Qakbot"},
+            ]),
+            json!([
+                1059, null, "", "X1", "T105", "T10599", "T1059.1", "T1059.0011", "TA0001",
+                "T1059-001", "T１０５９", {}, {"name": "Phishing"},
+                {"display_name": "T1566 - Phishing"}, {"id": 1566}, {"id": "T1105", "display_name": ""},
+            ]),
+        ),
+        // Lists of another shape name nothing.
+        naming("pulse-b", json!("Emotet"), json!({"id": "T1059"})),
+    ];
     let observable = obs("ip", IP);
 
-    let mut expected = Expected::default();
-    expected
-        .found(&otx, &observable, "pulse-junk", &shown_created(0), None)
-        .found(&otx, &observable, "pulse-b", &shown_created(1), None)
-        .judged(&otx, &observable, &format!("ip/{IP}"), Judged::Malicious(2));
-    expected.malwares = vec![malware(&otx, QAKBOT, "Qakbot", "Qakbot")];
-    expected.attack_patterns = vec![attack_pattern(T1105, "T1105", "T1105", "T1105")];
-    expected.indicates = vec![indicates(PULSE_JUNK, QAKBOT), indicates(PULSE_JUNK, T1105)];
-    check_data(&relay, &json!([observable]), &expected);
+    let serve_them = |otx: &FakeOtx| serve(otx, pulses);
+    check(serve_them, &[], json!([observable]), |otx, expected| {
+        expected
+            .found(otx, &observable, "pulse-junk", &shown_created(0), None)
+            .found(otx, &observable, "pulse-b", &shown_created(1), None)
+            .judged(otx, &observable, &format!("ip/{IP}"), Judged::Malicious(2));
+        expected.malwares = vec![malware(otx, QAKBOT, "Qakbot", "Qakbot")];
+        expected.attack_patterns = vec![attack_pattern(T1105, "T1105", "T1105", "T1105")];
+        expected.indicates = vec![indicates(PULSE_JUNK, QAKBOT), indicates(PULSE_JUNK, T1105)];
+    });
 }
 
 #[test]
 fn tlp_is_lower_cased_and_limited_to_ctim_values() {
-    let otx = FakeOtx::start();
     // (pulse id, OTX's TLP, what CTIM shows)
     let cases: [(&str, Option<Value>, Option<&str>); 10] = [
         ("tlp-white", Some(json!("WHITE")), Some("white")),
@@ -342,26 +317,25 @@ fn tlp_is_lower_cased_and_limited_to_ctim_values() {
             p
         })
         .collect();
-    serve(&otx, pulses);
-    let relay = Relay::start(&otx, &[]);
     let observable = obs("ip", IP);
 
-    let mut expected = Expected::default();
-    for (i, (id, _, shown)) in cases.iter().enumerate() {
-        let shown = Shown {
-            tlp: shown.map(str::to_string),
-            ..Shown::synthetic(id)
-        };
-        expected.shown(&otx, &observable, shown, &shown_created(i), None);
-    }
-    // Judgements keep their fixed "white".
-    expected.judged(
-        &otx,
-        &observable,
-        &format!("ip/{IP}"),
-        Judged::Malicious(cases.len()),
-    );
-    check_data(&relay, &json!([observable]), &expected);
+    let serve_them = |otx: &FakeOtx| serve(otx, pulses);
+    check(serve_them, &[], json!([observable]), |otx, expected| {
+        for (i, (id, _, shown)) in cases.iter().enumerate() {
+            let shown = Shown {
+                tlp: shown.map(str::to_string),
+                ..Shown::synthetic(id)
+            };
+            expected.shown(otx, &observable, shown, &shown_created(i), None);
+        }
+        // Judgements keep their fixed "white".
+        expected.judged(
+            otx,
+            &observable,
+            &format!("ip/{IP}"),
+            Judged::Malicious(cases.len()),
+        );
+    });
 }
 
 #[test]

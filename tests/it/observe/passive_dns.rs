@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::observe::{
-    check, check_data, general, general_path, obs, passive_dns_path, pulse, record, serve_records,
-    Expected, Judged,
+    check, check_answer, general, general_path, obs, passive_dns_path, pulse, record,
+    serve_records, Expected, Judged,
 };
 use crate::support::*;
 
@@ -119,10 +119,8 @@ fn warnings(relay: &Relay) -> Vec<String> {
 
 #[test]
 fn the_sample_answer_becomes_one_sighting_of_its_kept_resolutions() {
-    let otx = FakeOtx::start();
     let path = passive_dns_path("domain", SAMPLE_DOMAIN);
-    otx.on(&path, Reply::file("passive-dns-domain.json"));
-    let relay = Relay::start(&otx, &[]);
+    let serve = |otx: &FakeOtx| otx.on(&path, Reply::file("passive-dns-domain.json"));
     // Asked in ASCII lower case, echoed as received.
     let observable = obs("domain", "WebServer.ServeHTTP.com");
     // The CNAME and the NXDOMAIN "address" are skipped; the two records of
@@ -137,16 +135,17 @@ fn the_sample_answer_becomes_one_sighting_of_its_kept_resolutions() {
     ];
     let span = ("2019-03-11T10:00:00Z", "2023-02-14T08:31:07Z");
     let refer = "domain/WebServer.ServeHTTP.com";
-    let mut expected = Expected::default();
-    expected.sighted(sighting(
-        &otx,
-        &observable,
-        "domain",
-        refer,
-        &relations,
-        span,
-    ));
-    check_data(&relay, &json!([observable]), &expected);
+    let otx = check(serve, &[], json!([observable]), |otx, expected| {
+        expected.sighted(sighting(
+            otx,
+            &observable,
+            "domain",
+            refer,
+            &relations,
+            span,
+        ));
+    })
+    .otx;
     let requests = otx.requests_to(&path);
     assert_eq!(requests.len(), 1, "{:?}", otx.requests());
     assert_eq!(requests[0].header("X-OTX-API-KEY"), Some(KEY));
@@ -155,80 +154,81 @@ fn the_sample_answer_becomes_one_sighting_of_its_kept_resolutions() {
 
 #[test]
 fn it_comes_after_the_observables_pulse_sightings_and_counts_against_nothing() {
-    let otx = FakeOtx::start();
     let (p1, p2, p3) = (
         "600000000000000000000001",
         "600000000000000000000002",
         "600000000000000000000003",
     );
-    otx.on(
-        &general_path("IPv4", IP),
-        Reply::json(general("IPv4", vec![pulse(p1, "IPv4"), pulse(p2, "IPv4")])),
-    );
-    serve_records(&otx, p1, vec![record(IP, "2021-01-01T00:00:00")]);
-    serve_records(&otx, p2, vec![record(IP, "2021-01-02T00:00:00")]);
-    otx.on(
-        &general_path("domain", "example.com"),
-        Reply::json(general("domain", vec![pulse(p3, "domain")])),
-    );
-    serve_records(&otx, p3, vec![record("example.com", "2021-01-03T00:00:00")]);
-    otx.on(
-        &passive_dns_path("IPv4", IP),
-        answer(vec![a(
-            "www.example.org",
-            IP,
-            "2020-01-01T00:00:00",
-            "2020-02-01T00:00:00",
-        )]),
-    );
-    otx.on(
-        &passive_dns_path("domain", "example.com"),
-        answer(vec![
-            a(
-                "example.com",
-                "192.0.2.1",
-                "2020-03-01T00:00:00",
-                "2020-04-01T00:00:00",
-            ),
-            rec(
-                "example.com",
-                "2001:db8::1",
-                "AAAA",
-                Some("2020-01-01T00:00:00"),
-                Some("2020-05-01T00:00:00"),
-            ),
-        ]),
-    );
+    let serve = |otx: &FakeOtx| {
+        otx.on(
+            &general_path("IPv4", IP),
+            Reply::json(general("IPv4", vec![pulse(p1, "IPv4"), pulse(p2, "IPv4")])),
+        );
+        serve_records(otx, p1, vec![record(IP, "2021-01-01T00:00:00")]);
+        serve_records(otx, p2, vec![record(IP, "2021-01-02T00:00:00")]);
+        otx.on(
+            &general_path("domain", "example.com"),
+            Reply::json(general("domain", vec![pulse(p3, "domain")])),
+        );
+        serve_records(otx, p3, vec![record("example.com", "2021-01-03T00:00:00")]);
+        otx.on(
+            &passive_dns_path("IPv4", IP),
+            answer(vec![a(
+                "www.example.org",
+                IP,
+                "2020-01-01T00:00:00",
+                "2020-02-01T00:00:00",
+            )]),
+        );
+        otx.on(
+            &passive_dns_path("domain", "example.com"),
+            answer(vec![
+                a(
+                    "example.com",
+                    "192.0.2.1",
+                    "2020-03-01T00:00:00",
+                    "2020-04-01T00:00:00",
+                ),
+                rec(
+                    "example.com",
+                    "2001:db8::1",
+                    "AAAA",
+                    Some("2020-01-01T00:00:00"),
+                    Some("2020-05-01T00:00:00"),
+                ),
+            ]),
+        );
+    };
     // One pulse sighting per observable: the passive DNS one is not counted.
-    let relay = Relay::start(&otx, &[("CTR_ENTITIES_LIMIT", "1")]);
+    let env = [("CTR_ENTITIES_LIMIT", "1")];
     let (ip, domain) = (obs("ip", IP), obs("domain", "example.com"));
 
-    let mut expected = Expected::default();
-    expected
-        .found(&otx, &ip, p2, "2021-01-02T00:00:00Z", None)
-        .sighted(sighting(
-            &otx,
-            &ip,
-            "IP",
-            &format!("ip/{IP}"),
-            &[relation("www.example.org", IP)],
-            ("2020-01-01T00:00:00Z", "2020-02-01T00:00:00Z"),
-        ))
-        .judged(&otx, &ip, &format!("ip/{IP}"), Judged::Malicious(2))
-        .found(&otx, &domain, p3, "2021-01-03T00:00:00Z", None)
-        .sighted(sighting(
-            &otx,
-            &domain,
-            "domain",
-            "domain/example.com",
-            &[
-                relation("example.com", "2001:db8::1"),
-                relation("example.com", "192.0.2.1"),
-            ],
-            ("2020-01-01T00:00:00Z", "2020-05-01T00:00:00Z"),
-        ))
-        .judged(&otx, &domain, "domain/example.com", Judged::Suspicious(1));
-    check_data(&relay, &json!([ip, domain]), &expected);
+    check(serve, &env, json!([ip, domain]), |otx, expected| {
+        expected
+            .found(otx, &ip, p2, "2021-01-02T00:00:00Z", None)
+            .sighted(sighting(
+                otx,
+                &ip,
+                "IP",
+                &format!("ip/{IP}"),
+                &[relation("www.example.org", IP)],
+                ("2020-01-01T00:00:00Z", "2020-02-01T00:00:00Z"),
+            ))
+            .judged(otx, &ip, &format!("ip/{IP}"), Judged::Malicious(2))
+            .found(otx, &domain, p3, "2021-01-03T00:00:00Z", None)
+            .sighted(sighting(
+                otx,
+                &domain,
+                "domain",
+                "domain/example.com",
+                &[
+                    relation("example.com", "2001:db8::1"),
+                    relation("example.com", "192.0.2.1"),
+                ],
+                ("2020-01-01T00:00:00Z", "2020-05-01T00:00:00Z"),
+            ))
+            .judged(otx, &domain, "domain/example.com", Judged::Suspicious(1));
+    });
 }
 
 #[test]
@@ -506,7 +506,7 @@ fn names_and_addresses_are_asked_and_deliberate_and_off_ask_nothing() {
     for off in ["off", " off "] {
         otx.reset_log();
         let relay = Relay::start(&otx, &[("PASSIVE_DNS", off)]);
-        check(&relay, &observables, &json!({"data": {}}));
+        check_answer(&relay, &observables, &json!({"data": {}}));
         assert_eq!(asked(&otx), 0, "PASSIVE_DNS={off:?}");
         assert_eq!(
             otx.requests().len(),
@@ -546,7 +546,6 @@ fn pulses_only(otx: &FakeOtx, ips: &[(&str, &str)]) -> Expected {
 
 #[test]
 fn no_data_and_other_shapes_are_no_records_and_no_warning() {
-    let otx = FakeOtx::start();
     let ips = [
         ("198.51.100.41", "600000000000000000000041"),
         ("198.51.100.42", "600000000000000000000042"),
@@ -563,19 +562,21 @@ fn no_data_and_other_shapes_are_no_records_and_no_warning() {
         Reply::json(json!({"passive_dns": [], "count": 0})),
         Reply::json(json!({"detail": "Not found."})),
     ];
-    for ((ip, pulse_id), reply) in ips.iter().zip(replies) {
-        serve_ip_with_passive_dns(&otx, ip, pulse_id, reply);
-    }
-    let relay = Relay::start(&otx, &[]);
+    let serve = |otx: &FakeOtx| {
+        for ((ip, pulse_id), reply) in ips.iter().zip(replies) {
+            serve_ip_with_passive_dns(otx, ip, pulse_id, reply);
+        }
+    };
     let observables: Vec<Value> = ips.iter().map(|(ip, _)| obs("ip", ip)).collect();
-    check_data(&relay, &json!(observables), &pulses_only(&otx, &ips));
-    relay.post("/version", None, "");
-    assert_eq!(warnings(&relay), Vec::<String>::new());
+    let run = check(serve, &[], json!(observables), |otx, expected| {
+        *expected = pulses_only(otx, &ips);
+    });
+    run.relay.post("/version", None, "");
+    assert_eq!(warnings(&run.relay), Vec::<String>::new());
 }
 
 #[test]
 fn a_failure_leaves_the_sighting_out_with_one_warning_and_no_error() {
-    let otx = FakeOtx::start();
     let ips = [
         ("198.51.100.51", "600000000000000000000051"),
         ("198.51.100.52", "600000000000000000000052"),
@@ -598,16 +599,20 @@ fn a_failure_leaves_the_sighting_out_with_one_warning_and_no_error() {
             .with_fault(Fault::TruncateBody)
             .with_header("Connection", "close"),
     ];
-    for ((ip, pulse_id), reply) in ips.iter().zip(replies) {
-        serve_ip_with_passive_dns(&otx, ip, pulse_id, reply);
-    }
-    let relay = Relay::start(&otx, &[]);
+    let serve = |otx: &FakeOtx| {
+        for ((ip, pulse_id), reply) in ips.iter().zip(replies) {
+            serve_ip_with_passive_dns(otx, ip, pulse_id, reply);
+        }
+    };
     let observables: Vec<Value> = ips.iter().map(|(ip, _)| obs("ip", ip)).collect();
-    check_data(&relay, &json!(observables), &pulses_only(&otx, &ips));
+    let run = check(serve, &[], json!(observables), |otx, expected| {
+        *expected = pulses_only(otx, &ips);
+    });
+    let (relay, otx) = (&run.relay, &run.otx);
 
     // Four failures, one line: a kind of OTX trouble is logged at most
     // once a minute (SPEC §8), the next line counting what was folded.
-    let lines = warnings(&relay);
+    let lines = warnings(relay);
     assert_eq!(lines.len(), 1, "one warning: {lines:?}\n{}", relay.logs());
     for line in &lines {
         assert!(line.contains(" WARN "), "{line}");
@@ -630,41 +635,35 @@ fn a_failure_leaves_the_sighting_out_with_one_warning_and_no_error() {
 
 #[test]
 fn a_failing_general_keeps_the_passive_dns_sighting_beside_its_error() {
-    let otx = FakeOtx::start();
-    otx.on(&general_path("IPv4", IP), Reply::status(500));
-    otx.on(
-        &passive_dns_path("IPv4", IP),
-        answer(vec![a(
-            "www.example.com",
-            IP,
-            "2021-01-01T00:00:00",
-            "2021-01-02T00:00:00",
-        )]),
-    );
-    let relay = Relay::start(&otx, &[]);
+    let serve = |otx: &FakeOtx| {
+        otx.on(&general_path("IPv4", IP), Reply::status(500));
+        otx.on(
+            &passive_dns_path("IPv4", IP),
+            answer(vec![a(
+                "www.example.com",
+                IP,
+                "2021-01-01T00:00:00",
+                "2021-01-02T00:00:00",
+            )]),
+        );
+    };
     let observable = obs("ip", IP);
-    let mut expected = Expected::default();
-    expected.sighted(sighting(
-        &otx,
-        &observable,
-        "IP",
-        &format!("ip/{IP}"),
-        &[relation("www.example.com", IP)],
-        ("2021-01-01T00:00:00Z", "2021-01-02T00:00:00Z"),
-    ));
-    // The data gathered, and the error of the observable (SPEC §4).
-    check(
-        &relay,
-        &json!([observable]),
-        &json!({
-            "data": expected.data(),
-            "errors": [{
-                "code": "oops",
-                "message": "Something went wrong. Reason: 500 Internal Server Error.",
-                "type": "fatal",
-            }],
-        }),
-    );
+    check(serve, &[], json!([observable]), |otx, expected| {
+        expected.sighted(sighting(
+            otx,
+            &observable,
+            "IP",
+            &format!("ip/{IP}"),
+            &[relation("www.example.com", IP)],
+            ("2021-01-01T00:00:00Z", "2021-01-02T00:00:00Z"),
+        ));
+        // The data gathered, and the error of the observable (SPEC §4).
+        expected.errors.push(json!({
+            "code": "oops",
+            "message": "Something went wrong. Reason: 500 Internal Server Error.",
+            "type": "fatal",
+        }));
+    });
 }
 
 #[test]
@@ -685,10 +684,10 @@ fn the_deadline_leaves_the_sighting_out_with_a_warning_and_no_error() {
     );
     let relay = Relay::start(&otx, &[("RELAY_DEADLINE", "2")]);
     let started = Instant::now();
-    check_data(
+    check_answer(
         &relay,
         &json!([obs("ip", ip)]),
-        &pulses_only(&otx, &[(ip, pulse_id)]),
+        &pulses_only(&otx, &[(ip, pulse_id)]).answer(),
     );
     // Bounded by the deadline (2 s), not by the slow answer (6 s).
     assert!(
@@ -725,7 +724,7 @@ fn cached_per_tenant_like_general_and_failures_are_not() {
     let ip = json!([obs("ip", IP)]);
 
     // A failure is not kept: the next call asks again.
-    check(&relay, &ip, &json!({"data": {}}));
+    check_answer(&relay, &ip, &json!({"data": {}}));
     let first = observe(&relay, &ip);
     assert_eq!(otx.requests_to(&path).len(), 2);
     // Then a hit, for this tenant only.
@@ -746,7 +745,7 @@ fn cached_per_tenant_like_general_and_failures_are_not() {
     // No records (404) is kept too.
     let other_ip = json!([obs("ip", OTHER_IP)]);
     for _ in 0..2 {
-        check(&relay, &other_ip, &json!({"data": {}}));
+        check_answer(&relay, &other_ip, &json!({"data": {}}));
     }
     assert_eq!(
         otx.requests_to(&passive_dns_path("IPv4", OTHER_IP)).len(),
@@ -838,34 +837,35 @@ fn metrics_count_passive_dns_calls() {
 
 #[test]
 fn a_hostname_is_looked_up_in_its_own_section_matched_ignoring_case_and_judged() {
-    let otx = FakeOtx::start();
     let pulse_id = "600000000000000000000071";
-    otx.on(
-        &general_path("hostname", "www.example.com"),
-        Reply::json(general("hostname", vec![pulse(pulse_id, "hostname")])),
-    );
-    serve_records(
-        &otx,
-        pulse_id,
-        vec![
-            record("example.com", "2021-01-02T00:00:00"),
-            record("www.EXAMPLE.com", "2021-01-01T00:00:00"),
-        ],
-    );
-    let relay = Relay::start(&otx, &[]);
+    let serve = |otx: &FakeOtx| {
+        otx.on(
+            &general_path("hostname", "www.example.com"),
+            Reply::json(general("hostname", vec![pulse(pulse_id, "hostname")])),
+        );
+        serve_records(
+            otx,
+            pulse_id,
+            vec![
+                record("example.com", "2021-01-02T00:00:00"),
+                record("www.EXAMPLE.com", "2021-01-01T00:00:00"),
+            ],
+        );
+    };
     let observable = obs("hostname", "WWW.Example.COM");
     let refer = "hostname/WWW.Example.COM";
 
-    let mut expected = Expected::default();
-    expected
-        .found(&otx, &observable, pulse_id, "2021-01-01T00:00:00Z", None)
-        .judged(&otx, &observable, refer, Judged::Suspicious(1));
-    check_data(&relay, &json!([observable]), &expected);
+    let run = check(serve, &[], json!([observable]), |otx, expected| {
+        expected
+            .found(otx, &observable, pulse_id, "2021-01-01T00:00:00Z", None)
+            .judged(otx, &observable, refer, Judged::Suspicious(1));
+    });
+    let (relay, otx) = (&run.relay, &run.otx);
 
     let (status, body) =
         relay.post_auth("/deliberate/observables", &json!([observable]).to_string());
     assert_eq!(status, 200);
     let mut judged = Expected::default();
-    judged.judged(&otx, &observable, refer, Judged::Suspicious(1));
+    judged.judged(otx, &observable, refer, Judged::Suspicious(1));
     check_json(&body, &json!({"data": judged.data()}));
 }
