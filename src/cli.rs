@@ -6,16 +6,12 @@
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lexopt::Arg::{Long, Short, Value};
 
-use crate::app::App;
 use crate::auth::{self, MIN_SECRET_KEY_BYTES};
 use crate::config::{self, Config};
-use crate::log;
-use crate::server::{OnFailure, Relay};
 
 pub const HELP: &str = "\
 otx-relay — Threat Response relay module for AlienVault OTX
@@ -135,8 +131,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Failur
     }
 }
 
-/// Runs `command`.
-pub fn run(command: Command) -> Result<(), Failure> {
+/// Runs `command`; `serve` is what serving is (`server::serve`, which
+/// `main` passes in: the command line sits below the server).
+pub fn run(command: Command, serve: impl FnOnce() -> Result<(), String>) -> Result<(), Failure> {
     match command {
         Command::Serve => serve().map_err(Failure::new),
         Command::Help => {
@@ -317,76 +314,6 @@ fn host(raw: &str) -> Result<String, String> {
     Ok(host)
 }
 
-fn serve() -> Result<(), String> {
-    let config = Config::from_env().map_err(|e| e.to_string())?;
-    if let Some(warning) = crate::otx::base_url_warning(&config.otx_url) {
-        log::warn(format_args!("{warning}"));
-    }
-    match &config.secret_key {
-        // With RELAY_AUDIENCE set, XDR's RS256 tokens need no SECRET_KEY
-        // (SPEC §9): the warning must not say every call will fail.
-        None if config.audiences.is_empty() => log::warn(format_args!(
-            "SECRET_KEY is not set: every authenticated call will answer '<SECRET_KEY> is missing'"
-        )),
-        None => log::warn(format_args!(
-            "SECRET_KEY is not set: HS256 tokens will be refused ('<SECRET_KEY> is missing'); XDR's RS256 tokens are still accepted (RELAY_AUDIENCE is set)"
-        )),
-        // RFC 7518 §3.2: an HS256 key shorter than the hash is guessable.
-        Some(key) if key.len() < MIN_SECRET_KEY_BYTES => log::warn(format_args!(
-            "SECRET_KEY is {} bytes long: use at least {MIN_SECRET_KEY_BYTES} random bytes (RFC 7518 §3.2)",
-            key.len()
-        )),
-        Some(_) => {}
-    }
-    // Block SIGTERM/SIGINT before any thread starts, then wait for them on
-    // this one.
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])
-    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let app = App::new(config)?;
-    // A listener that fails for good ends the wait below as a signal would,
-    // and the process with an error.
-    let failure = Arc::new(Mutex::new(None::<String>));
-    let on_failure: OnFailure = {
-        let (failure, handle) = (failure.clone(), signals.handle());
-        Arc::new(move |why: String| {
-            failure
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get_or_insert(why);
-            handle.close();
-        })
-    };
-    let relay = Relay::start(app, on_failure)?;
-    log::info(format_args!(
-        "otx-relay {} listening on http://{}",
-        env!("CARGO_PKG_VERSION"),
-        relay.addr()
-    ));
-    let signal = signals.forever().next();
-    if let Some(why) = failure
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take()
-    {
-        return Err(why);
-    }
-    log::info(format_args!(
-        "signal {} received: finishing in-flight requests",
-        signal.unwrap_or(0)
-    ));
-    if relay.shutdown() {
-        log::info(format_args!("stopped"));
-    } else {
-        log::warn(format_args!(
-            "some requests were still running after the drain time"
-        ));
-    }
-    Ok(())
-}
-
 /// Prints a JWT for `options`, signed with `SECRET_KEY`.
 fn mint(options: &Token) -> Result<(), String> {
     let secret = crate::config::secret_key_from_env().unwrap_or_default();
@@ -422,21 +349,25 @@ fn mint(options: &Token) -> Result<(), String> {
 }
 
 fn healthcheck() -> Result<(), String> {
-    use std::io::{Read, Write};
     let (host, port) = crate::config::listen_address_from_env().map_err(|e| e.to_string())?;
     let addr = healthcheck_addr(host.as_deref(), port)?;
-    let timeout = Duration::from_secs(3);
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| format!("healthcheck: cannot connect to {addr}: {e}"))?;
-    let _ = stream.set_read_timeout(Some(timeout));
-    let _ = stream.set_write_timeout(Some(timeout));
-    stream
-        .write_all(b"GET /watchdog HTTP/1.1\r\nHost: localhost\r\nHealth-Check: healthcheck\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("healthcheck: {e}"))?;
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    let answer = String::from_utf8_lossy(&answer);
-    if answer.starts_with("HTTP/1.1 200") && answer.contains(r#"{"data":"healthcheck"}"#) {
+    // The relay's own HTTP client, not one of its agents: no proxy (the
+    // environment's is for OTX), no TLS, three seconds in all.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(3)))
+        .build()
+        .into();
+    let url = format!("http://{addr}/watchdog");
+    let answer = agent
+        .get(&url)
+        .header("Health-Check", "healthcheck")
+        .call()
+        .map_err(|e| format!("healthcheck: cannot reach {addr}: {e}"))?;
+    let status = answer.status().as_u16();
+    let body = answer.into_body().read_to_string().unwrap_or_default();
+    if status == 200 && body == r#"{"data":"healthcheck"}"# {
         Ok(())
     } else {
         Err(format!("healthcheck: unexpected answer from {addr}"))

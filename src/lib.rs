@@ -8,7 +8,8 @@
 //! - [`cli`]: the command line (serve, `token`, `healthcheck`,
 //!   `module-type`, `check`), for a thin `main`; [`check`]: `otx-relay
 //!   check`, the way to OTX step by step.
-//! - [`server`]: tiny_http, worker threads, panic guard, graceful stop.
+//! - [`server`]: tiny_http, worker threads, panic guard, graceful stop;
+//!   `serve`, what `otx-relay` does by default (main hands it to `cli`).
 //! - [`routes`]: one `match` on (method, path).
 //! - [`handlers`]: one function per endpoint: body → auth → OTX → answer;
 //!   [`tiles`] and [`respond`]: the dashboard and respond endpoints.
@@ -42,8 +43,7 @@
 //!
 //! ```text
 //! main
-//! cli
-//! server
+//! cli server
 //! routes
 //! handlers
 //! answer app check tiles

@@ -27,6 +27,8 @@ use tiny_http::{Header, Inline, Limits, Refusal, Response, Server, StatusCode};
 
 use crate::answer;
 use crate::app::App;
+use crate::auth::MIN_SECRET_KEY_BYTES;
+use crate::config::Config;
 use crate::error::RelayError;
 use crate::http::{Reply, Request};
 use crate::log;
@@ -118,7 +120,7 @@ impl Relay {
                 let on_failure = on_failure.clone();
                 std::thread::Builder::new()
                     .name(format!("http-{i}"))
-                    .spawn(move || serve(&server, &app, handler, &stopping, &on_failure))
+                    .spawn(move || work(&server, &app, handler, &stopping, &on_failure))
                     .map_err(|e| format!("cannot start a worker thread: {e}"))
             })
             .collect::<Result<Vec<_>, String>>()?;
@@ -204,7 +206,7 @@ fn accept_failed(error: &std::io::Error) {
     ));
 }
 
-fn serve(
+fn work(
     server: &Server,
     app: &Arc<App>,
     handler: Handler,
@@ -298,4 +300,76 @@ fn read(request: &mut tiny_http::Request, method: &str, path: &str) -> Result<Re
         headers,
         body,
     })
+}
+
+/// `otx-relay` (serve): reads the configuration, warns about what is
+/// off in it, serves until SIGTERM or SIGINT, then drains.
+pub fn serve() -> Result<(), String> {
+    let config = Config::from_env().map_err(|e| e.to_string())?;
+    if let Some(warning) = crate::otx::base_url_warning(&config.otx_url) {
+        log::warn(format_args!("{warning}"));
+    }
+    match &config.secret_key {
+        // With RELAY_AUDIENCE set, XDR's RS256 tokens need no SECRET_KEY
+        // (SPEC §9): the warning must not say every call will fail.
+        None if config.audiences.is_empty() => log::warn(format_args!(
+            "SECRET_KEY is not set: every authenticated call will answer '<SECRET_KEY> is missing'"
+        )),
+        None => log::warn(format_args!(
+            "SECRET_KEY is not set: HS256 tokens will be refused ('<SECRET_KEY> is missing'); XDR's RS256 tokens are still accepted (RELAY_AUDIENCE is set)"
+        )),
+        // RFC 7518 §3.2: an HS256 key shorter than the hash is guessable.
+        Some(key) if key.len() < MIN_SECRET_KEY_BYTES => log::warn(format_args!(
+            "SECRET_KEY is {} bytes long: use at least {MIN_SECRET_KEY_BYTES} random bytes (RFC 7518 §3.2)",
+            key.len()
+        )),
+        Some(_) => {}
+    }
+    // Block SIGTERM/SIGINT before any thread starts, then wait for them on
+    // this one.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let app = App::new(config)?;
+    // A listener that fails for good ends the wait below as a signal would,
+    // and the process with an error.
+    let failure = Arc::new(Mutex::new(None::<String>));
+    let on_failure: OnFailure = {
+        let (failure, handle) = (failure.clone(), signals.handle());
+        Arc::new(move |why: String| {
+            failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert(why);
+            handle.close();
+        })
+    };
+    let relay = Relay::start(app, on_failure)?;
+    log::info(format_args!(
+        "otx-relay {} listening on http://{}",
+        env!("CARGO_PKG_VERSION"),
+        relay.addr()
+    ));
+    let signal = signals.forever().next();
+    if let Some(why) = failure
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+    {
+        return Err(why);
+    }
+    log::info(format_args!(
+        "signal {} received: finishing in-flight requests",
+        signal.unwrap_or(0)
+    ));
+    if relay.shutdown() {
+        log::info(format_args!("stopped"));
+    } else {
+        log::warn(format_args!(
+            "some requests were still running after the drain time"
+        ));
+    }
+    Ok(())
 }
