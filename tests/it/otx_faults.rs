@@ -319,6 +319,35 @@ fn three_observables() -> String {
 // ---------------------------------------------------------------------------
 // Helpers
 
+/// One case of the family: what the fake OTX serves, the relay's variables,
+/// and the first request, `body` POSTed to `path` with the test token.
+/// Returns the run, status unchecked (not every case states it): the cases
+/// then compare the answer, count what OTX was asked, read the relay's log
+/// or ask the same relay again.
+#[track_caller]
+fn check(serve: impl FnOnce(&FakeOtx), env: &[(&str, &str)], path: &str, body: &str) -> Checked {
+    let otx = FakeOtx::start();
+    serve(&otx);
+    let relay = Relay::start(&otx, env);
+    let (status, answer) = relay.post_auth(path, body);
+    Checked {
+        relay,
+        otx,
+        status,
+        answer,
+    }
+}
+
+/// What one `check` ran and got.
+struct Checked {
+    /// Declared first, so that it stops before the fake OTX it talks to.
+    relay: Relay,
+    otx: FakeOtx,
+    /// The first request's status and answer.
+    status: u16,
+    answer: Value,
+}
+
 /// `{"code", "message", "type": "fatal"}`.
 fn error(code: &str, message: &str) -> Value {
     json!({"code": code, "message": message, "type": "fatal"})
@@ -461,29 +490,29 @@ fn check_faults(cases: Vec<FaultCase>) {
 }
 
 fn run_fault(case: &FaultCase) {
-    let otx = FakeOtx::start();
-    IP.serve(&otx);
-    MD5.serve(&otx);
-    otx.on_seq(USER_ME, case.replies.clone());
-    otx.on_seq(FAULTY_GENERAL, case.replies.clone());
-    let relay = Relay::start(&otx, MATRIX_ENV);
-    let base = otx.url();
-
+    let serve = |otx: &FakeOtx| {
+        IP.serve(otx);
+        MD5.serve(otx);
+        otx.on_seq(USER_ME, case.replies.clone());
+        otx.on_seq(FAULTY_GENERAL, case.replies.clone());
+    };
     // (a) The fault on `/api/v1/user/me`.
-    let (status, body) = relay.post_auth("/health", "");
-    assert_eq!(status, 200, "/health");
+    let run = check(serve, MATRIX_ENV, "/health", "");
+    let (relay, otx, body) = (&run.relay, &run.otx, &run.answer);
+    let base = otx.url();
+    assert_eq!(run.status, 200, "/health");
     let expected = match &case.health {
         Outcome::Fine => json!({"data": {"status": "ok"}}),
         Outcome::Error(e) => json!({"errors": [e]}),
     };
-    check_json(&body, &expected);
-    assert_no_secret(&body);
+    check_json(body, &expected);
+    assert_no_secret(body);
     assert_eq!(
         otx.requests_to(USER_ME).len(),
         case.attempts,
         "requests to {USER_ME}"
     );
-    assert_access_retries(&relay, "/health", case.attempts - 1);
+    assert_access_retries(relay, "/health", case.attempts - 1);
 
     // (b) The fault on one observable's `/general`; the other two stand.
     let (status, body) = relay.post_auth("/observe/observables", &three_observables());
@@ -509,7 +538,7 @@ fn run_fault(case: &FaultCase) {
         assert_eq!(otx.requests_to(&path).len(), 1, "requests to {path}");
     }
 
-    assert_still_serves(&relay);
+    assert_still_serves(relay);
 }
 
 #[test]
@@ -697,20 +726,20 @@ fn answers_that_are_not_json_or_too_large_are_oops_but_odd_json_is_no_data() {
 /// A first answer that is retried, then a good one: success after one retry.
 #[track_caller]
 fn check_recovers(first: Reply) {
-    let otx = FakeOtx::start();
-    let user_me = Reply::file("user-me.json");
-    otx.on_seq(USER_ME, vec![first.clone(), user_me]);
-    otx.on_seq(&IP.general_path(), vec![first, Reply::json(IP.general())]);
-    otx.on(
-        &IP.pulse_path(),
-        Reply::json(page(IP.value, json!(IP.created))),
-    );
-    let relay = Relay::start(&otx, &[("AVOTX_TIMEOUT", "1")]);
-
-    let (_, body) = relay.post_auth("/health", "");
-    check_json(&body, &json!({"data": {"status": "ok"}}));
+    let serve = |otx: &FakeOtx| {
+        let user_me = Reply::file("user-me.json");
+        otx.on_seq(USER_ME, vec![first.clone(), user_me]);
+        otx.on_seq(&IP.general_path(), vec![first, Reply::json(IP.general())]);
+        otx.on(
+            &IP.pulse_path(),
+            Reply::json(page(IP.value, json!(IP.created))),
+        );
+    };
+    let run = check(serve, &[("AVOTX_TIMEOUT", "1")], "/health", "");
+    let (relay, otx) = (&run.relay, &run.otx);
+    check_json(&run.answer, &json!({"data": {"status": "ok"}}));
     assert_eq!(otx.requests_to(USER_ME).len(), 2, "requests to {USER_ME}");
-    assert_access_retries(&relay, "/health", 1);
+    assert_access_retries(relay, "/health", 1);
 
     let request = json!([IP.observable()]).to_string();
     let (_, body) = relay.post_auth("/observe/observables", &request);
@@ -720,7 +749,7 @@ fn check_recovers(first: Reply) {
         2,
         "requests to /general"
     );
-    assert_access_retries(&relay, "/observe/observables", 1);
+    assert_access_retries(relay, "/observe/observables", 1);
 }
 
 #[test]
@@ -733,14 +762,15 @@ fn a_retried_failure_followed_by_a_good_answer_is_a_success() {
 
 #[test]
 fn a_retry_after_beyond_the_deadline_is_not_waited_for() {
-    let otx = FakeOtx::start();
-    let throttled = Reply::status(429).with_header("Retry-After", "100");
-    otx.on(USER_ME, throttled.clone());
-    otx.on(&IP.general_path(), throttled);
-    let relay = Relay::start(&otx, &[("AVOTX_TIMEOUT", "1"), ("RELAY_DEADLINE", "3")]);
-
-    let (_, body) = relay.post_auth("/health", "");
-    check_json(&body, &json!({"errors": [too_many_requests()]}));
+    let serve = |otx: &FakeOtx| {
+        let throttled = Reply::status(429).with_header("Retry-After", "100");
+        otx.on(USER_ME, throttled.clone());
+        otx.on(&IP.general_path(), throttled);
+    };
+    let env = [("AVOTX_TIMEOUT", "1"), ("RELAY_DEADLINE", "3")];
+    let run = check(serve, &env, "/health", "");
+    let (relay, otx) = (&run.relay, &run.otx);
+    check_json(&run.answer, &json!({"errors": [too_many_requests()]}));
     assert_eq!(otx.requests_to(USER_ME).len(), 1);
 
     // Had the relay slept until the deadline, the answer would be `timeout`.
@@ -748,7 +778,7 @@ fn a_retry_after_beyond_the_deadline_is_not_waited_for() {
     let (_, body) = relay.post_auth("/observe/observables", &request);
     check_json(&body, &json!({"errors": [too_many_requests()]}));
     assert_eq!(otx.requests_to(&IP.general_path()).len(), 1);
-    assert_still_serves(&relay);
+    assert_still_serves(relay);
 }
 
 // ---------------------------------------------------------------------------
@@ -756,22 +786,23 @@ fn a_retry_after_beyond_the_deadline_is_not_waited_for() {
 
 #[test]
 fn a_general_slower_than_the_deadline_leaves_the_others_data_and_a_timeout_error() {
-    let otx = FakeOtx::start();
-    IP.serve(&otx);
-    MD5.serve(&otx);
-    otx.on(
-        FAULTY_GENERAL,
-        Reply::json(json!({"pulse_info": {"pulses": []}})).with_head_delay(Duration::from_secs(4)),
-    );
-    let relay = Relay::start(&otx, &[("RELAY_DEADLINE", "2")]);
-
-    let (_, body) = relay.post_auth("/observe/observables", &three_observables());
+    let serve = |otx: &FakeOtx| {
+        IP.serve(otx);
+        MD5.serve(otx);
+        otx.on(
+            FAULTY_GENERAL,
+            Reply::json(json!({"pulse_info": {"pulses": []}}))
+                .with_head_delay(Duration::from_secs(4)),
+        );
+    };
+    let env = [("RELAY_DEADLINE", "2")];
+    let run = check(serve, &env, "/observe/observables", &three_observables());
     check_json(
-        &body,
-        &json!({"data": data_of(&otx.url(), &[&IP, &MD5]), "errors": [timeout()]}),
+        &run.answer,
+        &json!({"data": data_of(&run.otx.url(), &[&IP, &MD5]), "errors": [timeout()]}),
     );
-    assert_eq!(otx.requests_to(FAULTY_GENERAL).len(), 1);
-    assert_still_serves(&relay);
+    assert_eq!(run.otx.requests_to(FAULTY_GENERAL).len(), 1);
+    assert_still_serves(&run.relay);
 }
 
 /// Removes from `body`'s judgements and verdicts those of `value`, fixing
@@ -802,18 +833,20 @@ fn a_pulse_lookup_slower_than_the_deadline_leaves_the_others_data_and_a_timeout_
         pulse: PulseSpec::full("5f7a000000000000000000a2", "Slow pulse"),
         created: "2021-06-01T00:00:00",
     };
-    let otx = FakeOtx::start();
-    IP.serve(&otx);
-    MD5.serve(&otx);
-    slow.serve(&otx);
-    otx.on(
-        &slow.pulse_path(),
-        Reply::json(page(slow.value, json!(slow.created))).with_head_delay(Duration::from_secs(4)),
-    );
-    let relay = Relay::start(&otx, &[("RELAY_DEADLINE", "2")]);
-
+    let serve = |otx: &FakeOtx| {
+        IP.serve(otx);
+        MD5.serve(otx);
+        slow.serve(otx);
+        otx.on(
+            &slow.pulse_path(),
+            Reply::json(page(slow.value, json!(slow.created)))
+                .with_head_delay(Duration::from_secs(4)),
+        );
+    };
     let request = json!([IP.observable(), slow.observable(), MD5.observable()]).to_string();
-    let (_, body) = relay.post_auth("/observe/observables", &request);
+    let env = [("RELAY_DEADLINE", "2")];
+    let run = check(serve, &env, "/observe/observables", &request);
+    let (relay, otx, body) = (&run.relay, &run.otx, run.answer);
     // OTX work stops just before the answer is due, so the slow observable's
     // verdict (its /general answered) is always in the answer.
     let slow_verdicts: Vec<&Value> = body["data"]["verdicts"]["docs"]
@@ -829,7 +862,7 @@ fn a_pulse_lookup_slower_than_the_deadline_leaves_the_others_data_and_a_timeout_
         &json!({"data": data_of(&otx.url(), &[&IP, &MD5]), "errors": [timeout()]}),
     );
     assert_eq!(otx.requests_to(&slow.pulse_path()).len(), 1);
-    assert_still_serves(&relay);
+    assert_still_serves(relay);
 }
 
 // ---------------------------------------------------------------------------
@@ -907,44 +940,43 @@ fn odd_otx_json_drops_only_what_cannot_be_read() {
     let bytes_general = [before.as_bytes(), &[0xE9], after.as_bytes()].concat();
     assert!(std::str::from_utf8(&bytes_general).is_err());
 
-    let otx = FakeOtx::start();
-    otx.on(&general_path("IPv4", ODD_IP), Reply::json(odd_general));
-    let records = [
-        (FULL.id, json!("2021-01-01T00:00:00")),
-        (BARE.id, json!("2021-02-01T00:00:00")),
-        (FLOATY.id, json!("2021-03-01T00:00:00")),
-        (NUMERIC_CREATED.id, json!(1_617_235_200)),
-    ];
-    for (id, created) in records {
-        otx.on(&pulse_path(id), Reply::json(page(ODD_IP, created)));
-    }
-    for (value, general) in [
-        ("203.0.113.11", json!({"base_indicator": {"type": "IPv4"}})),
-        (
-            "203.0.113.12",
-            json!({"base_indicator": {"type": "IPv4"}, "pulse_info": null}),
-        ),
-        (
-            "203.0.113.13",
-            json!({"base_indicator": {"type": "IPv4"}, "pulse_info": {"pulses": {"id": FULL.id}}}),
-        ),
-    ] {
-        otx.on(&general_path("IPv4", value), Reply::json(general));
-    }
-    otx.on(
-        &general_path("domain", BYTES_DOMAIN),
-        Reply::raw(200, &bytes_general).with_header("Content-Type", "application/json"),
-    );
-    otx.on(
-        &pulse_path(LATIN1.id),
-        Reply::json(page(BYTES_DOMAIN, json!("2020-05-05T05:05:05"))),
-    );
-    otx.on(
-        &pulse_path(CLEAN.id),
-        Reply::json(page(BYTES_DOMAIN, json!("2020-06-06T06:06:06"))),
-    );
-    let relay = Relay::start(&otx, &[]);
-
+    let serve = |otx: &FakeOtx| {
+        otx.on(&general_path("IPv4", ODD_IP), Reply::json(odd_general));
+        let records = [
+            (FULL.id, json!("2021-01-01T00:00:00")),
+            (BARE.id, json!("2021-02-01T00:00:00")),
+            (FLOATY.id, json!("2021-03-01T00:00:00")),
+            (NUMERIC_CREATED.id, json!(1_617_235_200)),
+        ];
+        for (id, created) in records {
+            otx.on(&pulse_path(id), Reply::json(page(ODD_IP, created)));
+        }
+        for (value, general) in [
+            ("203.0.113.11", json!({"base_indicator": {"type": "IPv4"}})),
+            (
+                "203.0.113.12",
+                json!({"base_indicator": {"type": "IPv4"}, "pulse_info": null}),
+            ),
+            (
+                "203.0.113.13",
+                json!({"base_indicator": {"type": "IPv4"}, "pulse_info": {"pulses": {"id": FULL.id}}}),
+            ),
+        ] {
+            otx.on(&general_path("IPv4", value), Reply::json(general));
+        }
+        otx.on(
+            &general_path("domain", BYTES_DOMAIN),
+            Reply::raw(200, &bytes_general).with_header("Content-Type", "application/json"),
+        );
+        otx.on(
+            &pulse_path(LATIN1.id),
+            Reply::json(page(BYTES_DOMAIN, json!("2020-05-05T05:05:05"))),
+        );
+        otx.on(
+            &pulse_path(CLEAN.id),
+            Reply::json(page(BYTES_DOMAIN, json!("2020-06-06T06:06:06"))),
+        );
+    };
     let ip = observable("ip", ODD_IP);
     let domain = observable("domain", BYTES_DOMAIN);
     let request = json!([
@@ -955,10 +987,10 @@ fn odd_otx_json_drops_only_what_cannot_be_read() {
         domain,
     ])
     .to_string();
-    let (status, body) = relay.post_auth("/observe/observables", &request);
-    assert_eq!(status, 200);
+    let run = check(serve, &[], "/observe/observables", &request);
+    assert_eq!(run.status, 200);
 
-    let base = otx.url();
+    let base = run.otx.url();
     let mut expected = Expected::default();
     // Newest record first; the pulse whose record has a numeric `created` is
     // dropped, yet counts for the verdict (it holds the observable).
@@ -969,8 +1001,8 @@ fn odd_otx_json_drops_only_what_cannot_be_read() {
     expected.hit(&base, &domain, &LATIN1, "2020-05-05T05:05:05");
     expected.verdict(&base, &ip, "ip", 4);
     expected.verdict(&base, &domain, "domain", 2);
-    check_json(&body, &json!({"data": expected.data()}));
-    assert_still_serves(&relay);
+    check_json(&run.answer, &json!({"data": expected.data()}));
+    assert_still_serves(&run.relay);
 }
 
 // ---------------------------------------------------------------------------

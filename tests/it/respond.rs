@@ -20,10 +20,34 @@ fn action(id: &str, title: &str, description: &str, type_: &str, value: &str) ->
            "query-params": {"observable_type": type_, "observable_value": value}})
 }
 
+/// POSTs `body` to `/respond/trigger` with `token`; the answer (a 200).
+#[track_caller]
 fn trigger(relay: &Relay, token: &str, body: Value) -> Value {
     let (status, answer) = relay.post("/respond/trigger", Some(&bearer(token)), &body.to_string());
     assert_eq!(status, 200, "{answer}");
     answer
+}
+
+/// One write case: what the fake OTX serves, then `action` triggered with
+/// the test token on a relay of its own; the answer must be a 200. Returns
+/// the run: the tests look at the requests OTX got, and some at the
+/// relay's log, or trigger more on the same relay.
+#[track_caller]
+fn check(serve: impl FnOnce(&FakeOtx), action: Value) -> Checked {
+    let otx = FakeOtx::start();
+    serve(&otx);
+    let relay = Relay::start(&otx, &[]);
+    let answer = trigger(&relay, &token(), action);
+    Checked { relay, otx, answer }
+}
+
+/// What one `check` ran and got.
+struct Checked {
+    /// Declared first, so that it stops before the fake OTX it talks to.
+    relay: Relay,
+    otx: FakeOtx,
+    /// The trigger's answer (a 200).
+    answer: Value,
 }
 
 #[test]
@@ -84,18 +108,18 @@ fn actions_are_offered_per_type_and_token() {
 
 #[test]
 fn submit_url_posts_the_url_and_add_to_pulse_patches_the_pulse() {
-    let otx = FakeOtx::start();
-    otx.on(SUBMIT, Reply::json(json!({"result": "added"})));
     let patch_path = format!("/api/v1/pulses/{PULSE}");
-    otx.on(&patch_path, Reply::json(json!({"id": PULSE})));
-    let relay = Relay::start(&otx, &[]);
+    let serve = |otx: &FakeOtx| {
+        otx.on(SUBMIT, Reply::json(json!({"result": "added"})));
+        otx.on(&patch_path, Reply::json(json!({"id": PULSE})));
+    };
     let url = "http://bad.example/päth?q=1";
-    let answer = trigger(
-        &relay,
-        &token(),
+    let run = check(
+        serve,
         json!({"action-id": "otx-submit-url", "observable_type": "url", "observable_value": url, "extra": 1}),
     );
-    check_json(&answer, &json!({"data": {"status": "success"}}));
+    let (relay, otx) = (&run.relay, &run.otx);
+    check_json(&run.answer, &json!({"data": {"status": "success"}}));
     let posted = otx.requests_to(SUBMIT);
     assert_eq!(posted.len(), 1);
     assert_eq!(posted[0].method, "POST");
@@ -128,7 +152,7 @@ fn submit_url_posts_the_url_and_add_to_pulse_patches_the_pulse() {
     ] {
         otx.reset_log();
         let answer = trigger(
-            &relay,
+            relay,
             &pulse_token(),
             json!({"action-id": "otx-add-to-pulse", "observable_type": type_, "observable_value": value}),
         );
@@ -221,45 +245,33 @@ fn otx_failures_map_and_writes_are_retried_only_on_429() {
             "Something went wrong. Reason: 502 Bad Gateway.",
         ),
     ] {
-        let otx = FakeOtx::start();
-        otx.on(SUBMIT, reply);
-        let relay = Relay::start(&otx, &[]);
-        let answer = trigger(&relay, &token(), submit.clone());
+        let run = check(|otx| otx.on(SUBMIT, reply), submit.clone());
         check_json(
-            &answer,
+            &run.answer,
             &json!({"data": {"status": "failure"},
                     "errors": [{"code": code, "message": message, "type": "fatal"}]}),
         );
         assert_eq!(
-            otx.requests_to(SUBMIT).len(),
+            run.otx.requests_to(SUBMIT).len(),
             1,
             "{message}: written once, never again"
         );
     }
     // 429 is retried (honouring Retry-After), then succeeds.
-    let otx = FakeOtx::start();
-    otx.on_seq(
-        SUBMIT,
-        vec![
-            Reply::status(429).with_header("Retry-After", "0"),
-            Reply::json(json!({})),
-        ],
+    let busy = || Reply::status(429).with_header("Retry-After", "0");
+    let run = check(
+        |otx| otx.on_seq(SUBMIT, vec![busy(), Reply::json(json!({}))]),
+        submit.clone(),
     );
-    let relay = Relay::start(&otx, &[]);
-    check_json(
-        &trigger(&relay, &token(), submit.clone()),
-        &json!({"data": {"status": "success"}}),
-    );
-    assert_eq!(otx.requests_to(SUBMIT).len(), 2);
+    check_json(&run.answer, &json!({"data": {"status": "success"}}));
+    assert_eq!(run.otx.requests_to(SUBMIT).len(), 2);
+    let relay = &run.relay;
     assert!(relay.wait_log("POST /respond/trigger 200"));
     assert!(relay.stdout().contains("retries=1"), "{}", relay.stdout());
     // 429 every time: the too-many-requests error after the retries.
-    let otx = FakeOtx::start();
-    otx.on(SUBMIT, Reply::status(429).with_header("Retry-After", "0"));
-    let relay = Relay::start(&otx, &[]);
-    let answer = trigger(&relay, &token(), submit);
-    assert_eq!(answer["errors"][0]["code"], "too many requests");
-    assert_eq!(otx.requests_to(SUBMIT).len(), 3);
+    let run = check(|otx| otx.on(SUBMIT, busy()), submit);
+    assert_eq!(run.answer["errors"][0]["code"], "too many requests");
+    assert_eq!(run.otx.requests_to(SUBMIT).len(), 3);
 }
 
 #[test]

@@ -67,18 +67,43 @@ fn page(pulses: Vec<Value>, next: bool) -> Reply {
 }
 
 /// POST `path` with `body` and the test token; the status and answer.
+#[track_caller]
 fn post(relay: &Relay, path: &str, body: Value) -> Value {
     let (status, answer) = relay.post_auth(path, &body.to_string());
     assert_eq!(status, 200, "{answer}");
     answer
 }
 
+#[track_caller]
 fn tile_data(relay: &Relay, tile: &str, period: &str) -> Value {
     post(
         relay,
         "/tiles/tile-data",
         json!({"tile_id": tile, "period": period}),
     )
+}
+
+/// One tile case: what the fake OTX serves, the relay's variables, and the
+/// tile and period asked; the answer must be a 200. Returns the run rather
+/// than taking the answer expected: most of it depends on the period the
+/// relay walked, which only the fake saw ([`walked_since`]), and the tests
+/// then ask the same relay for the walk's other tiles.
+#[track_caller]
+fn check(serve: impl FnOnce(&FakeOtx), env: &[(&str, &str)], tile: &str, period: &str) -> Checked {
+    let otx = FakeOtx::start();
+    serve(&otx);
+    let relay = Relay::start(&otx, env);
+    let answer = tile_data(&relay, tile, period);
+    Checked { relay, otx, answer }
+}
+
+/// What one `check` ran and got.
+struct Checked {
+    /// Declared first, so that it stops before the fake OTX it talks to.
+    relay: Relay,
+    otx: FakeOtx,
+    /// The tile's answer (a 200).
+    answer: Value,
 }
 
 #[test]
@@ -159,15 +184,15 @@ fn the_tiles_are_listed_and_described() {
     assert_eq!(otx.request_count(), 0);
 }
 
-/// A fake OTX whose subscribed pulses are made from the period the relay
-/// asks for: `pages(start, now)` gives each page's pulses, `start` being the
-/// walk's `modified_since` and `now` the period's end (`start + length`).
-/// So the test needs no clock of its own: the relay's is the only one.
+/// Makes `otx`'s subscribed pulses from the period the relay asks for:
+/// `pages(start, now)` gives each page's pulses, `start` being the walk's
+/// `modified_since` and `now` the period's end (`start + length`). So the
+/// test needs no clock of its own: the relay's is the only one.
 fn subscriptions(
+    otx: &FakeOtx,
     length: u64,
     pages: impl Fn(u64, u64) -> Vec<Vec<Value>> + Send + Sync + 'static,
-) -> FakeOtx {
-    let otx = FakeOtx::start();
+) {
     otx.fallback(move |request| {
         let since = request.query_param("modified_since").unwrap_or_default();
         let Some(start) = parse_otx_time(&since) else {
@@ -184,7 +209,6 @@ fn subscriptions(
             more,
         )
     });
-    otx
 }
 
 /// The start of the period the relay walked (its one `modified_since`).
@@ -199,7 +223,7 @@ fn walked_since(otx: &FakeOtx) -> u64 {
 fn each_tile_on_a_known_week_of_pulses() {
     const WEEK: u64 = 7 * 86_400;
     // Page 1: four pulses; page 2: two more, one just outside the period.
-    let otx = subscriptions(WEEK, |start, now| {
+    let week = |start: u64, now: u64| {
         let today = now - now % 86_400;
         vec![
             vec![
@@ -244,15 +268,16 @@ fn each_tile_on_a_known_week_of_pulses() {
                 ),
             ],
         ]
-    });
-    let relay = Relay::start(&otx, &[]);
-    let summary = tile_data(&relay, "otx-activity-summary", "last_7_days");
+    };
+    let serve = |otx: &FakeOtx| subscriptions(otx, WEEK, week);
+    let run = check(serve, &[], "otx-activity-summary", "last_7_days");
+    let (relay, otx) = (&run.relay, &run.otx);
     // The period is exactly the 7 days before the walk.
-    let start = walked_since(&otx);
+    let start = walked_since(otx);
     let (now, today) = (start + WEEK, (start + WEEK) / 86_400 * 86_400);
     let observed = json!({"start_time": iso(start), "end_time": iso(now)});
     check_json(
-        &summary,
+        &run.answer,
         &json!({"data": {
             "observed_time": observed,
             "valid_time": {"start_time": "<<time>>", "end_time": "<<time>>"},
@@ -280,7 +305,7 @@ fn each_tile_on_a_known_week_of_pulses() {
         assert_eq!(request.header("X-OTX-API-KEY"), Some(KEY));
     }
 
-    let bars = tile_data(&relay, "otx-pulses-per-period", "last_7_days");
+    let bars = tile_data(relay, "otx-pulses-per-period", "last_7_days");
     // 8 days: the first from the period's start, the last until now.
     let first_day = start - start % 86_400;
     let day = |i: u64, n: u64| {
@@ -303,7 +328,7 @@ fn each_tile_on_a_known_week_of_pulses() {
         }),
     );
 
-    let latest = tile_data(&relay, "otx-latest-pulses", "last_7_days");
+    let latest = tile_data(relay, "otx-latest-pulses", "last_7_days");
     let row = |at: u64, id: &str, name: &str, author: &str, n: u64| {
         let stamp = iso(at);
         format!(
@@ -350,7 +375,7 @@ fn each_tile_on_a_known_week_of_pulses() {
         ]),
     );
 
-    let donut = tile_data(&relay, "otx-top-malware", "last_7_days");
+    let donut = tile_data(relay, "otx-top-malware", "last_7_days");
     // Emotet 2 (a case variant counts once per pulse), Ryuk 2, then four
     // families of one pulse each in name order, and the rest as Other.
     check_json(
@@ -371,7 +396,7 @@ fn each_tile_on_a_known_week_of_pulses() {
 #[test]
 fn hourly_buckets_and_an_empty_period() {
     const DAY: u64 = 86_400;
-    let otx = subscriptions(DAY, |start, now| {
+    let day = |start: u64, now: u64| {
         let hour = now - now % 3600;
         vec![vec![
             pulse("5f00000000000000000000a0", "now", now, json!({})),
@@ -395,10 +420,10 @@ fn hourly_buckets_and_an_empty_period() {
                 json!({}),
             ),
         ]]
-    });
-    let relay = Relay::start(&otx, &[]);
-    let bars = tile_data(&relay, "otx-pulses-per-period", "last_24_hours");
-    let start = walked_since(&otx);
+    };
+    let serve = |otx: &FakeOtx| subscriptions(otx, DAY, day);
+    let run = check(serve, &[], "otx-pulses-per-period", "last_24_hours");
+    let (bars, start) = (&run.answer, walked_since(&run.otx));
     let first_hour = start - start % 3600;
     // 25 hours overlap the 24 before now: the first and the last partly.
     let data = bars["data"]["data"].as_array().expect("bars");
@@ -419,10 +444,9 @@ fn hourly_buckets_and_an_empty_period() {
     );
 
     // A tenant whose subscriptions brought nothing: every tile still answers.
-    let quiet = FakeOtx::start();
-    quiet.on(SUBSCRIBED, page(vec![], false));
-    let relay = Relay::start(&quiet, &[]);
-    let summary = tile_data(&relay, "otx-activity-summary", "last_30_days");
+    let quiet = |otx: &FakeOtx| otx.on(SUBSCRIBED, page(vec![], false));
+    let run = check(quiet, &[], "otx-activity-summary", "last_30_days");
+    let (relay, summary) = (&run.relay, &run.answer);
     let values: Vec<u64> = summary["data"]["data"]
         .as_array()
         .into_iter()
@@ -430,28 +454,27 @@ fn hourly_buckets_and_an_empty_period() {
         .filter_map(|m| m["value"].as_u64())
         .collect();
     assert_eq!(values, [0, 0, 0, 0]);
-    let bars = tile_data(&relay, "otx-pulses-per-period", "last_30_days");
+    let bars = tile_data(relay, "otx-pulses-per-period", "last_30_days");
     assert_eq!(bars["data"]["data"].as_array().map(Vec::len), Some(31));
-    let latest = tile_data(&relay, "otx-latest-pulses", "last_30_days");
+    let latest = tile_data(relay, "otx-latest-pulses", "last_30_days");
     assert_eq!(latest["data"]["data"].as_array().map(Vec::len), Some(2));
-    let donut = tile_data(&relay, "otx-top-malware", "last_30_days");
+    let donut = tile_data(relay, "otx-top-malware", "last_30_days");
     check_json(&donut["data"]["labels"], &json!([[]]));
     check_json(&donut["data"]["data"], &json!([]));
 
     // Each period is exactly its length, ending now, and the walk asked OTX
     // for pulses modified since that same instant.
-    // (A relay of its own: the walks above are cached.)
-    let relay = Relay::start(&quiet, &[]);
+    // (Each on a relay and a fake of its own, so that the one walk seen is
+    // this period's.)
     for (period, length) in [("last_7_days", 7 * DAY), ("last_30_days", 30 * DAY)] {
-        quiet.reset_log();
-        let bars = tile_data(&relay, "otx-pulses-per-period", period);
-        let observed = &bars["data"]["observed_time"];
-        let since = walked_since(&quiet);
+        let run = check(quiet, &[], "otx-pulses-per-period", period);
+        let observed = &run.answer["data"]["observed_time"];
+        let since = walked_since(&run.otx);
         check_json(
             observed,
             &json!({"start_time": iso(since), "end_time": iso(since + length)}),
         );
-        let bars = bars["data"]["data"].as_array().map(Vec::len);
+        let bars = run.answer["data"]["data"].as_array().map(Vec::len);
         assert_eq!(
             bars,
             Some(if length == 7 * DAY { 8 } else { 31 }),
@@ -471,52 +494,52 @@ fn the_walk_stops_at_tile_max_pulses_and_answers_what_it_read_on_a_failure() {
             json!({}),
         )
     };
-    let otx = FakeOtx::start();
-    otx.on_page(SUBSCRIBED, 1, page((0..50).map(recent).collect(), true));
-    otx.on_page(SUBSCRIBED, 2, page((50..100).map(recent).collect(), true));
-    otx.on_page(SUBSCRIBED, 3, page((0..1).map(recent).collect(), false));
-    let relay = Relay::start(&otx, &[("TILE_MAX_PULSES", "60")]);
-    let summary = tile_data(&relay, "otx-activity-summary", "last_24_hours");
+    let capped = |otx: &FakeOtx| {
+        otx.on_page(SUBSCRIBED, 1, page((0..50).map(recent).collect(), true));
+        otx.on_page(SUBSCRIBED, 2, page((50..100).map(recent).collect(), true));
+        otx.on_page(SUBSCRIBED, 3, page((0..1).map(recent).collect(), false));
+    };
+    let env = [("TILE_MAX_PULSES", "60")];
+    let run = check(capped, &env, "otx-activity-summary", "last_24_hours");
+    let summary = &run.answer;
     assert_eq!(summary["data"]["data"][0]["value"], 60, "{summary}");
-    assert_eq!(otx.requests_to(SUBSCRIBED).len(), 2, "no page past the cap");
+    let walked = run.otx.requests_to(SUBSCRIBED).len();
+    assert_eq!(walked, 2, "no page past the cap");
     assert!(summary.get("errors").is_none());
 
     // A 500 on page 2: page 1's pulses, and the error beside them.
-    let failing = FakeOtx::start();
-    failing.on_page(SUBSCRIBED, 1, page((0..50).map(recent).collect(), true));
-    failing.on_page(SUBSCRIBED, 2, Reply::status(500));
-    let relay = Relay::start(&failing, &[]);
-    let summary = tile_data(&relay, "otx-activity-summary", "last_24_hours");
+    let failing = |otx: &FakeOtx| {
+        otx.on_page(SUBSCRIBED, 1, page((0..50).map(recent).collect(), true));
+        otx.on_page(SUBSCRIBED, 2, Reply::status(500));
+    };
+    let run = check(failing, &[], "otx-activity-summary", "last_24_hours");
+    let summary = &run.answer;
     assert_eq!(summary["data"]["data"][0]["value"], 50);
     check_json(
         &summary["errors"],
         &json!([{"code": "oops", "message": "Something went wrong. Reason: 500 Internal Server Error.", "type": "fatal"}]),
     );
     // A walk cut short is not cached: the next tile walks again.
-    let before = failing.requests_to(SUBSCRIBED).len();
-    tile_data(&relay, "otx-top-malware", "last_24_hours");
-    assert!(failing.requests_to(SUBSCRIBED).len() > before);
+    let before = run.otx.requests_to(SUBSCRIBED).len();
+    tile_data(&run.relay, "otx-top-malware", "last_24_hours");
+    assert!(run.otx.requests_to(SUBSCRIBED).len() > before);
 
     // A page slower than RELAY_DEADLINE: what came before, and `timeout`.
-    let slow = FakeOtx::start();
-    slow.on_page(SUBSCRIBED, 1, page((0..50).map(recent).collect(), true));
-    slow.on_page(
-        SUBSCRIBED,
-        2,
-        page(vec![], false).with_head_delay(Duration::from_secs(5)),
-    );
-    let relay = Relay::start(&slow, &[("RELAY_DEADLINE", "2")]);
-    let summary = tile_data(&relay, "otx-activity-summary", "last_24_hours");
-    assert_eq!(summary["data"]["data"][0]["value"], 50);
-    assert_eq!(summary["errors"][0]["code"], "timeout");
+    let slow = |otx: &FakeOtx| {
+        otx.on_page(SUBSCRIBED, 1, page((0..50).map(recent).collect(), true));
+        let late = page(vec![], false).with_head_delay(Duration::from_secs(5));
+        otx.on_page(SUBSCRIBED, 2, late);
+    };
+    let env = [("RELAY_DEADLINE", "2")];
+    let run = check(slow, &env, "otx-activity-summary", "last_24_hours");
+    assert_eq!(run.answer["data"]["data"][0]["value"], 50);
+    assert_eq!(run.answer["errors"][0]["code"], "timeout");
 
     // 403: the key is refused.
-    let refused = FakeOtx::start();
-    refused.on(SUBSCRIBED, Reply::status(403));
-    let relay = Relay::start(&refused, &[]);
-    let answer = tile_data(&relay, "otx-latest-pulses", "last_7_days");
+    let refused = |otx: &FakeOtx| otx.on(SUBSCRIBED, Reply::status(403));
+    let run = check(refused, &[], "otx-latest-pulses", "last_7_days");
     assert_eq!(
-        answer["errors"][0]["message"],
+        run.answer["errors"][0]["message"],
         "Authorization failed: Authorization failed on AlienVault OTX side"
     );
 }

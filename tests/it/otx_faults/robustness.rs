@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::check;
 use crate::support::*;
 
 const OBSERVE: &str = "/observe/observables";
@@ -147,21 +148,21 @@ fn a_pulse_lookup_answered_404_is_logged_with_the_pulse_and_status() {
     let ip = "198.51.100.24";
     let found = "5f0000000000000000000b01";
     let missing = "5f0000000000000000000b404";
-    let otx = FakeOtx::start();
-    otx.on(
-        &general_path("IPv4", ip),
-        Reply::json(general("IPv4", &[found, missing], &["IPv4"])),
-    );
-    otx.on(&pulse_path(found), one_record(ip));
-    otx.on(&pulse_path(missing), Reply::status(404));
-    let relay = Relay::start(&otx, &[]);
-
-    let (status, answer) =
-        relay.post_auth(OBSERVE, &json!([{"type": "ip", "value": ip}]).to_string());
-    assert_eq!(status, 200);
+    let serve = |otx: &FakeOtx| {
+        otx.on(
+            &general_path("IPv4", ip),
+            Reply::json(general("IPv4", &[found, missing], &["IPv4"])),
+        );
+        otx.on(&pulse_path(found), one_record(ip));
+        otx.on(&pulse_path(missing), Reply::status(404));
+    };
+    let body = json!([{"type": "ip", "value": ip}]).to_string();
+    let run = check(serve, &[], OBSERVE, &body);
+    let (relay, otx, answer) = (&run.relay, &run.otx, &run.answer);
+    assert_eq!(run.status, 200);
     // The client is not told: one sighting, no error.
     assert!(answer.get("errors").is_none(), "{answer}");
-    assert_eq!(sightings(&answer), 1, "{answer}");
+    assert_eq!(sightings(answer), 1, "{answer}");
     assert_eq!(otx.requests_to(&pulse_path(missing)).len(), 1);
     // The operator is.
     assert!(
@@ -231,14 +232,16 @@ fn a_pulse_id_from_otx_reaches_the_warning_escaped() {
     // OTX is not trusted to send clean ids: this one would forge a line
     // and clear an operator's terminal if it were printed raw.
     let forged = "5f01\u{1b}[2J\r\n2026-01-01T00:00:00Z WARN forged\u{8}";
-    let otx = FakeOtx::start();
-    otx.on(
-        &general_path("IPv4", ip),
-        Reply::json(general("IPv4", &[forged], &["IPv4"])),
-    );
-    let relay = Relay::start(&otx, &[]);
-    let (status, _) = relay.post_auth(OBSERVE, &json!([{"type": "ip", "value": ip}]).to_string());
-    assert_eq!(status, 200);
+    let serve = |otx: &FakeOtx| {
+        otx.on(
+            &general_path("IPv4", ip),
+            Reply::json(general("IPv4", &[forged], &["IPv4"])),
+        );
+    };
+    let body = json!([{"type": "ip", "value": ip}]).to_string();
+    let run = check(serve, &[], OBSERVE, &body);
+    assert_eq!(run.status, 200);
+    let relay = &run.relay;
     assert!(relay.wait_log("5f01\\x1b[2J\\r\\n2026"), "{}", relay.logs());
     let stderr = relay.stderr();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
