@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use otx_relay_harness::procfs;
 use socket2::{Domain, Socket, Type};
 
-use crate::support::{FakeOtx, Relay, RelayCommand, StartRelay, BIN};
+use crate::observe::{general, pulse};
+use crate::support::{bearer, token, FakeOtx, Relay, RelayCommand, Reply, StartRelay, BIN};
 
 /// A `/refer` body of `ips` IP observables: 20 000 make ~0.9 MB, answered
 /// with ~5.8 MB.
@@ -77,17 +78,24 @@ fn prompt(relay: &Relay, request: &str, within: Duration) -> Result<String, Stri
 const VERSION: &str =
     "POST /version HTTP/1.1\r\nHost: relay\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
-/// `/version` and a small `/refer` (a worker's job) each answer within a
-/// second, five times.
+/// A prompt call a worker answers: `/deliberate` of one observable (its
+/// OTX answer cached already where the relay caches).
+fn prompt_deliberate() -> String {
+    let body = r#"[{"type":"ip","value":"10.0.0.0"}]"#;
+    format!(
+        "POST /deliberate/observables HTTP/1.1\r\nHost: relay\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        bearer(&token()),
+        body.len()
+    )
+}
+
+/// `/version` (answered on its connection's thread) and a `/deliberate`
+/// (a worker's job) each answer within a second, five times.
 #[track_caller]
 fn check_prompt_calls(relay: &Relay) {
-    let small_refer = refer_request(r#"[{"type":"domain","value":"example.com"}]"#).replacen(
-        "Host: relay\r\n",
-        "Host: relay\r\nConnection: close\r\n",
-        1,
-    );
+    let deliberate = prompt_deliberate();
     for _ in 0..5 {
-        for request in [VERSION, small_refer.as_str()] {
+        for request in [VERSION, deliberate.as_str()] {
             let answer = prompt(relay, request, Duration::from_secs(1))
                 .unwrap_or_else(|e| panic!("a prompt call waited behind the hostile clients: {e}"));
             assert!(answer.starts_with("HTTP/1.1 200 "), "{answer:.300}");
@@ -95,13 +103,42 @@ fn check_prompt_calls(relay: &Relay) {
     }
 }
 
-/// Eight clients that send a big `/refer` and then read its answer at
-/// `read_rate` bytes a second (0: never), for at most 15 s; four workers.
-fn check_slow_readers_hold_no_worker(read_rate: usize) {
+/// A fake OTX that finds every IP in three pulses: `/deliberate` judges
+/// each Malicious (a judgement and a verdict, about 1 KB of answer).
+fn otx_finding_everything() -> FakeOtx {
     let otx = FakeOtx::start();
-    let env = [("RELAY_THREADS", "4"), ("RELAY_CLIENT_TIMEOUT", "10")];
+    let found = general(
+        "IPv4",
+        vec![
+            pulse("p1", "IPv4"),
+            pulse("p2", "IPv4"),
+            pulse("p3", "IPv4"),
+        ],
+    );
+    otx.fallback(move |_| Reply::json(found.clone()));
+    otx
+}
+
+/// Eight clients that send a `/deliberate` of 6 000 IPs (an answer of
+/// several MB, made by a worker) and then read it at `read_rate` bytes a
+/// second (0: never), for at most 15 s; four workers. The OTX answers are
+/// cached, so that the eight share one set of OTX calls.
+fn check_slow_readers_hold_no_worker(read_rate: usize) {
+    let otx = otx_finding_everything();
+    let env = [
+        ("RELAY_THREADS", "4"),
+        ("RELAY_CLIENT_TIMEOUT", "10"),
+        ("CACHE_TTL", "300"),
+        ("PASSIVE_DNS", "off"),
+        ("RELAY_DEADLINE", "120"),
+    ];
     let relay = Relay::start(&otx, &env);
-    let request = refer_request(&refer_body(20_000));
+    let body = refer_body(6_000);
+    let request = format!(
+        "POST /deliberate/observables HTTP/1.1\r\nHost: relay\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        bearer(&token()),
+        body.len()
+    );
     let (started_tx, answers_started) = std::sync::mpsc::channel();
     let readers: Vec<_> = (0..8)
         .map(|_| {
@@ -113,10 +150,11 @@ fn check_slow_readers_hold_no_worker(read_rate: usize) {
                 // being written from now on.
                 let mut buf = vec![0u8; (read_rate / 4).max(1024)];
                 stream
-                    .set_read_timeout(Some(Duration::from_secs(30)))
+                    .set_read_timeout(Some(Duration::from_secs(120)))
                     .expect("timeout");
                 let mut taken = stream.read(&mut buf).unwrap_or(0);
-                let _ = started_tx.send(taken > 0);
+                let head = String::from_utf8_lossy(&buf[..taken]).into_owned();
+                let _ = started_tx.send(head);
                 let started = Instant::now();
                 while started.elapsed() < Duration::from_secs(15) {
                     thread::sleep(Duration::from_millis(250));
@@ -132,10 +170,14 @@ fn check_slow_readers_hold_no_worker(read_rate: usize) {
         })
         .collect();
     // Once every answer is made and being written (or not taken), the
-    // workers are free, or should be.
+    // workers are free, or should be. Each is a 200 of several MB (sent
+    // chunked), far more than the socket buffers hold.
     for _ in 0..8 {
-        let started = answers_started.recv_timeout(Duration::from_secs(60));
-        assert_eq!(started, Ok(true), "a big /refer was never answered");
+        let head = answers_started
+            .recv_timeout(Duration::from_secs(120))
+            .expect("a big /deliberate was never answered");
+        assert!(head.starts_with("HTTP/1.1 200 "), "{head:.300}");
+        assert!(head.contains("Transfer-Encoding: chunked"), "{head:.300}");
     }
     check_prompt_calls(&relay);
     drop(readers);

@@ -268,23 +268,27 @@ fn a_client_that_reads_its_answer_slowly_cannot_hold_the_worker() {
     // whole answer would take minutes. Bounded: 30 s at most, or until the
     // socket is shut down below.
     let mut reader = slow.try_clone().expect("clone");
+    let (head_tx, head_rx) = std::sync::mpsc::channel();
     let reading = thread::spawn(move || {
         let mut buf = [0u8; 6 * 1024];
         // The head, from the first read: what the slow reader is given.
         let n = reader.read(&mut buf).unwrap_or(0);
-        let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let _ = head_tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
         for _ in 0..120 {
             if matches!(reader.read(&mut buf), Ok(0) | Err(_)) {
                 break;
             }
             thread::sleep(Duration::from_millis(250));
         }
-        head
     });
-    thread::sleep(Duration::from_millis(1500));
+    // The answer is being written (its making can take seconds in a debug
+    // build on a busy machine): now the prompt call.
+    let head = head_rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_default();
     let answer = prompt_version(&relay, Duration::from_secs(10));
     let _ = slow.shutdown(std::net::Shutdown::Both);
-    let head = reading.join().expect("the slow reader");
+    reading.join().expect("the slow reader");
     // It was given a 200 of several MB (sent chunked: over tiny_http's
     // 32 KiB threshold): the worker really was writing it.
     let length = head
