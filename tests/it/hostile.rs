@@ -11,10 +11,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use otx_relay_harness::procfs;
-use socket2::{Domain, Socket, Type};
 
 use crate::observe::{general, pulse};
-use crate::support::{bearer, token, FakeOtx, Relay, RelayCommand, Reply, StartRelay, BIN};
+use crate::support::{
+    bearer, small_window, token, FakeOtx, Relay, RelayCommand, Reply, StartRelay, BIN,
+};
 
 /// A `/refer` body of `ips` IP observables: 20 000 make ~0.9 MB, answered
 /// with ~5.8 MB.
@@ -37,19 +38,6 @@ fn refer_request(body: &str) -> String {
         "POST /refer/observables HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
-}
-
-/// A connection whose receive buffer is small: what it does not read stops
-/// the relay's writes soon.
-fn small_window(relay: &Relay) -> TcpStream {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a socket");
-    socket
-        .set_recv_buffer_size(4096)
-        .expect("a small receive buffer");
-    socket
-        .connect(&relay.addr().into())
-        .expect("connect to the relay");
-    TcpStream::from(socket)
 }
 
 /// One request on a new connection; the whole answer, or why not within

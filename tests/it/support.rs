@@ -174,3 +174,17 @@ pub fn record_skip(file: &std::path::Path, test: &str, why: &str) {
         );
     }
 }
+
+/// A connection whose receive buffer is small: what it does not read stops
+/// the relay's writes soon.
+pub fn small_window(relay: &Relay) -> std::net::TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("a small receive buffer");
+    socket
+        .connect(&relay.addr().into())
+        .expect("connect to the relay");
+    std::net::TcpStream::from(socket)
+}

@@ -12,9 +12,9 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 
-use socket2::{Domain, Socket, Type};
-
-use crate::support::{bearer, check_version_answers, token, FakeOtx, Relay, Reply, StartRelay};
+use crate::support::{
+    bearer, check_version_answers, small_window, token, FakeOtx, Relay, Reply, StartRelay,
+};
 
 const ONE_WORKER: [(&str, &str); 2] = [("RELAY_THREADS", "1"), ("RELAY_CLIENT_TIMEOUT", "1")];
 
@@ -247,14 +247,7 @@ fn a_client_that_reads_its_answer_slowly_cannot_hold_the_worker() {
         .map(|i| format!(r#"{{"type":"ip","value":"10.0.{}.{}"}}"#, i / 256, i % 256))
         .collect();
     let body = format!("[{}]", ips.join(","));
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a socket");
-    socket
-        .set_recv_buffer_size(4096)
-        .expect("a small receive buffer");
-    socket
-        .connect(&relay.addr().into())
-        .expect("connect to the relay");
-    let mut slow = TcpStream::from(socket);
+    let mut slow = small_window(&relay);
     let head = format!(
         "POST /refer/observables HTTP/1.1\r\nHost: relay\r\nContent-Length: {}\r\n\r\n",
         body.len()
