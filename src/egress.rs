@@ -1,18 +1,27 @@
 //! The outbound HTTPS client every call to the outside world shares (OTX,
 //! and the JWKS hosts of XDR tokens): one keep-alive pool, the configured
 //! roots (`SSL_CERT_FILE` or the built-in Mozilla ones) and proxy, no
-//! redirects followed, statuses returned rather than raised.
+//! redirects followed, statuses returned rather than raised, host names
+//! resolved at most once a minute ([`resolver`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use ureq::unversioned::transport::DefaultConnector;
+
 use crate::config::{url_host_port, Config, Proxy};
+use crate::metrics::Metrics;
+
+pub mod resolver;
+use resolver::CachingResolver;
 
 /// Every request names the relay (SPEC §4).
 pub const USER_AGENT: &str =
     "SecureX Threat Response Integrations <tr-integrations-support@cisco.com>";
 
-/// The agent, keeping up to `idle` connections alive.
-pub fn agent(config: &Config, idle: usize) -> Result<ureq::Agent, String> {
+/// The agent, keeping up to `idle` connections alive, counting its name
+/// lookups in `metrics`.
+pub fn agent(config: &Config, idle: usize, metrics: &Arc<Metrics>) -> Result<ureq::Agent, String> {
     let mut tls = ureq::tls::TlsConfig::builder();
     if let Some(pem) = &config.ca_pem {
         let certs: Vec<_> = ureq::tls::parse_pem(pem)
@@ -23,7 +32,7 @@ pub fn agent(config: &Config, idle: usize) -> Result<ureq::Agent, String> {
             .collect();
         tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
     }
-    Ok(ureq::Agent::config_builder()
+    let agent_config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .user_agent(USER_AGENT)
         // A key travels in a header: never follow a server elsewhere.
@@ -47,8 +56,14 @@ pub fn agent(config: &Config, idle: usize) -> Result<ureq::Agent, String> {
                 .map(|p| proxy(p, config))
                 .transpose()?,
         )
-        .build()
-        .into())
+        .build();
+    // ureq's own connectors (TCP, CONNECT proxy, rustls); only the resolver
+    // is ours.
+    Ok(ureq::Agent::with_parts(
+        agent_config,
+        DefaultConnector::new(),
+        CachingResolver::new(metrics.clone()),
+    ))
 }
 
 /// The ureq form of the configured proxy. ureq reads `NO_PROXY` entries as

@@ -117,7 +117,7 @@ pub struct Otx {
 impl Otx {
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Otx, String> {
         let idle = config.otx_concurrency.max(4) * 2;
-        let agent = egress::agent(config, idle)?;
+        let agent = egress::agent(config, idle, &metrics)?;
         let pool = Pool::new(config.otx_concurrency)?;
         let kinds = if config.passive_dns { 3 } else { 2 };
         let share = |n| cache_share(config.cache_max_entries, kinds, n);
