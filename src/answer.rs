@@ -105,7 +105,7 @@ pub fn observe(
         if found.timed_out {
             errors.push(RelayError::Timeout);
         }
-        for (pulse, record) in &found.pairs {
+        for (pulse, record) in found.pairs() {
             let page = links::pulse_page(&config.otx_url, &pulse.id);
             let e = ctim::entities(observable, pulse, record, page);
             for name in &pulse.malware {
