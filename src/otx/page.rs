@@ -176,9 +176,11 @@ fn drain(page: &mut impl BufRead) -> io::Result<()> {
     }
 }
 
-/// Bytes of a page read at a time: what ureq hands over per read (its input
-/// buffer, `egress`).
-const BUFFER: usize = 32 * 1024;
+/// Bytes of a page read at a time. ureq hands over at most its input
+/// buffer (32 KiB, `egress`) per read; each pool thread keeps one of these
+/// (zeroed, so resident), and a smaller one costs only more of those
+/// in-memory reads.
+const BUFFER: usize = 8 * 1024;
 
 thread_local! {
     /// The buffer of the thread's last page, kept for its next.
