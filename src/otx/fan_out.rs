@@ -81,7 +81,7 @@ struct Work {
     otx: Arc<Otx>,
     session: Arc<Session>,
     tenant: Tenant,
-    observables: Vec<Observable>,
+    observables: Arc<[Observable]>,
     mode: Mode,
 }
 
@@ -113,7 +113,7 @@ impl Otx {
     pub fn fan_out(
         self: &Arc<Self>,
         session: &Arc<Session>,
-        observables: &[Observable],
+        observables: &Arc<[Observable]>,
         mode: Mode,
         limit: usize,
         answer_by: Instant,
@@ -138,7 +138,7 @@ impl Otx {
             otx: self.clone(),
             session: session.clone(),
             tenant: *session.tenant(),
-            observables: observables.to_vec(),
+            observables: observables.clone(),
             mode,
         });
         for i in 0..observables.len() {
@@ -168,7 +168,7 @@ impl Otx {
         }
         let progress = mem::take(&mut state.progress);
         drop(state);
-        (progress.into_iter().zip(observables))
+        (progress.into_iter().zip(observables.iter()))
             .map(|(p, observable)| lookup(p, observable, limit))
             .collect()
     }
@@ -300,6 +300,8 @@ fn found(progress: Progress, limit: usize) -> Option<Result<Found, RelayError>> 
         timed_out: false,
     };
     if let Some(g) = general.as_ref() {
+        // Sized once: these live until the request is answered.
+        found.records.reserve_exact(g.pulses.len().min(limit));
         for (i, (pulse, record)) in g.pulses.iter().zip(progress.records).enumerate() {
             match record {
                 Some(Ok(Some(record))) => found.records.push((i, record)),
