@@ -43,9 +43,12 @@ pub fn agent(config: &Config, idle: usize, metrics: &Arc<Metrics>) -> Result<ure
         .max_idle_connections_per_host(idle)
         .max_idle_age(Duration::from_secs(50))
         // Each pooled connection keeps its buffers (128 KiB each way by
-        // default: 16 MiB for 64 connections); pages are scanned through
-        // their own 64 KiB buffer and requests are a few hundred bytes.
-        .input_buffer_size(32 * 1024)
+        // default: 16 MiB for 64 connections), zeroed, so resident. An
+        // answer's head is a few hundred bytes and pages stream through
+        // (16 KiB instead of 32: 0.1 byte less RSS per answer byte of a
+        // 2 000-observable answer, the popular observable unchanged);
+        // requests are a few hundred bytes, but for a long URL observable.
+        .input_buffer_size(16 * 1024)
         .output_buffer_size(16 * 1024)
         .tls_config(tls.build())
         // The proxy `config` read, never one ureq would find itself.

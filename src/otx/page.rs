@@ -177,7 +177,7 @@ fn drain(page: &mut impl BufRead) -> io::Result<()> {
 }
 
 /// Bytes of a page read at a time. ureq hands over at most its input
-/// buffer (32 KiB, `egress`) per read; each pool thread keeps one of these
+/// buffer (16 KiB, `egress`) per read; each pool thread keeps one of these
 /// (zeroed, so resident), and a smaller one costs only more of those
 /// in-memory reads.
 const BUFFER: usize = 8 * 1024;
