@@ -39,6 +39,9 @@ pub fn agent(config: &Config, idle: usize, metrics: &Arc<Metrics>) -> Result<ure
         .max_redirects(0)
         .max_redirects_will_error(false)
         .timeout_connect(Some(config.otx_timeout))
+        // What a call may take at most; a caller whose deadline is nearer
+        // sets a shorter one for its request.
+        .timeout_global(Some(config.otx_timeout))
         .max_idle_connections(idle)
         .max_idle_connections_per_host(idle)
         .max_idle_age(Duration::from_secs(50))

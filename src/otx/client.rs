@@ -209,9 +209,14 @@ impl Otx {
         url: &str,
     ) -> Result<Response<Body>, RelayError> {
         self.exchange(session, call, Retry::Read, |timeout| {
-            self.agent
-                .get(url)
-                .header("X-OTX-API-KEY", &session.key)
+            let request = self.agent.get(url).header("X-OTX-API-KEY", &session.key);
+            // The agent's own timeout is AVOTX_TIMEOUT (`egress`); a
+            // request-level config (ureq copies the agent's for it) only
+            // when the deadline is nearer.
+            if timeout >= self.timeout {
+                return request.call();
+            }
+            request
                 .config()
                 .timeout_global(Some(timeout))
                 .build()
