@@ -4,8 +4,9 @@
 //! default), `warm`, `popular`, `cheap` (`/refer`, `/version`), `big`
 //! (10 000- and 2 000-observable answers), `pdns` (a passive DNS answer of
 //! 100 000 records), `rs256` (XDR's tokens), `tiles` (1 000 subscribed
-//! pulses) and `fleet` (four relays sharing a real `redis-server`, and
-//! `/metrics`).
+//! pulses), `fleet` (four relays sharing a real `redis-server`, and
+//! `/metrics`) and `costs` (CPU, threads and name lookups of a cold
+//! `/observe`, counted from outside).
 //!
 //! `make soak` runs the phase `soak` alone (see `Bench::soak`); its checks
 //! fail the run (exit status 1), the bench's goals do not.
@@ -18,7 +19,7 @@
 //! phases that set them).
 
 use std::collections::BTreeMap;
-use std::process::ExitCode;
+use std::process::{Command, ExitCode, Stdio};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,9 +30,10 @@ use otx_relay::auth::{verify_with, KeySource, RsaKey, Verifier};
 use otx_relay::error::RelayError;
 use otx_relay_harness::hostile::{Mix, Plan, Silent};
 use otx_relay_harness::load::{mib, ms, percentile, run, timed, Table};
-use otx_relay_harness::procfs::{cpu_time, fd_count, reset_peak, status_kib};
+use otx_relay_harness::procfs::{cpu_ticks, cpu_time, fd_count, reset_peak, status_kib, traced};
 use otx_relay_harness::synth::{fnv, POPULAR, POPULAR_PULSES, POPULAR_RECORDS};
-use otx_relay_harness::{bearer, jwt, token, Client, FakeOtx, Fault, RedisServer, Relay, SECRET};
+use otx_relay_harness::{bearer, jwt, sigterm, token, Client, FakeOtx, Fault};
+use otx_relay_harness::{RedisServer, Relay, SECRET};
 use otx_relay_harness::{RelayCommand, Reply, SigningKey, Synth};
 use serde_json::{json, Value};
 
@@ -75,9 +77,10 @@ fn main() -> ExitCode {
         false => only.split(',').any(|p| p.trim() == name),
     };
     type Phase = fn(&Bench);
-    let phases: [(&str, Phase); 11] = [
+    let phases: [(&str, Phase); 12] = [
         ("startup", Bench::startup),
         ("cold", Bench::cold),
+        ("costs", Bench::costs),
         ("warm", Bench::warm),
         ("popular", Bench::popular),
         ("cheap", Bench::cheap),
@@ -98,7 +101,12 @@ fn main() -> ExitCode {
 impl Bench {
     /// A relay against `otx`, its access log dropped.
     fn relay_of(&self, otx: &FakeOtx, env: &[(&str, &str)]) -> Relay {
-        let mut command = RelayCommand::new(&self.bin, &otx.url()).quiet();
+        self.relay_at(&otx.url(), env)
+    }
+
+    /// A relay whose `AVOTX_URL` is `url`, its access log dropped.
+    fn relay_at(&self, url: &str, env: &[(&str, &str)]) -> Relay {
+        let mut command = RelayCommand::new(&self.bin, url).quiet();
         for name in ["AVOTX_CONCURRENCY", "PASSIVE_DNS"] {
             if let Ok(value) = std::env::var(name) {
                 command = command.env(&[(name, &value)]);
@@ -188,6 +196,98 @@ impl Bench {
         t.goal(metric, value, &goal, total <= pool);
         let metric = "relay RSS under cold load (peak)";
         t.goal(metric, mib(rss), "<= 30 MiB", rss <= 30 << 20);
+    }
+
+    /// What one cold `/observe` of the 8 sample observables costs the
+    /// machine, counted from outside the relay, each call on a new client
+    /// connection with `CACHE_TTL=0` and the relay pointed at
+    /// `http://localhost:<port>` (so that OTX's name is really looked up):
+    /// CPU (user and system) from `/proc/<pid>/stat` over 5 rounds of 20
+    /// calls after one warm-up; then, by `strace -f` attached to a fresh
+    /// relay, `/etc/hosts` opened (glibc reads it once per lookup of
+    /// `localhost`) over its first 10 calls and threads started over the
+    /// next 10.
+    fn costs(&self) {
+        let (t, port) = (&self.table, self.otx.addr().port());
+        let url = format!("http://localhost:{port}");
+        let relay = self.relay_at(&url, &[("CACHE_TTL", "0")]);
+        let once = |n: u64| drop(post(&mut client(&relay), OBSERVE, &observe_body(Some(n))));
+        once(0);
+        let mut rounds: Vec<(f64, f64)> = (0..5)
+            .map(|round| {
+                let bodies: Vec<String> = (1..=20)
+                    .map(|n| observe_body(Some(round * 20 + n)))
+                    .collect();
+                let before = cpu_ticks(relay.pid()).unwrap_or_default();
+                for body in &bodies {
+                    drop(post(&mut client(&relay), OBSERVE, body));
+                }
+                let after = cpu_ticks(relay.pid()).unwrap_or_default();
+                // Ticks of 10 ms over 20 calls: 0.5 ms a call per tick.
+                let per_call = |a: u64, b: u64| a.saturating_sub(b) as f64 * 10.0 / 20.0;
+                (per_call(after.0, before.0), per_call(after.1, before.1))
+            })
+            .collect();
+        rounds.sort_by(|a, b| (a.0 + a.1).total_cmp(&(b.0 + b.1)));
+        let (user, system) = rounds[rounds.len() / 2];
+        let (low, high) = (rounds[0].0 + rounds[0].1, rounds[4].0 + rounds[4].1);
+        let cpu = user + system;
+        let value = format!(
+            "{cpu:.1} ms: user {user:.1} / system {system:.1} (median of 5 rounds of 20; {low:.1}-{high:.1})"
+        );
+        let metric = "relay CPU per cold /observe, new connection each, /proc/<pid>/stat";
+        t.goal(metric, value, "<= 3 ms", cpu <= 3.0);
+        drop(relay);
+
+        let relay = self.relay_at(&url, &[("CACHE_TTL", "0")]);
+        let once = |n: u64| drop(post(&mut client(&relay), OBSERVE, &observe_body(Some(n))));
+        let mark = || drop(relay.request("GET", "/metrics", &[], b""));
+        let Some(trace) = strace(relay.pid(), || {
+            (1..=10).for_each(once);
+            mark(); // reads /proc/self/status: a line of the trace between the phases
+            (11..=20).for_each(once);
+            mark();
+        }) else {
+            return t.note("threads and name lookups", "skipped: no strace".to_owned());
+        };
+        let mut phases = trace
+            .split_inclusive('\n')
+            .fold(vec![String::new()], |mut p, line| {
+                if let Some(last) = p.last_mut() {
+                    last.push_str(line);
+                }
+                if line.contains("\"/proc/self/status\"") {
+                    p.push(String::new());
+                }
+                p
+            });
+        phases.resize(3, String::new());
+        let count = |text: &str, what: &[&str]| {
+            text.lines()
+                .filter(|l| what.iter().any(|w| l.contains(w)))
+                .count()
+        };
+        let lookups = count(&phases[0], &["\"/etc/hosts\""]);
+        let threads = count(&phases[1], &["clone(", "clone3("]) as f64 / 10.0;
+        let (metric, value) = (
+            "threads started per cold /observe (strace, 10 calls)",
+            threads,
+        );
+        t.goal(metric, format!("{value:.1}"), "<= 2", value <= 2.0);
+        // The relay's own count, over all 20 calls (none before this change).
+        let (_, _, page) = relay.request("GET", "/metrics", &[], b"");
+        let page = String::from_utf8_lossy(&page);
+        let samples: Vec<f64> = (page.lines())
+            .filter(|l| l.starts_with("otx_relay_dns_lookups_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        let counted = match samples.is_empty() {
+            true => "n/a".to_owned(),
+            false => samples.iter().sum::<f64>().to_string(),
+        };
+        let value = format!("{lookups} (otx_relay_dns_lookups_total after 20: {counted})");
+        let metric = "OTX name lookups per 10 cold /observe, fresh relay (strace: /etc/hosts)";
+        t.goal(metric, value, "<= 1", lookups <= 1);
     }
 
     fn warm(&self) {
@@ -825,4 +925,32 @@ fn observe_body(round: Option<u64>) -> String {
         json!({"type": kind, "value": value})
     });
     Value::Array(varied.collect()).to_string()
+}
+
+/// What `strace -f` saw the process `pid` do (start threads, open files)
+/// while `work` ran; `None` without strace or when it cannot attach.
+fn strace(pid: u32, work: impl FnOnce()) -> Option<String> {
+    let file = std::env::temp_dir().join(format!("otx-relay-bench-strace-{pid}"));
+    let mut strace = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=clone,clone3,openat", "-o"])
+        .arg(&file)
+        .args(["-p", &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = Instant::now() + 5 * SECOND;
+    while !traced(pid) && Instant::now() < deadline {
+        thread::sleep(MS);
+    }
+    let attached = traced(pid);
+    if attached {
+        work();
+    }
+    // SIGTERM: strace detaches and writes what it holds.
+    sigterm(strace.id());
+    let _ = strace.wait();
+    let trace = std::fs::read_to_string(&file).ok();
+    let _ = std::fs::remove_file(&file);
+    trace.filter(|_| attached)
 }

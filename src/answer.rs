@@ -105,7 +105,7 @@ pub fn observe(
         if found.timed_out {
             errors.push(RelayError::Timeout);
         }
-        for (pulse, record) in &found.pairs {
+        for (pulse, record) in found.pairs() {
             let page = links::pulse_page(&config.otx_url, &pulse.id);
             let e = ctim::entities(observable, pulse, record, page);
             for name in &pulse.malware {
@@ -297,10 +297,17 @@ fn error_docs(errors: &[RelayError]) -> Vec<ErrorDoc> {
 /// times it); the count is the docs' number, always. The text goes into
 /// chunks of about `CHUNK` bytes, never into one growing buffer: doubling
 /// one would hold up to twice the text, and three times while it copies.
+/// A doc is written to a scratch buffer first and goes whole into a chunk
+/// with room for it, so that no chunk is reallocated once full-sized and
+/// each is filled to within one doc of `CHUNK` (writing into the chunk
+/// left up to an eighth of each empty: 11 % of a 2 000-observable answer,
+/// by massif).
 pub struct Bundle<T> {
     /// `[doc,doc,…` (the closing `]` is written when serialized).
     chunks: Vec<Vec<u8>>,
     count: usize,
+    /// The doc being added.
+    scratch: Vec<u8>,
     kind: std::marker::PhantomData<fn(T)>,
 }
 
@@ -309,18 +316,30 @@ const CHUNK: usize = 64 * 1024;
 
 impl<T: Serialize> Bundle<T> {
     pub fn push(&mut self, doc: &T) {
-        let room = |chunk: &Vec<u8>| chunk.len() < CHUNK - CHUNK / 8;
-        if !self.chunks.last().is_some_and(room) {
-            // The first chunk grows as small answers need; later ones are
-            // made whole.
-            let capacity = if self.chunks.is_empty() { 0 } else { CHUNK };
-            self.chunks.push(Vec::with_capacity(capacity));
-        }
-        if let Some(chunk) = self.chunks.last_mut() {
-            chunk.push(if self.count == 0 { b'[' } else { b',' });
-            // A struct of strings, numbers and string-keyed structs:
-            // writing it to memory cannot fail.
-            let _ = serde_json::to_writer(chunk, doc);
+        let scratch = &mut self.scratch;
+        scratch.clear();
+        scratch.push(if self.count == 0 { b'[' } else { b',' });
+        // A struct of strings, numbers and string-keyed structs: writing it
+        // to memory cannot fail.
+        let _ = serde_json::to_writer(&mut *scratch, doc);
+        let n = scratch.len();
+        let first = self.chunks.len() == 1;
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() + n <= chunk.capacity() => chunk.extend_from_slice(scratch),
+            // The first chunk grows as small answers need, in powers of
+            // two up to CHUNK.
+            Some(chunk) if first && chunk.len() + n <= CHUNK => {
+                let want = (chunk.len() + n).next_power_of_two().min(CHUNK);
+                chunk.reserve_exact(want - chunk.len());
+                chunk.extend_from_slice(scratch);
+            }
+            last => {
+                // Later chunks are made whole (a doc over CHUNK: its size).
+                let capacity = if last.is_none() { n } else { CHUNK.max(n) };
+                let mut chunk = Vec::with_capacity(capacity);
+                chunk.extend_from_slice(scratch);
+                self.chunks.push(chunk);
+            }
         }
         self.count += 1;
     }
@@ -331,6 +350,7 @@ impl<T> Default for Bundle<T> {
         Bundle {
             chunks: Vec::new(),
             count: 0,
+            scratch: Vec::new(),
             kind: std::marker::PhantomData,
         }
     }
@@ -374,7 +394,13 @@ mod tests {
         (0..200).for_each(|_| bundle.push(&doc));
         let (count, chunks) = bundle.into_json();
         assert_eq!(count, 200);
-        assert!(chunks.len() > 1 && chunks.iter().all(|c| c.len() <= CHUNK + 1100));
+        assert!(chunks.len() > 1 && chunks.iter().all(|c| c.len() <= CHUNK));
+        // Each chunk but the last is full to within one doc, never regrown.
+        let (last, full) = chunks.split_last().unwrap();
+        assert!(full
+            .iter()
+            .all(|c| c.len() > CHUNK - 1100 && c.capacity() == CHUNK));
+        assert!(!last.is_empty());
         let text = String::from_utf8(chunks.concat()).unwrap() + "]";
         assert_eq!(
             serde_json::from_str::<Vec<Value>>(&text).unwrap(),

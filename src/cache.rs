@@ -186,7 +186,12 @@ impl<V: Clone + Send + Sync + 'static> Memo<V> {
                     Err(Arc::new("the fetch panicked") as Arc<dyn std::any::Any + Send + Sync>)
                 });
                 *lock(&self.flight.result) = Some(outcome);
-                self.flight.done.notify_all();
+                // Out of the map, the flight can gain no waiter: with none
+                // holding it, the wake-up (a futex call on every fetch)
+                // is skipped.
+                if Arc::strong_count(&self.flight) > 1 {
+                    self.flight.done.notify_all();
+                }
             }
         }
         let mut finish = Finish {

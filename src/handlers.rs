@@ -267,10 +267,13 @@ fn lookup(app: &Arc<App>, request: &Request, mode: Mode) -> Reply {
     // Identical observables are asked once and answered once; types OTX
     // cannot be asked about are dropped.
     let mut seen = HashSet::new();
-    let distinct: Vec<Observable> = observables
-        .into_iter()
-        .filter(|o| otx::askable(o.kind))
-        .filter(|o| seen.insert(o.clone()))
+    let keep: Vec<bool> = (observables.iter())
+        .map(|o| otx::askable(o.kind) && seen.insert(o))
+        .collect();
+    drop(seen);
+    // Shared with the OTX jobs, not copied for them.
+    let distinct: Arc<[Observable]> = (observables.into_iter().zip(keep))
+        .filter_map(|(o, keep)| keep.then_some(o))
         .collect();
 
     let results = app.otx.fan_out(&session, &distinct, mode, limit, answer_by);

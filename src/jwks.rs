@@ -183,7 +183,7 @@ impl KeySource for Jwks {
 impl Jwks {
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Jwks, String> {
         Ok(Jwks {
-            agent: egress::agent(config, 4)?,
+            agent: egress::agent(config, 4, &metrics)?,
             allowed: config.jwks_hosts.clone(),
             ttl: config.jwks_ttl,
             timeout: config.otx_timeout,

@@ -23,7 +23,8 @@
 //!   pages, how each kind is named and matched, the links to OTX's pages;
 //!   its bounded pool, the fan-out of one request's OTX work until its
 //!   deadline, the tiles' walks, the caches' Redis tier (`REDIS_URL`);
-//!   [`egress`]: the HTTP agent and proxy.
+//!   [`egress`]: the HTTP agent, its proxy and its name resolver (each
+//!   host looked up at most once a minute).
 //! - [`jwks`]: XDR's signing keys, fetched and kept; [`module_type`]: the
 //!   `module-type` document.
 //! - [`auth`]: HS256 and RS256 JWTs, checked by hand (pure; `now` is an

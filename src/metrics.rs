@@ -50,6 +50,11 @@ struct CacheLookup {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Build {
     version: &'static str,
 }
@@ -66,6 +71,7 @@ pub struct Metrics {
     otx_requests: Family<OtxCall, Counter>,
     otx_seconds: Family<CallLabel, Histogram, fn() -> Histogram>,
     otx_retries: Counter,
+    name_lookups: Family<Outcome, Counter>,
     cache_lookups: Family<CacheLookup, Counter>,
     cache_entries: Gauge,
     in_flight: Gauge,
@@ -123,6 +129,12 @@ impl Metrics {
             "Requests to AlienVault OTX tried again (429, 502-504, resets)",
             otx_retries.clone(),
         );
+        let name_lookups = Family::<Outcome, Counter>::default();
+        registry.register(
+            "otx_relay_dns_lookups",
+            "Host names looked up (OTX, JWKS hosts, the proxy), by outcome (ok, error)",
+            name_lookups.clone(),
+        );
         let cache_lookups = Family::<CacheLookup, Counter>::default();
         registry.register(
             "otx_relay_cache_lookups",
@@ -155,6 +167,7 @@ impl Metrics {
             otx_requests,
             otx_seconds,
             otx_retries,
+            name_lookups,
             cache_lookups,
             cache_entries,
             in_flight,
@@ -194,6 +207,12 @@ impl Metrics {
 
     pub fn otx_retry(&self) {
         self.otx_retries.inc();
+    }
+
+    /// A host name was looked up (not an answer from the resolver's memory).
+    pub fn name_lookup<T, E>(&self, outcome: &Result<T, E>) {
+        let outcome = if outcome.is_ok() { "ok" } else { "error" };
+        self.name_lookups.get_or_create(&Outcome { outcome }).inc();
     }
 
     pub fn cache_lookup(&self, tier: &'static str, lookup: Lookup) {

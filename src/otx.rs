@@ -33,7 +33,7 @@ mod trouble;
 pub use client::{base_url_warning, probe, status_error, Otx, Probe, Session, MAX_RETRIES};
 use client::{not_json, warn_dropped_pulse, warn_dropped_pulse_status, Retry};
 pub use fan_out::{Lookup, Mode};
-pub use general::general_for_fuzz;
+pub use general::{general_for_fuzz, general_text_for_fuzz};
 pub use kinds::{askable, matches_itself_for_fuzz};
 pub use page::{scan_page_for_fuzz, MAX_PAGES, PAGE_SIZE};
 pub use passive_dns::{read_passive_dns_for_fuzz, warn_passive_dns_failed};

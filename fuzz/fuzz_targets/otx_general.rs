@@ -1,7 +1,9 @@
 //! Arbitrary bytes as an OTX `/general` answer: parsed as JSON, read by
 //! `otx::general_for_fuzz`, and every pulse mapped to CTIM with a record
 //! taken from the same document, its malware and techniques too (SPEC §13).
-//! Nothing panics, the CTIM text caps hold, and `tlp` is one of CTIM's.
+//! Nothing panics, the CTIM text caps hold, and `tlp` is one of CTIM's;
+//! `otx::general_text_for_fuzz` (what the relay runs: a pruned parse)
+//! reads the same `General` as a whole parse.
 
 #![no_main]
 
@@ -25,6 +27,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let general = otx::general_for_fuzz(&value);
+    if let Ok(text) = std::str::from_utf8(data) {
+        let pruned = otx::general_text_for_fuzz(text)
+            .expect("JSON to a whole parse is JSON to a pruned one");
+        assert_eq!(pruned, general, "the pruned parse reads another General");
+    }
     // The made-up pulse record: the document's own top-level `created` and
     // `expiration` when it has them, so the fuzzer reaches the time handling.
     let text = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned);

@@ -46,3 +46,28 @@ pub fn cpu_time(pid: u32) -> f64 {
     let ticks = after_name.split_whitespace().skip(11).take(2);
     ticks.filter_map(|t| t.parse::<u64>().ok()).sum::<u64>() as f64 / 100.0
 }
+
+/// User and system CPU time in clock ticks (1/100 s) from
+/// `/proc/<pid>/stat`: the whole process, threads that have ended included
+/// (what an outsider sees: `cpu_time`'s schedstat sum misses threads that
+/// came and went between two reads).
+pub fn cpu_ticks(pid: u32) -> Option<(u64, u64)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after_name) = stat.rsplit_once(')')?;
+    let mut fields = after_name.split_whitespace().skip(11);
+    let user = fields.next()?.parse().ok()?;
+    let system = fields.next()?.parse().ok()?;
+    Some((user, system))
+}
+
+/// Whether every thread of `pid` has a tracer (`strace -p` has attached).
+pub fn traced(pid: u32) -> bool {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.filter_map(Result::ok).all(|task| {
+        let status = fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        let tracer = status.lines().find_map(|l| l.strip_prefix("TracerPid:"));
+        tracer.is_some_and(|t| t.trim() != "0")
+    })
+}

@@ -4,6 +4,7 @@
 mod auth;
 mod cli;
 mod container;
+mod egress;
 mod endpoints;
 mod fairness;
 mod fleet;

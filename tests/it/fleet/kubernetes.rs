@@ -1,7 +1,7 @@
 //! The Kubernetes manifests of `deploy/kubernetes/` (SPEC §14), rendered
 //! offline with `kubectl kustomize` and read back: the restricted pod
 //! security profile, probes on `/watchdog` with their header, ports, the
-//! image, the fleet objects, and the Redis overlay's wiring.
+//! image, `ndots`, the fleet objects, and the Redis overlay's wiring.
 
 use std::process::Command;
 
@@ -88,6 +88,8 @@ fn the_base_runs_a_restricted_fleet() {
         "prometheus.io/path: /metrics\n",
         "secretKeyRef:\n              key: SECRET_KEY\n              name: otx-relay\n",
         "requests:\n            cpu: 100m\n            memory: 64Mi\n",
+        // OTX's name asked as it is, not first under every search domain.
+        "dnsConfig:\n        options:\n        - name: ndots\n          value: \"2\"\n",
     ] {
         has(deployment, text);
     }

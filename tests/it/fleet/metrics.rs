@@ -48,7 +48,9 @@ fn exact_counts_after_a_known_sequence_and_promtool_agrees() {
         vec![Reply::status(503), Reply::json(json!({}))],
     );
     // Passive DNS (SPEC §15) off: its calls are counted in passive_dns.rs.
-    let relay = Relay::start(&otx, &[("CACHE_TTL", "300"), ("PASSIVE_DNS", "off")]);
+    // OTX by name, so that its one lookup is counted too.
+    let url = format!("http://localhost:{}", otx.addr().port());
+    let relay = Relay::spawn(&url, &[("CACHE_TTL", "300"), ("PASSIVE_DNS", "off")], &[]);
     let one = json!([{"type": "ip", "value": ip}]).to_string();
     for _ in 0..2 {
         relay.post("/version", None, "");
@@ -90,6 +92,10 @@ fn exact_counts_after_a_known_sequence_and_promtool_agrees() {
     );
     // The second /observe of `ip` came from the cache: its /general and its
     // pulse record.
+    assert_eq!(
+        samples(&page, "otx_relay_dns_lookups_total"),
+        ["otx_relay_dns_lookups_total{outcome=\"ok\"} 1"]
+    );
     assert_eq!(
         samples(&page, "otx_relay_cache_lookups_total"),
         [
