@@ -282,17 +282,23 @@ impl Otx {
         }
     }
 
+    /// An answer's body as it streams in, cut at `AVOTX_MAX_BODY` (reading
+    /// past it is an error).
+    pub(super) fn body_reader(&self, response: Response<Body>) -> impl Read + use<> {
+        response
+            .into_body()
+            .into_with_config()
+            .limit(self.max_body)
+            .reader()
+    }
+
     pub(super) fn read_body(
         &self,
         session: &Session,
         response: Response<Body>,
     ) -> Result<Vec<u8>, RelayError> {
         let mut body = Vec::new();
-        response
-            .into_body()
-            .into_with_config()
-            .limit(self.max_body)
-            .reader()
+        self.body_reader(response)
             .read_to_end(&mut body)
             .map_err(|e| self.transport_error(session, ureq::Error::from(e)))?;
         Ok(body)

@@ -68,11 +68,7 @@ impl Otx {
                     }
                     _ => return Err(status_error(status)),
                 }
-                let reader = response
-                    .into_body()
-                    .into_with_config()
-                    .limit(self.max_body)
-                    .reader();
+                let reader = self.body_reader(response);
                 let outcome = scan_page(Buffered::new(reader), observable)
                     .map_err(|e| self.transport_error(session, ureq::Error::from(e)))?;
                 match outcome {

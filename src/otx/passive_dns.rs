@@ -62,11 +62,7 @@ impl Otx {
             let response = self.send(session, "passive_dns", &url)?;
             match response.status().as_u16() {
                 200 => {
-                    let reader = response
-                        .into_body()
-                        .into_with_config()
-                        .limit(self.max_body)
-                        .reader();
+                    let reader = self.body_reader(response);
                     let reader = BufReader::with_capacity(64 * 1024, reader);
                     read_passive_dns(reader, self.passive_dns_limit)
                         .map(Arc::new)

@@ -39,11 +39,7 @@ impl Otx {
         let response = self.send(session, "subscribed", &url)?;
         match response.status().as_u16() {
             200 => {
-                let reader = response
-                    .into_body()
-                    .into_with_config()
-                    .limit(self.max_body)
-                    .reader();
+                let reader = self.body_reader(response);
                 read_subscribed_page(BufReader::with_capacity(64 * 1024, reader))
                     .map_err(|e| self.transport_error(session, ureq::Error::from(e)))
             }
