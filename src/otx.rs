@@ -16,6 +16,16 @@
 //! - `kinds`: how OTX names and matches each kind of observable; [`links`]:
 //!   its web pages; `trouble`: OTX trouble told to the operator, a line a
 //!   minute.
+//!
+//! One way of reading OTX's JSON: serde over the answer as it streams in,
+//! building only what the relay uses (a seed or visitor per answer), and
+//! leniently: a field missing or of another type counts as absent, never
+//! as an error, as OTX's answers vary between records and years. `/general`
+//! is pruned by a seed into the few fields read; the subscribed pulses and
+//! passive DNS by visitors that keep a bounded summary however long the
+//! list. One exception, measured: a pulse's indicator pages (up to 61 MiB
+//! for a popular pulse, 100 pages) are scanned as bytes for the one record
+//! sought, stopping at it, without decoding the JSON around it (`page`).
 
 mod cached;
 mod client;
