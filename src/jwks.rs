@@ -14,7 +14,7 @@
 //! - a failed fetch is remembered for [`FAILED_FOR`]: meanwhile requests
 //!   are answered at once from the keys still valid, if any.
 //!
-//! The decisions are [`Host`]'s, pure and with the time as an input; the
+//! The decisions are `Host`'s, pure and with the time as an input; the
 //! fetch runs without the host's lock, so a request whose key is known is
 //! never delayed by a fetch.
 
