@@ -206,6 +206,20 @@ fn connect(plan: &Plan) -> Option<TcpStream> {
     Some(stream)
 }
 
+/// A new connection to the relay each round, at most `MAX_ROUNDS`, until
+/// the mix stops; a round whose connect failed waits a step and yields
+/// nothing.
+fn connections<'a>(plan: &'a Plan, stop: &'a AtomicBool) -> impl Iterator<Item = TcpStream> + 'a {
+    (0..MAX_ROUNDS)
+        .take_while(|_| !stopped(stop))
+        .filter_map(|_| {
+            connect(plan).or_else(|| {
+                thread::sleep(STEP);
+                None
+            })
+        })
+}
+
 /// Writes all of `bytes` unless the mix stops or the connection fails.
 fn write_all(stream: &mut TcpStream, mut bytes: &[u8], stop: &AtomicBool) -> bool {
     while !bytes.is_empty() && !stopped(stop) {
@@ -240,14 +254,7 @@ fn big_refer(round: u64, close: bool) -> Vec<u8> {
 /// 64 KiB/s until the relay closes.
 fn slow_reader(plan: &Plan, stop: &AtomicBool, figures: &Mutex<Figures>, i: usize) {
     let request = big_refer(i as u64, true);
-    for _ in 0..MAX_ROUNDS {
-        if stopped(stop) {
-            return;
-        }
-        let Some(mut stream) = connect(plan) else {
-            thread::sleep(STEP);
-            continue;
-        };
+    for mut stream in connections(plan, stop) {
         if !write_all(&mut stream, &request, stop) {
             continue;
         }
@@ -276,14 +283,7 @@ fn slow_reader(plan: &Plan, stop: &AtomicBool, figures: &Mutex<Figures>, i: usiz
 /// after `HOLD`.
 fn non_reader(plan: &Plan, stop: &AtomicBool, figures: &Mutex<Figures>, i: usize) {
     let request = big_refer(1_000 + i as u64, false);
-    for _ in 0..MAX_ROUNDS {
-        if stopped(stop) {
-            return;
-        }
-        let Some(mut stream) = connect(plan) else {
-            thread::sleep(STEP);
-            continue;
-        };
+    for mut stream in connections(plan, stop) {
         if write_all(&mut stream, &request, stop) {
             lock(figures).unread_sent += 1;
         }
@@ -301,14 +301,10 @@ fn pipeliner(plan: &Plan, stop: &AtomicBool, figures: &Mutex<Figures>, _: usize)
     let one = "POST /version HTTP/1.1\r\nHost: relay\r\nContent-Length: 0\r\n\r\n";
     let batch = one.repeat(BATCH);
     let mut written = 0;
-    for _ in 0..MAX_ROUNDS {
-        if stopped(stop) || written >= MAX_PIPELINED {
+    for mut stream in connections(plan, stop) {
+        if written >= MAX_PIPELINED {
             return;
         }
-        let Some(mut stream) = connect(plan) else {
-            thread::sleep(STEP);
-            continue;
-        };
         lock(figures).pipelined_connections += 1;
         while !stopped(stop) && written < MAX_PIPELINED {
             if !write_all(&mut stream, batch.as_bytes(), stop) {
