@@ -261,23 +261,19 @@ impl Bench {
                 let bodies: Vec<String> = (1..=20)
                     .map(|n| observe_body(Some(round * 20 + n)))
                     .collect();
-                let before = (
-                    cpu_ticks(relay.pid()).unwrap_or_default(),
-                    cpu_time(relay.pid()),
-                );
+                let (ticks_before, ran_before) = (cpu_ticks(relay.pid()), cpu_time(relay.pid()));
                 for body in &bodies {
                     drop(post(&mut client(&relay), OBSERVE, body));
                 }
-                let after = (
-                    cpu_ticks(relay.pid()).unwrap_or_default(),
-                    cpu_time(relay.pid()),
-                );
+                let (ticks_after, ran_after) = (cpu_ticks(relay.pid()), cpu_time(relay.pid()));
+                let (user_before, system_before) = ticks_before.unwrap_or_default();
+                let (user_after, system_after) = ticks_after.unwrap_or_default();
                 // Ticks of 10 ms over 20 calls: 0.5 ms a call per tick.
                 let per_call = |a: u64, b: u64| a.saturating_sub(b) as f64 * 10.0 / 20.0;
                 Round {
-                    user: per_call(after.0 .0, before.0 .0),
-                    system: per_call(after.0 .1, before.0 .1),
-                    ran: Duration::from_secs_f64((after.1 - before.1).max(0.0) / 20.0),
+                    user: per_call(user_after, user_before),
+                    system: per_call(system_after, system_before),
+                    ran: Duration::from_secs_f64((ran_after - ran_before).max(0.0) / 20.0),
                     floors: ways.map(|bare| floor(&url, &exchanges, 20, bare)),
                 }
             })
